@@ -1,0 +1,1 @@
+"""Timescale/PostgreSQL writer and migrations, WebSocket gateway and wall page, history API."""

@@ -1,0 +1,6 @@
+"""The embedded runtime: a local Kafka-compatible broker and a local PostgreSQL."""
+
+from ioc.embedded.broker import EmbeddedBroker
+from ioc.embedded.postgres import EmbeddedPostgres
+
+__all__ = ["EmbeddedBroker", "EmbeddedPostgres"]

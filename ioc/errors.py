@@ -1,0 +1,118 @@
+"""The one exception hierarchy of ioc-stream.
+
+Every error a user can cause carries a machine-readable ``code``; the CLI prints
+``ioc: error [code] message`` on one line and exits non-zero, never a traceback::
+
+    IocError
+     ├── SettingsError            bad_setting
+     ├── StateDirError            state_dir_unwritable
+     │    └── StateDirLockedError state_dir_locked
+     ├── EmbeddedStartError       embedded_start_failed
+     │    └── PortInUseError      port_in_use
+     ├── UnreachableError
+     │    ├── BrokerUnreachableError    broker_unreachable
+     │    └── DatabaseUnreachableError  database_unreachable
+     ├── NotRunningError          runtime_not_running
+     ├── TopicError               topic_create_failed
+     └── CatalogError             catalog_invalid
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerUnreachableError",
+    "CatalogError",
+    "DatabaseUnreachableError",
+    "EmbeddedStartError",
+    "IocError",
+    "NotRunningError",
+    "PortInUseError",
+    "SettingsError",
+    "StateDirError",
+    "StateDirLockedError",
+    "TopicError",
+    "UnreachableError",
+]
+
+
+class IocError(Exception):
+    """Root of every error ioc-stream raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class SettingsError(IocError):
+    """A setting (environment variable or flag) has a value we cannot use."""
+
+    code = "bad_setting"
+
+
+class StateDirError(IocError):
+    """The state directory cannot be created or written."""
+
+    code = "state_dir_unwritable"
+
+
+class StateDirLockedError(StateDirError):
+    """Another live `ioc` process owns the embedded runtime in this state directory."""
+
+    code = "state_dir_locked"
+
+
+class EmbeddedStartError(IocError):
+    """The embedded broker or PostgreSQL did not start."""
+
+    code = "embedded_start_failed"
+
+
+class PortInUseError(EmbeddedStartError):
+    """A port configured for an embedded service is taken by another process."""
+
+    code = "port_in_use"
+
+
+class UnreachableError(IocError):
+    """A configured service does not answer."""
+
+    code = "unreachable"
+
+
+class BrokerUnreachableError(UnreachableError):
+    """The Kafka broker does not answer metadata requests."""
+
+    code = "broker_unreachable"
+
+
+class DatabaseUnreachableError(UnreachableError):
+    """PostgreSQL refuses or does not answer a connection."""
+
+    code = "database_unreachable"
+
+
+class NotRunningError(IocError):
+    """No broker/database is configured and no embedded runtime is running."""
+
+    code = "runtime_not_running"
+
+
+class TopicError(IocError):
+    """The broker refused to create a topic of the contract."""
+
+    code = "topic_create_failed"
+
+
+class CatalogError(IocError):
+    """The sector catalog is invalid; ``problems`` lists each with file:line."""
+
+    code = "catalog_invalid"
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []

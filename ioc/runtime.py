@@ -1,0 +1,214 @@
+"""Where the broker and the database are: configured ones, or the embedded runtime.
+
+`ioc up` owns the embedded runtime (`Runtime`): it locks the state directory, starts
+the services it must, and writes `runtime.json` so that other `ioc` commands
+(`status`, `topics create`, …) can find them (`resolve_endpoints`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Literal
+
+import psutil
+
+from ioc.embedded import EmbeddedBroker, EmbeddedPostgres
+from ioc.errors import (
+    BrokerUnreachableError,
+    DatabaseUnreachableError,
+    NotRunningError,
+    StateDirError,
+    StateDirLockedError,
+)
+from ioc.probes import probe_kafka, probe_postgres
+from ioc.settings import Settings
+
+__all__ = [
+    "Endpoints",
+    "Runtime",
+    "ensure_state_dir",
+    "read_runtime_file",
+    "resolve_bootstrap_servers",
+    "resolve_database_url",
+]
+
+Mode = Literal["embedded", "external"]
+RUNTIME_FILE = "runtime.json"
+LOCK_FILE = "ioc.lock"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The addresses every component connects to, and who provides them."""
+
+    bootstrap_servers: str
+    database_url: str
+    broker_mode: Mode
+    database_mode: Mode
+    broker_version: str | None = None
+    broker_pid: int | None = None
+    postgres_pid: int | None = None
+    owner_pid: int | None = None
+
+
+def ensure_state_dir(path: Path) -> Path:
+    """Create the state directory and prove we can write in it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StateDirError(
+            f"cannot write state directory {path}: {reason} (set IOC_STATE_DIR)"
+        ) from exc
+    return path.resolve()
+
+
+def read_runtime_file(state_dir: Path) -> Endpoints | None:
+    """The endpoints a live `ioc up` published in state_dir, or None."""
+    try:
+        raw = json.loads((state_dir / RUNTIME_FILE).read_text())
+        endpoints = Endpoints(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
+    if endpoints.owner_pid is None or not psutil.pid_exists(endpoints.owner_pid):
+        return None
+    return endpoints
+
+
+def resolve_bootstrap_servers(settings: Settings) -> str:
+    """The configured Kafka, else the broker of a running `ioc up`, else an error."""
+    if settings.kafka_bootstrap_servers:
+        return settings.kafka_bootstrap_servers
+    running = read_runtime_file(settings.state_dir)
+    if running is None:
+        raise NotRunningError(_not_running(settings, "KAFKA_BOOTSTRAP_SERVERS"))
+    return running.bootstrap_servers
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The configured database, else the PostgreSQL of a running `ioc up`, else an error."""
+    if settings.database_url:
+        return settings.database_url
+    running = read_runtime_file(settings.state_dir)
+    if running is None:
+        raise NotRunningError(_not_running(settings, "DATABASE_URL"))
+    return running.database_url
+
+
+def _not_running(settings: Settings, variable: str) -> str:
+    return (
+        f"{variable} is not set and no embedded runtime runs in {settings.state_dir}; "
+        "start one with `ioc up` or set the variable"
+    )
+
+
+class Runtime:
+    """Starts what is not configured, checks what is, and stops what it started."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._state_dir = settings.state_dir
+        self._lock: IO[str] | None = None
+        self._broker: EmbeddedBroker | None = None
+        self._postgres: EmbeddedPostgres | None = None
+
+    async def __aenter__(self) -> Endpoints:
+        try:
+            return await self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def _start(self) -> Endpoints:
+        settings = self._settings
+        self._state_dir = ensure_state_dir(settings.state_dir)
+        self._take_lock()
+        timeout = settings.connect_timeout
+        if settings.kafka_bootstrap_servers:
+            bootstrap = settings.kafka_bootstrap_servers
+            status = await probe_kafka(bootstrap, timeout=timeout)
+            if not status.reachable:
+                raise BrokerUnreachableError(f"KAFKA_BOOTSTRAP_SERVERS: {status.error}")
+            broker_version = status.version
+        else:
+            self._broker = EmbeddedBroker(state_dir=self._state_dir, port=settings.broker_port)
+            await self._broker.start()
+            bootstrap, broker_version = self._broker.bootstrap_servers, self._broker.version
+        if settings.database_url:
+            database_url = settings.database_url
+            db_status = await probe_postgres(database_url, timeout=timeout)
+            if not db_status.reachable:
+                raise DatabaseUnreachableError(f"DATABASE_URL: {db_status.error}")
+        else:
+            self._postgres = EmbeddedPostgres(
+                state_dir=self._state_dir, port=settings.postgres_port
+            )
+            await self._postgres.start()
+            database_url = self._postgres.url()
+        endpoints = Endpoints(
+            bootstrap_servers=bootstrap,
+            database_url=database_url,
+            broker_mode="embedded" if self._broker else "external",
+            database_mode="embedded" if self._postgres else "external",
+            broker_version=broker_version,
+            broker_pid=self._broker.pid if self._broker else None,
+            postgres_pid=self._postgres.pid if self._postgres else None,
+            owner_pid=os.getpid(),
+        )
+        runtime_file = self._state_dir / RUNTIME_FILE
+        runtime_file.touch(mode=0o600)
+        runtime_file.write_text(json.dumps(asdict(endpoints), indent=2))
+        return endpoints
+
+    def _take_lock(self) -> None:
+        lock_path = self._state_dir / LOCK_FILE
+        handle = lock_path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise StateDirLockedError(
+                    f"another `ioc up` (pid {owner}) runs in {self._state_dir}; "
+                    "stop it, or set IOC_STATE_DIR to another directory"
+                ) from exc
+            raise StateDirError(f"cannot lock {lock_path}: {exc.strerror}") from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    def stop(self) -> None:
+        """Stop PostgreSQL first (it may still flush), then the broker; release the lock."""
+        if self._postgres is not None:
+            self._postgres.stop()
+            self._postgres = None
+        if self._broker is not None:
+            self._broker.stop()
+            self._broker = None
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                (self._state_dir / RUNTIME_FILE).unlink(missing_ok=True)
+            self._lock.close()
+            self._lock = None

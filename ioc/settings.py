@@ -1,0 +1,104 @@
+"""The one typed, frozen settings object, built once at start from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ioc.errors import SettingsError
+
+__all__ = ["Settings", "load_settings"]
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+# Fields read from variables without the IOC_ prefix, as operators know them.
+_PLAIN_ENV_NAMES = {
+    "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "database_url": "DATABASE_URL",
+}
+
+
+class Settings(BaseSettings):
+    """Every knob of ioc-stream: env `IOC_<FIELD>`, `KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IOC_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    # Where the services are. None means: run the embedded one.
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url"), repr=False
+    )
+
+    # The embedded runtime.
+    state_dir: Path = Path(".ioc")
+    broker_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    postgres_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+
+    # Topics of the contract.
+    topic_partitions: int = Field(default=4, ge=1, le=1024)
+    topic_replication_factor: int = Field(default=1, ge=1, le=16)
+
+    # The sector catalog; None means the default catalog of Bình Phước.
+    catalog: Path | None = None
+
+    connect_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds")
+    log_level: LogLevel = "info"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        hosts = [part.strip() for part in value.split(",") if part.strip()]
+        for host in hosts:
+            name, sep, port = host.rpartition(":")
+            if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port…]; {host!r} is not")
+        return ",".join(hosts)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = urlsplit(value.strip()).scheme
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("expected a postgresql:// URL")
+        return value.strip()
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when no external Kafka is configured."""
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when no external PostgreSQL is configured."""
+        return self.database_url is None
+
+
+def _env_name(field: str) -> str:
+    if field in _PLAIN_ENV_NAMES.values():
+        return field
+    return _PLAIN_ENV_NAMES.get(field, f"IOC_{field.upper()}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment (and overrides); a bad value is a SettingsError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        given = first.get("input")
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{_env_name(field)}: {message} (got {given!r})") from exc

@@ -1,0 +1,117 @@
+"""What `ioc status` reports: which broker and database, whether they answer, what they are."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import asdict
+from typing import Any
+
+import psutil
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from ioc.probes import ServiceStatus, probe_kafka, probe_postgres, redact_url
+from ioc.runtime import read_runtime_file
+from ioc.settings import Settings
+from streams.catalog import Catalog
+
+__all__ = ["collect_status", "render_status"]
+
+_NOT_RUNNING = "embedded runtime not running (start it with `ioc up`)"
+
+
+async def collect_status(
+    settings: Settings, catalog: Catalog, expected_topics: list[str]
+) -> dict[str, Any]:
+    """Probe both services concurrently and describe them as a JSON-ready dict."""
+    running = read_runtime_file(settings.state_dir)
+    timeout = settings.connect_timeout
+
+    async def broker() -> ServiceStatus:
+        if settings.kafka_bootstrap_servers:
+            return await probe_kafka(settings.kafka_bootstrap_servers, timeout=timeout)
+        if running is None:
+            return ServiceStatus("broker", "embedded", "-", error=_NOT_RUNNING)
+        status = await probe_kafka(running.bootstrap_servers, timeout=timeout, mode="embedded")
+        status.version = running.broker_version or status.version
+        if running.broker_pid is not None:
+            status.details["pid"] = running.broker_pid
+            # The memory engine keeps every record it was sent (no retention): watch it.
+            with contextlib.suppress(psutil.Error):
+                status.details["memory_rss_bytes"] = (
+                    psutil.Process(running.broker_pid).memory_info().rss
+                )
+        return status
+
+    async def database() -> ServiceStatus:
+        if settings.database_url:
+            return await probe_postgres(settings.database_url, timeout=timeout)
+        if running is None:
+            return ServiceStatus("database", "embedded", "-", error=_NOT_RUNNING)
+        status = await probe_postgres(running.database_url, timeout=timeout, mode="embedded")
+        if running.postgres_pid is not None:
+            status.details["pid"] = running.postgres_pid
+        return status
+
+    broker_status, db_status = await asyncio.gather(broker(), database())
+    if db_status.reachable:
+        db_status.details["storage_path"] = (
+            "timescaledb" if db_status.details.get("timescaledb_version") else "plain-postgresql"
+        )
+    topics: dict[str, Any] = {"expected": len(expected_topics)}
+    if broker_status.reachable:
+        present = await _existing_topics(broker_status.address, timeout)
+        topics["missing"] = [t for t in expected_topics if t not in present]
+        topics["present"] = len(expected_topics) - len(topics["missing"])
+    return {
+        "state_dir": str(settings.state_dir.resolve()),
+        "province": catalog.province.name_vi,
+        "embedded_runtime": {
+            "running": running is not None,
+            "owner_pid": running.owner_pid if running else None,
+        },
+        "broker": asdict(broker_status),
+        "database": asdict(db_status),
+        "topics": topics,
+        "ok": broker_status.reachable and db_status.reachable,
+    }
+
+
+async def _existing_topics(bootstrap: str, timeout: float) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        async with asyncio.timeout(timeout):
+            await admin.start()
+            return set(await admin.list_topics())
+    except (TimeoutError, KafkaError, OSError):
+        return set()
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def render_status(report: dict[str, Any]) -> str:
+    """A short table for people; `--json` gives the full report."""
+    lines = [f"ioc-stream · {report['province']} · state {report['state_dir']}"]
+    for key in ("broker", "database"):
+        service = report[key]
+        state = "up" if service["reachable"] else "DOWN"
+        address = service["address"]
+        if key == "database" and address != "-":
+            address = redact_url(address)
+        extra = service["version"] or ""
+        details = service["details"]
+        if "memory_rss_bytes" in details:
+            extra += f", memory {details['memory_rss_bytes'] / 2**20:.0f} MiB"
+        if key == "database" and service["reachable"]:
+            available = "available" if details.get("timescaledb_available") else "not available"
+            extra += f", TimescaleDB {available}, storage path: {details['storage_path']}"
+        lines.append(f"  {key:<9} {state:<5} {service['mode']:<9} {address}  {extra}".rstrip())
+        if service["error"]:
+            lines.append(f"            {service['error']}")
+    topics = report["topics"]
+    if "present" in topics:
+        missing = f" (missing: {', '.join(topics['missing'])})" if topics["missing"] else ""
+        lines.append(f"  topics    {topics['present']}/{topics['expected']} present{missing}")
+    return "\n".join(lines)

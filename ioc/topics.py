@@ -1,0 +1,93 @@
+"""Create the contract's topics, idempotently, before any worker or producer starts.
+
+On the embedded broker this matters twice: a topic a client merely asks metadata for
+is auto-created with 4 partitions, and a Faust table whose source topic has another
+partition count crashes its agent (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Literal
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from ioc.errors import BrokerUnreachableError, TopicError
+from streams.catalog import Catalog
+from streams.topics import PLATFORM_TOPICS
+
+__all__ = ["TopicResult", "contract_topics", "create_topics"]
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class TopicResult:
+    """What happened to one topic."""
+
+    name: str
+    outcome: Literal["created", "exists"]
+    partitions: int
+    wanted_partitions: int
+
+    @property
+    def mismatch(self) -> bool:
+        return self.partitions != self.wanted_partitions
+
+
+def contract_topics(catalog: Catalog) -> list[str]:
+    """One topic per catalog sector, then the platform's own topics."""
+    return [*catalog.sector_topics, *PLATFORM_TOPICS]
+
+
+async def create_topics(
+    bootstrap_servers: str,
+    names: list[str],
+    *,
+    partitions: int,
+    replication_factor: int,
+    timeout: float,
+) -> list[TopicResult]:
+    """Create the missing topics; report existing ones with their partition count."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=max(int(timeout * 1000), 1000)
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            await admin.start()
+    except (TimeoutError, KafkaError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            await admin.close()
+        raise BrokerUnreachableError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
+    try:
+        async with asyncio.timeout(timeout):
+            response = await admin.create_topics(
+                [NewTopic(name, partitions, replication_factor) for name in names]
+            )
+            created: set[str] = set()
+            for name, code, message in response.topic_errors:
+                if code == 0:
+                    created.add(name)
+                elif code != _TOPIC_ALREADY_EXISTS:
+                    raise TopicError(f"{name}: broker error {code}: {message}")
+            described = await admin.describe_topics(names)
+    except TimeoutError as exc:
+        raise BrokerUnreachableError(f"Kafka at {bootstrap_servers} stopped answering") from exc
+    except KafkaError as exc:
+        raise TopicError(f"creating topics failed: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    counts = {t["topic"]: len(t["partitions"]) for t in described}
+    return [
+        TopicResult(
+            name=name,
+            outcome="created" if name in created else "exists",
+            partitions=counts.get(name, 0),
+            wanted_partitions=partitions,
+        )
+        for name in names
+    ]

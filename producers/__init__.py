@@ -1,0 +1,1 @@
+"""Publisher SDK, HTTP ingest API, sector simulators and file replay."""

@@ -1,0 +1,68 @@
+"""Read a catalog file and turn every validation error into a `file:line: message` problem."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from ioc.errors import CatalogError
+from streams.catalog._model import Catalog, cross_check
+from streams.catalog._yaml_lines import LineMap, load_with_lines
+
+__all__ = ["default_catalog_path", "load_catalog"]
+
+
+def default_catalog_path() -> Path:
+    """The catalog of Bình Phước's 11 sectors shipped with the package."""
+    return Path(str(files("streams.catalog") / "binh_phuoc.yaml"))
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    """Load and validate a catalog; raise CatalogError listing every problem with file:line."""
+    path = path or default_catalog_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc}", [f"{path}: {exc}"]) from exc
+    try:
+        data, lines = load_with_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = f"{path}{line}: invalid YAML: {getattr(exc, 'problem', None) or exc}"
+        raise CatalogError(f"catalog {path} is not valid YAML", [problem]) from exc
+    try:
+        catalog = Catalog.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem(path, lines, error) for error in exc.errors()]
+        raise CatalogError(f"catalog {path} has {len(problems)} problem(s)", problems) from exc
+    cross = [
+        f"{path}:{_line_of(lines, where)}: {_dotted(where)}: {message}"
+        for where, message in cross_check(catalog)
+    ]
+    if cross:
+        raise CatalogError(f"catalog {path} has {len(cross)} problem(s)", cross)
+    return catalog
+
+
+def _problem(path: Path, lines: LineMap, error: object) -> str:
+    loc = tuple(error["loc"])  # type: ignore[index]
+    message = str(error["msg"]).removeprefix("Value error, ")  # type: ignore[index]
+    line = _line_of(lines, loc)
+    return f"{path}:{line}: {_dotted(loc)}: {message}"
+
+
+def _dotted(loc: tuple[object, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top)"
+
+
+def _line_of(lines: LineMap, loc: tuple[object, ...]) -> int:
+    # The deepest path that exists in the file (a missing field points at its parent).
+    for end in range(len(loc), -1, -1):
+        key = tuple(part for part in loc[:end] if isinstance(part, str | int))
+        if key in lines:
+            return lines[key]
+    return 1

@@ -1,0 +1,185 @@
+"""Session fixtures for real services: the embedded broker and PostgreSQL, or external ones.
+
+Set IOC_TEST_KAFKA (bootstrap servers) and/or IOC_TEST_DATABASE_URL to run the same
+suite against a real Kafka cluster / a real TimescaleDB instead of the embedded ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from ioc.embedded import EmbeddedBroker, EmbeddedPostgres
+
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on a private loop (session fixtures are sync; tests own their loops)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of a real broker: IOC_TEST_KAFKA, else a fresh embedded one."""
+    external = os.environ.get("IOC_TEST_KAFKA")
+    if external:
+        yield external
+        return
+    broker = EmbeddedBroker(state_dir=tmp_path_factory.mktemp("broker"))
+    run_sync(broker.start())
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real PostgreSQL: IOC_TEST_DATABASE_URL, else a fresh embedded one."""
+    external = os.environ.get("IOC_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = EmbeddedPostgres(state_dir=tmp_path_factory.mktemp("postgres"))
+    run_sync(server.start())
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_database(database_url: str) -> Iterator[str]:
+    """A new, empty database on the session server, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = database_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def topic_name() -> str:
+    """A topic name no other test uses."""
+    return f"test.{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class CliResult:
+    """What an `ioc` invocation did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _cli_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("IOC_") and k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def ioc_cli() -> Callable[..., CliResult]:
+    """Run the real `ioc` command in a subprocess with the given environment."""
+
+    def run(*args: str, env: Mapping[str, str] | None = None, timeout: float = 120) -> CliResult:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ioc.cli", *args],
+            env=_cli_env(env or {}),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+class IocProcess:
+    """A long-running `ioc` command (e.g. `ioc up`) whose output we can wait on."""
+
+    def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ioc.cli", *args],
+            env=_cli_env(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_output(self, needle: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.output():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"ioc exited ({self.proc.returncode}) before {needle!r}:\n{self.output()}"
+                )
+            time.sleep(0.05)
+        raise AssertionError(f"no {needle!r} within {timeout} s:\n{self.output()}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def ioc_process(tmp_path: Path) -> Iterator[Callable[..., IocProcess]]:
+    """Factory: start `ioc ARGS…` in the background; killed at the end of the test."""
+    started: list[IocProcess] = []
+
+    def start(*args: str, env: Mapping[str, str] | None = None) -> IocProcess:
+        process = IocProcess(list(args), env or {}, tmp_path / f"ioc-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll predicate until true; fail with `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

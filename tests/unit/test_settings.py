@@ -1,0 +1,81 @@
+"""The settings object: defaults, environment names, and one clear error per bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ioc.errors import SettingsError
+from ioc.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("IOC_") or name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_mean_embedded_services() -> None:
+    settings = load_settings()
+    assert settings.embedded_broker and settings.embedded_database
+    assert settings.state_dir == Path(".ioc")
+    assert settings.topic_partitions == 4
+
+
+def test_reads_plain_and_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", " k1:9092, k2:9093 ")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db:5432/ioc")
+    monkeypatch.setenv("IOC_TOPIC_PARTITIONS", "12")
+    monkeypatch.setenv("IOC_STATE_DIR", "/var/lib/ioc")
+    settings = load_settings()
+    assert settings.kafka_bootstrap_servers == "k1:9092,k2:9093"
+    assert settings.database_url == "postgresql://u:p@db:5432/ioc"
+    assert settings.topic_partitions == 12
+    assert settings.state_dir == Path("/var/lib/ioc")
+    assert not settings.embedded_broker
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings()
+    with pytest.raises(Exception, match="frozen"):
+        settings.topic_partitions = 8  # type: ignore[misc]
+
+
+def test_password_is_not_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:hunter2@db/ioc")
+    assert "hunter2" not in repr(load_settings())
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("IOC_TOPIC_PARTITIONS", "abc", "IOC_TOPIC_PARTITIONS: Input should be a valid integer"),
+        (
+            "IOC_TOPIC_PARTITIONS",
+            "0",
+            "IOC_TOPIC_PARTITIONS: Input should be greater than or equal to 1",
+        ),
+        (
+            "IOC_BROKER_PORT",
+            "70000",
+            "IOC_BROKER_PORT: Input should be less than or equal to 65535",
+        ),
+        ("KAFKA_BOOTSTRAP_SERVERS", "localhost", "KAFKA_BOOTSTRAP_SERVERS: expected host:port"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "k1:notaport", "KAFKA_BOOTSTRAP_SERVERS: expected host:port"),
+        ("DATABASE_URL", "mysql://x@y/z", "DATABASE_URL: expected a postgresql:// URL"),
+        ("IOC_LOG_LEVEL", "loud", "IOC_LOG_LEVEL: Input should be"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.code == "bad_setting"
+    assert expected in caught.value.message
+    assert "\n" not in str(caught.value)
