@@ -1,52 +1,193 @@
-"""Typed model of the catalog; validation rules that span entries live in Catalog."""
+"""Typed model of the catalog; rules that span entries live in `cross_check`."""
 
 from __future__ import annotations
 
-from typing import NewType
+import re
+from typing import Annotated, Literal, NewType
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from streams.topics import event_topic
 
-__all__ = ["Catalog", "District", "Problem", "Province", "Sector", "SectorId", "cross_check"]
+__all__ = [
+    "Aggregation",
+    "AlertRule",
+    "Catalog",
+    "District",
+    "EventType",
+    "Kpi",
+    "KpiId",
+    "Problem",
+    "Province",
+    "Sector",
+    "SectorId",
+    "Severity",
+    "Source",
+    "SourceId",
+    "Target",
+    "Window",
+    "cross_check",
+    "parse_duration",
+]
 
 SectorId = NewType("SectorId", str)
+SourceId = NewType("SourceId", str)
+KpiId = NewType("KpiId", str)
 
 _ID = r"^[a-z][a-z0-9_]*$"
 _CODE = r"^[a-z][a-z0-9-]*$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """'90s', '5m', '1h', '1d' (or a number of seconds) → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '5m'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"expected a duration like '30s', '5m', '1h' or '1d', got {value!r}")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Aggregation = Literal[
+    "count", "sum", "avg", "min", "max", "last", "rate_per_min", "p95", "distinct_count"
+]
+Severity = Literal["info", "warning", "critical", "emergency"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Province(_Strict):
+class _Named(_Strict):
+    name_vi: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
+
+
+class Province(_Named):
     """Whose operations center this catalog describes."""
 
     id: str = Field(pattern=_CODE)
-    name_vi: str = Field(min_length=1)
-    name_en: str = Field(min_length=1)
     timezone: str = "Asia/Ho_Chi_Minh"
 
 
-class District(_Strict):
+class District(_Named):
     """An area code events may carry (district, town or city of the province)."""
 
     code: str = Field(pattern=_CODE)
-    name_vi: str = Field(min_length=1)
-    name_en: str = Field(min_length=1)
 
 
-class Sector(_Strict):
+class Source(_Named):
+    """A department system that publishes events, and how often it must be heard from."""
+
+    id: SourceId = Field(pattern=_CODE)
+    cadence: Seconds = Field(
+        description="expected time between events; stale after cadence × factor"
+    )
+
+
+class EventType(_Named):
+    """A kind of event a sector's systems send; measurements carry a `value`."""
+
+    id: str = Field(pattern=_ID)
+    measurement: bool = True
+    unit: str | None = None
+
+
+class Window(_Strict):
+    """Tumbling when `hop` is absent, hopping (overlapping) otherwise."""
+
+    size: Seconds
+    hop: Seconds | None = None
+    grace: Seconds = 120.0
+
+    @model_validator(mode="after")
+    def _hop_fits(self) -> Window:
+        if self.hop is not None and (self.hop > self.size or self.size % self.hop):
+            raise ValueError("hop must divide the window size")
+        return self
+
+
+class Target(_Strict):
+    """The province's target for a KPI; `direction` says which side is good."""
+
+    value: float
+    direction: Literal["at_least", "at_most"]
+
+
+class Kpi(_Named):
+    """A rolling figure computed from one event type of a sector."""
+
+    id: KpiId = Field(pattern=_ID)
+    event_type: str
+    aggregation: Aggregation
+    field: str = Field(default="value", description="'value' or 'data.<key>' (distinct_count)")
+    unit: str
+    window: Window
+    group_by: list[Literal["district", "source"]] = Field(default_factory=list)
+    target: Target | None = None
+    headline: bool = False
+
+
+class AlertRule(_Strict):
+    """A default alert rule; evaluated by the worker (threshold, rate of change, absence)."""
+
+    id: str = Field(pattern=_ID)
+    kind: Literal["threshold", "rate_of_change", "absence"]
+    kpi: KpiId | None = None
+    source: SourceId | None = None
+    op: Literal["above", "below"] | None = None
+    raise_at: float | None = Field(default=None, alias="raise")
+    clear_at: float | None = Field(default=None, alias="clear")
+    change_pct: float | None = None
+    over: Seconds | None = None
+    for_: Seconds = Field(default=0.0, alias="for")
+    severity: Severity
+    message_vi: str = Field(min_length=1)
+    message_en: str = Field(min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> AlertRule:
+        if self.kind == "threshold":
+            if self.kpi is None or self.op is None or self.raise_at is None:
+                raise ValueError("a threshold rule needs kpi, op and raise")
+            clear = self.clear_at if self.clear_at is not None else self.raise_at
+            if (self.op == "above" and clear > self.raise_at) or (
+                self.op == "below" and clear < self.raise_at
+            ):
+                raise ValueError("clear must be on the safe side of raise (hysteresis)")
+        elif self.kind == "rate_of_change":
+            if self.kpi is None or self.change_pct is None or self.over is None:
+                raise ValueError("a rate_of_change rule needs kpi, change_pct and over")
+        elif self.kpi is None and self.source is None:
+            raise ValueError("an absence rule needs a kpi or a source")
+        return self
+
+
+class Sector(_Named):
     """One of the province's sectors; its events travel on their own topic."""
 
     id: SectorId = Field(pattern=_ID)
-    name_vi: str = Field(min_length=1)
-    name_en: str = Field(min_length=1)
+    sources: list[Source] = Field(min_length=1)
+    event_types: list[EventType] = Field(min_length=1)
+    kpis: list[Kpi] = Field(default_factory=list)
+    alerts: list[AlertRule] = Field(default_factory=list)
 
     @property
     def topic(self) -> str:
         return event_topic(self.id)
+
+    def event_type(self, type_id: str) -> EventType | None:
+        return next((t for t in self.event_types if t.id == type_id), None)
 
 
 class Catalog(_Strict):
@@ -54,11 +195,19 @@ class Catalog(_Strict):
 
     version: int = Field(ge=1, le=1)
     province: Province
+    stale_factor: float = Field(default=3.0, gt=1.0, le=100.0)
     districts: list[District] = Field(min_length=1)
     sectors: list[Sector] = Field(min_length=1)
 
     def sector(self, sector_id: str) -> Sector | None:
         return next((s for s in self.sectors if s.id == sector_id), None)
+
+    def source(self, source_id: str) -> tuple[Sector, Source] | None:
+        for sector in self.sectors:
+            for source in sector.sources:
+                if source.id == source_id:
+                    return sector, source
+        return None
 
     @property
     def sector_topics(self) -> list[str]:
@@ -71,16 +220,52 @@ Problem = tuple[tuple[str | int, ...], str]
 def cross_check(catalog: Catalog) -> list[Problem]:
     """Rules that span entries (unique ids, references); each problem with its path."""
     problems: list[Problem] = []
-    problems += _duplicates("districts", "code", [d.code for d in catalog.districts])
-    problems += _duplicates("sectors", "id", [s.id for s in catalog.sectors])
+    problems += _duplicates(("districts",), "code", [d.code for d in catalog.districts])
+    problems += _duplicates(("sectors",), "id", [s.id for s in catalog.sectors])
+    seen_sources: set[str] = set()
+    for s_index, sector in enumerate(catalog.sectors):
+        at = ("sectors", s_index)
+        for index, source in enumerate(sector.sources):
+            if source.id in seen_sources:
+                problems.append(((*at, "sources", index, "id"), f"duplicate id {source.id!r}"))
+            seen_sources.add(source.id)
+        problems += _duplicates((*at, "event_types"), "id", [t.id for t in sector.event_types])
+        problems += _duplicates((*at, "kpis"), "id", [k.id for k in sector.kpis])
+        problems += _duplicates((*at, "alerts"), "id", [r.id for r in sector.alerts])
+        kpi_ids = {k.id for k in sector.kpis}
+        source_ids = {s.id for s in sector.sources}
+        for index, kpi in enumerate(sector.kpis):
+            event_type = sector.event_type(kpi.event_type)
+            if event_type is None:
+                problems.append(
+                    ((*at, "kpis", index, "event_type"), f"unknown event type {kpi.event_type!r}")
+                )
+            elif (
+                kpi.aggregation not in ("count", "rate_per_min", "distinct_count")
+                and kpi.field == "value"
+                and not event_type.measurement
+            ):
+                problems.append(
+                    (
+                        (*at, "kpis", index, "aggregation"),
+                        f"{kpi.aggregation} needs a measured value; {event_type.id!r} has none",
+                    )
+                )
+        for index, rule in enumerate(sector.alerts):
+            if rule.kpi is not None and rule.kpi not in kpi_ids:
+                problems.append(((*at, "alerts", index, "kpi"), f"unknown kpi {rule.kpi!r}"))
+            if rule.source is not None and rule.source not in source_ids:
+                problems.append(
+                    ((*at, "alerts", index, "source"), f"unknown source {rule.source!r}")
+                )
     return problems
 
 
-def _duplicates(section: str, field: str, ids: list[str]) -> list[Problem]:
+def _duplicates(section: tuple[str | int, ...], field: str, ids: list[str]) -> list[Problem]:
     seen: set[str] = set()
     found: list[Problem] = []
     for index, item in enumerate(ids):
         if item in seen:
-            found.append(((section, index, field), f"duplicate {field} {item!r}"))
+            found.append(((*section, index, field), f"duplicate {field} {item!r}"))
         seen.add(item)
     return found

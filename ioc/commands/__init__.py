@@ -1,0 +1,1 @@
+"""Sub-commands of `ioc`, one module per concern; each exposes `register(commands)`."""

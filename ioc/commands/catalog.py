@@ -1,0 +1,38 @@
+"""`ioc catalog check [FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ioc.settings import Settings
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    catalog = commands.add_parser("catalog", help="the sector catalog")
+    actions = catalog.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
+    check = actions.add_parser("check", help="validate a catalog file; problems with file:line")
+    check.add_argument(
+        "file", nargs="?", type=Path, help="catalog YAML (default: IOC_CATALOG or the built-in one)"
+    )
+    check.set_defaults(run=_cmd_catalog_check)
+
+
+async def _cmd_catalog_check(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.catalog import load_catalog
+
+    catalog = load_catalog(args.file or settings.catalog)
+    counts = {
+        "sectors": len(catalog.sectors),
+        "sources": sum(len(s.sources) for s in catalog.sectors),
+        "event types": sum(len(s.event_types) for s in catalog.sectors),
+        "KPIs": sum(len(s.kpis) for s in catalog.sectors),
+        "alert rules": sum(len(s.alerts) for s in catalog.sectors),
+        "districts": len(catalog.districts),
+    }
+    summary = ", ".join(f"{n} {what}" for what, n in counts.items())
+    print(f"catalog ok: {catalog.province.name_vi}: {summary}")
+    return 0

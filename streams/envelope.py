@@ -1,0 +1,291 @@
+"""Event envelope v1: record bytes in, accepted events and coded rejections out.
+
+Pure and hot: it runs on every event, in the SDK, the HTTP API and the worker.
+A record is one event (a JSON object) or a batch from one source (a JSON array).
+Nothing in here raises on bad input; every problem becomes a `Rejection` with a
+reason code from the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from streams.catalog import Catalog
+
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "MAX_BATCH_EVENTS",
+    "MAX_EVENT_BYTES",
+    "MAX_FUTURE_SECONDS",
+    "MAX_RECORD_BYTES",
+    "ContractIndex",
+    "Event",
+    "RecordResult",
+    "Rejection",
+    "parse_record",
+    "validate_event",
+]
+
+MAX_RECORD_BYTES: Final = 1024 * 1024
+MAX_BATCH_EVENTS: Final = 1000
+MAX_EVENT_BYTES: Final = 64 * 1024
+MAX_EVENT_ID: Final = 128
+MAX_FUTURE_SECONDS: Final = 300.0
+SCHEMA_VERSION: Final = 1
+
+ENVELOPE_FIELDS: Final = frozenset(
+    {
+        "event_id", "source", "sector", "type", "occurred_at", "value", "unit", "district",
+        "data", "schema_version",
+    }
+)  # fmt: skip
+_REQUIRED: Final = ("event_id", "source", "sector", "type", "occurred_at")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One valid event; `occurred_at` is event time in epoch seconds."""
+
+    event_id: str
+    source: str
+    sector: str
+    type: str
+    occurred_at: float
+    value: float | None
+    unit: str | None = None
+    district: str | None = None
+    data: dict[str, Any] | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        """The envelope as JSON-ready dict (RFC 3339 timestamp, absent optionals left out)."""
+        out: dict[str, Any] = {
+            "event_id": self.event_id,
+            "source": self.source,
+            "sector": self.sector,
+            "type": self.type,
+            "occurred_at": format_time(self.occurred_at),
+        }
+        if self.value is not None:
+            out["value"] = self.value
+        if self.unit is not None:
+            out["unit"] = self.unit
+        if self.district is not None:
+            out["district"] = self.district
+        if self.data is not None:
+            out["data"] = self.data
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one event (or the whole record, index None) was refused."""
+
+    reason: str
+    index: int | None = None
+    detail: str = ""
+    source: str | None = None
+    event_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "reason": self.reason,
+            "detail": self.detail,
+            "event_id": self.event_id,
+        }
+
+
+@dataclass(slots=True)
+class RecordResult:
+    """What one record yielded: events in order, and rejections with their batch index."""
+
+    events: list[Event] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    batch: bool = False
+
+
+class ContractIndex:
+    """The catalog flattened into dict look-ups for the hot path."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.types: dict[str, dict[str, tuple[bool, str | None]]] = {
+            sector.id: {t.id: (t.measurement, t.unit) for t in sector.event_types}
+            for sector in catalog.sectors
+        }
+        self.source_sector: dict[str, str] = {
+            source.id: sector.id for sector in catalog.sectors for source in sector.sources
+        }
+        self.districts: frozenset[str] = frozenset(d.code for d in catalog.districts)
+
+
+def format_time(epoch: float) -> str:
+    """Epoch seconds → RFC 3339 in UTC with milliseconds."""
+    stamp = datetime.fromtimestamp(epoch, tz=UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_record(
+    raw: bytes,
+    index: ContractIndex,
+    *,
+    now: float | None = None,
+    key: str | None = None,
+) -> RecordResult:
+    """Decode a record and validate each event; `key` (the record key) must be each source."""
+    now = time.time() if now is None else now
+    result = RecordResult()
+    if len(raw) > MAX_RECORD_BYTES:
+        result.rejections.append(
+            Rejection("too_large", None, f"record of {len(raw)} bytes > {MAX_RECORD_BYTES}", key)
+        )
+        return result
+    try:
+        decoded = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        result.rejections.append(Rejection("bad_json", None, str(exc)[:200], key))
+        return result
+    if type(decoded) is dict:
+        outcome = validate_event(decoded, index, now=now, key=key, size=len(raw))
+        if type(outcome) is Event:
+            result.events.append(outcome)
+        else:
+            result.rejections.append(outcome)  # type: ignore[arg-type]
+        return result
+    if type(decoded) is not list:
+        result.rejections.append(
+            Rejection("not_object", None, "expected an object or an array", key)
+        )
+        return result
+    result.batch = True
+    if not decoded:
+        result.rejections.append(Rejection("empty_batch", None, "a batch needs events", key))
+        return result
+    if len(decoded) > MAX_BATCH_EVENTS:
+        result.rejections.append(
+            Rejection("batch_too_large", None, f"{len(decoded)} events > {MAX_BATCH_EVENTS}", key)
+        )
+        return result
+    # Only a large record can hold an event over the limit; measure only then.
+    measure = len(raw) > MAX_EVENT_BYTES
+    batch_source = key
+    events, rejections = result.events, result.rejections
+    for position, item in enumerate(decoded):
+        if type(item) is not dict:
+            rejections.append(Rejection("not_object", position, "expected an object", batch_source))
+            continue
+        size = len(json.dumps(item, ensure_ascii=False).encode()) if measure else 0
+        outcome = validate_event(
+            item, index, now=now, key=batch_source, size=size, position=position
+        )
+        if type(outcome) is Event:
+            events.append(outcome)
+            if batch_source is None:
+                batch_source = outcome.source
+        else:
+            rejections.append(outcome)  # type: ignore[arg-type]
+    return result
+
+
+def validate_event(
+    obj: dict[str, Any],
+    index: ContractIndex,
+    *,
+    now: float,
+    key: str | None = None,
+    size: int = 0,
+    position: int | None = None,
+) -> Event | Rejection:
+    """Check one decoded event against the envelope and the catalog."""
+    source = obj.get("source")
+    source_ref = source if type(source) is str else key
+    event_id = obj.get("event_id")
+    id_ref = event_id if type(event_id) is str else None
+
+    def reject(reason: str, detail: str = "") -> Rejection:
+        return Rejection(reason, position, detail, source_ref, id_ref)
+
+    if size > MAX_EVENT_BYTES:
+        return reject("too_large", f"event of {size} bytes > {MAX_EVENT_BYTES}")
+    for name in _REQUIRED:
+        if obj.get(name) is None:
+            return reject(f"missing_field:{name}")
+    if not ENVELOPE_FIELDS.issuperset(obj):
+        unknown = sorted(str(k) for k in obj if k not in ENVELOPE_FIELDS)
+        return reject(
+            f"unknown_field:{unknown[0]}", "allowed: " + ", ".join(sorted(ENVELOPE_FIELDS))
+        )
+    if type(event_id) is not str or not 0 < len(event_id) <= MAX_EVENT_ID:
+        return reject("bad_field:event_id", f"a string of 1..{MAX_EVENT_ID} characters")
+    if type(source) is not str:
+        return reject("bad_field:source", "a string")
+    sector = obj["sector"]
+    types = index.types.get(sector) if type(sector) is str else None
+    if types is None:
+        return reject("unknown_sector", f"{sector!r} is not a sector of the catalog")
+    type_id = obj["type"]
+    spec = types.get(type_id) if type(type_id) is str else None
+    if spec is None:
+        return reject("unknown_type", f"{type_id!r} is not an event type of {sector}")
+    registered = index.source_sector.get(source)
+    if registered is None:
+        return reject("unknown_source", f"{source!r} is not a registered source")
+    if registered != sector:
+        return reject(
+            "source_sector_mismatch", f"{source} publishes for {registered}, not {sector}"
+        )
+    if key is not None and key != source:
+        return reject("source_mismatch", f"record of source {key} carries an event of {source}")
+    stamp = obj["occurred_at"]
+    if type(stamp) is not str:
+        return reject("bad_timestamp", "an RFC 3339 string with offset")
+    try:
+        parsed = datetime.fromisoformat(stamp)
+    except ValueError:
+        return reject("bad_timestamp", f"{stamp[:40]!r} is not RFC 3339")
+    if parsed.tzinfo is None or len(stamp) < 20 or stamp[10] not in "Tt ":
+        return reject("bad_timestamp", "RFC 3339 needs a date, a time and an offset")
+    occurred_at = parsed.timestamp()
+    if occurred_at > now + MAX_FUTURE_SECONDS:
+        return reject("future_timestamp", f"{stamp} is more than 5 min ahead")
+    measurement, unit = spec
+    value = obj.get("value")
+    if value is None:
+        if measurement:
+            return reject("missing_field:value", f"{type_id} is a measurement")
+    else:
+        value_type = type(value)
+        if value_type is not float and value_type is not int:
+            return reject("bad_field:value", "a number")
+        if value_type is float and not math.isfinite(value):
+            return reject("not_finite", "value is NaN or infinite")
+        if value_type is int and abs(value) > 2**53:
+            return reject("not_finite", "value is beyond double precision")
+    given_unit = obj.get("unit")
+    if given_unit is not None and given_unit != unit:
+        return reject("unit_mismatch", f"{type_id} is measured in {unit!r}")
+    district = obj.get("district")
+    if district is not None and (type(district) is not str or district not in index.districts):
+        return reject("unknown_district", f"{district!r} is not an area code of the catalog")
+    data = obj.get("data")
+    if data is not None and type(data) is not dict:
+        return reject("bad_field:data", "an object")
+    version = obj.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION or type(version) is not int:
+        return reject("unsupported_schema_version", f"this platform reads version {SCHEMA_VERSION}")
+    return Event(
+        event_id,
+        source,
+        sector,
+        type_id,
+        occurred_at,
+        None if value is None else float(value),
+        given_unit,
+        district,
+        data,
+    )
