@@ -24,6 +24,7 @@ Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 COMMAND_MODULES = (
     "ioc.commands.runtime",
     "ioc.commands.catalog",
+    "ioc.commands.publish",
 )
 
 

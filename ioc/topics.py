@@ -23,6 +23,10 @@ __all__ = ["TopicResult", "contract_topics", "create_topics"]
 
 _TOPIC_ALREADY_EXISTS = 36
 
+# A record may carry a 1 MiB batch; Kafka's default limit (1 MiB + 12 bytes) leaves no room
+# for the record's key and headers, so the contract's topics allow 2 MiB.
+TOPIC_CONFIGS: dict[str, str] = {"max.message.bytes": str(2 * 1024 * 1024)}
+
 
 @dataclass(frozen=True)
 class TopicResult:
@@ -65,7 +69,10 @@ async def create_topics(
     try:
         async with asyncio.timeout(timeout):
             response = await admin.create_topics(
-                [NewTopic(name, partitions, replication_factor) for name in names]
+                [
+                    NewTopic(name, partitions, replication_factor, topic_configs=TOPIC_CONFIGS)
+                    for name in names
+                ]
             )
             created: set[str] = set()
             for name, code, message in response.topic_errors:

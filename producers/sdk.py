@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -198,7 +198,7 @@ class Publisher:
         futures = [await self.publish(event) for event in events]
         return list(await asyncio.gather(*futures))
 
-    async def send_record(self, events: list[Mapping[str, Any]]) -> list[DeliveryReport]:
+    async def send_record(self, events: Sequence[Mapping[str, Any]]) -> list[DeliveryReport]:
         """Validate events of one source and send the valid ones as exactly one record.
 
         This is what the HTTP ingest API does with a posted batch: one Kafka record per

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from streams.catalog import Catalog
 
@@ -47,9 +47,12 @@ ENVELOPE_FIELDS: Final = frozenset(
 _REQUIRED: Final = ("event_id", "source", "sector", "type", "occurred_at")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One valid event; `occurred_at` is event time in epoch seconds."""
+class Event(NamedTuple):
+    """One valid event; `occurred_at` is event time in epoch seconds.
+
+    A NamedTuple, not a frozen dataclass: it is built once per event on the hot path,
+    and a frozen dataclass's __init__ costs several times more.
+    """
 
     event_id: str
     source: str
@@ -82,19 +85,21 @@ class Event:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why one event (or the whole record, index None) was refused."""
+class Rejection(NamedTuple):
+    """Why one event (or the whole record, position None) was refused.
+
+    `position` is the event's index in a batch record (None for a one-event record).
+    """
 
     reason: str
-    index: int | None = None
+    position: int | None = None
     detail: str = ""
     source: str | None = None
     event_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "index": self.index,
+            "index": self.position,
             "reason": self.reason,
             "detail": self.detail,
             "event_id": self.event_id,
@@ -203,81 +208,119 @@ def validate_event(
 ) -> Event | Rejection:
     """Check one decoded event against the envelope and the catalog."""
     source = obj.get("source")
-    source_ref = source if type(source) is str else key
     event_id = obj.get("event_id")
-    id_ref = event_id if type(event_id) is str else None
-
-    def reject(reason: str, detail: str = "") -> Rejection:
-        return Rejection(reason, position, detail, source_ref, id_ref)
-
     if size > MAX_EVENT_BYTES:
-        return reject("too_large", f"event of {size} bytes > {MAX_EVENT_BYTES}")
-    for name in _REQUIRED:
-        if obj.get(name) is None:
-            return reject(f"missing_field:{name}")
+        return _reject(
+            obj, key, position, "too_large", f"event of {size} bytes > {MAX_EVENT_BYTES}"
+        )
+    if (
+        event_id is None
+        or source is None
+        or obj.get("sector") is None
+        or obj.get("type") is None
+        or obj.get("occurred_at") is None
+    ):
+        missing = next(name for name in _REQUIRED if obj.get(name) is None)
+        return _reject(obj, key, position, f"missing_field:{missing}")
     if not ENVELOPE_FIELDS.issuperset(obj):
         unknown = sorted(str(k) for k in obj if k not in ENVELOPE_FIELDS)
-        return reject(
-            f"unknown_field:{unknown[0]}", "allowed: " + ", ".join(sorted(ENVELOPE_FIELDS))
+        return _reject(
+            obj,
+            key,
+            position,
+            f"unknown_field:{unknown[0]}",
+            "allowed: " + ", ".join(sorted(ENVELOPE_FIELDS)),
         )
     if type(event_id) is not str or not 0 < len(event_id) <= MAX_EVENT_ID:
-        return reject("bad_field:event_id", f"a string of 1..{MAX_EVENT_ID} characters")
+        return _reject(
+            obj, key, position, "bad_field:event_id", f"a string of 1..{MAX_EVENT_ID} characters"
+        )
     if type(source) is not str:
-        return reject("bad_field:source", "a string")
+        return _reject(obj, key, position, "bad_field:source", "a string")
     sector = obj["sector"]
     types = index.types.get(sector) if type(sector) is str else None
     if types is None:
-        return reject("unknown_sector", f"{sector!r} is not a sector of the catalog")
+        return _reject(
+            obj, key, position, "unknown_sector", f"{sector!r} is not a sector of the catalog"
+        )
     type_id = obj["type"]
     spec = types.get(type_id) if type(type_id) is str else None
     if spec is None:
-        return reject("unknown_type", f"{type_id!r} is not an event type of {sector}")
+        return _reject(
+            obj, key, position, "unknown_type", f"{type_id!r} is not an event type of {sector}"
+        )
     registered = index.source_sector.get(source)
     if registered is None:
-        return reject("unknown_source", f"{source!r} is not a registered source")
+        return _reject(
+            obj, key, position, "unknown_source", f"{source!r} is not a registered source"
+        )
     if registered != sector:
-        return reject(
-            "source_sector_mismatch", f"{source} publishes for {registered}, not {sector}"
+        return _reject(
+            obj,
+            key,
+            position,
+            "source_sector_mismatch",
+            f"{source} publishes for {registered}, not {sector}",
         )
     if key is not None and key != source:
-        return reject("source_mismatch", f"record of source {key} carries an event of {source}")
+        return _reject(
+            obj,
+            key,
+            position,
+            "source_mismatch",
+            f"record of source {key} carries an event of {source}",
+        )
     stamp = obj["occurred_at"]
     if type(stamp) is not str:
-        return reject("bad_timestamp", "an RFC 3339 string with offset")
+        return _reject(obj, key, position, "bad_timestamp", "an RFC 3339 string with offset")
     try:
         parsed = datetime.fromisoformat(stamp)
     except ValueError:
-        return reject("bad_timestamp", f"{stamp[:40]!r} is not RFC 3339")
+        return _reject(obj, key, position, "bad_timestamp", f"{stamp[:40]!r} is not RFC 3339")
     if parsed.tzinfo is None or len(stamp) < 20 or stamp[10] not in "Tt ":
-        return reject("bad_timestamp", "RFC 3339 needs a date, a time and an offset")
+        return _reject(
+            obj, key, position, "bad_timestamp", "RFC 3339 needs a date, a time and an offset"
+        )
     occurred_at = parsed.timestamp()
     if occurred_at > now + MAX_FUTURE_SECONDS:
-        return reject("future_timestamp", f"{stamp} is more than 5 min ahead")
+        return _reject(obj, key, position, "future_timestamp", f"{stamp} is more than 5 min ahead")
     measurement, unit = spec
     value = obj.get("value")
     if value is None:
         if measurement:
-            return reject("missing_field:value", f"{type_id} is a measurement")
+            return _reject(obj, key, position, "missing_field:value", f"{type_id} is a measurement")
     else:
         value_type = type(value)
         if value_type is not float and value_type is not int:
-            return reject("bad_field:value", "a number")
+            return _reject(obj, key, position, "bad_field:value", "a number")
         if value_type is float and not math.isfinite(value):
-            return reject("not_finite", "value is NaN or infinite")
+            return _reject(obj, key, position, "not_finite", "value is NaN or infinite")
         if value_type is int and abs(value) > 2**53:
-            return reject("not_finite", "value is beyond double precision")
+            return _reject(obj, key, position, "not_finite", "value is beyond double precision")
     given_unit = obj.get("unit")
     if given_unit is not None and given_unit != unit:
-        return reject("unit_mismatch", f"{type_id} is measured in {unit!r}")
+        return _reject(obj, key, position, "unit_mismatch", f"{type_id} is measured in {unit!r}")
     district = obj.get("district")
     if district is not None and (type(district) is not str or district not in index.districts):
-        return reject("unknown_district", f"{district!r} is not an area code of the catalog")
+        return _reject(
+            obj,
+            key,
+            position,
+            "unknown_district",
+            f"{district!r} is not an area code of the catalog",
+        )
     data = obj.get("data")
     if data is not None and type(data) is not dict:
-        return reject("bad_field:data", "an object")
+        return _reject(obj, key, position, "bad_field:data", "an object")
     version = obj.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION or type(version) is not int:
-        return reject("unsupported_schema_version", f"this platform reads version {SCHEMA_VERSION}")
+        return _reject(
+            obj,
+            key,
+            position,
+            "unsupported_schema_version",
+            f"this platform reads version {SCHEMA_VERSION}",
+        )
     return Event(
         event_id,
         source,
@@ -288,4 +331,18 @@ def validate_event(
         given_unit,
         district,
         data,
+    )
+
+
+def _reject(
+    obj: dict[str, Any], key: str | None, position: int | None, reason: str, detail: str = ""
+) -> Rejection:
+    source = obj.get("source")
+    event_id = obj.get("event_id")
+    return Rejection(
+        reason,
+        position,
+        detail,
+        source if type(source) is str else key,
+        event_id if type(event_id) is str else None,
     )

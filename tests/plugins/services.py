@@ -183,3 +183,66 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def contract_topics(kafka_bootstrap: str) -> list[str]:
+    """Every topic of the contract exists on the session broker (create before use)."""
+    from ioc.topics import contract_topics as names
+    from ioc.topics import create_topics
+    from streams.catalog import load_catalog
+
+    topics = names(load_catalog())
+    run_sync(create_topics(kafka_bootstrap, topics, partitions=4, replication_factor=1, timeout=15))
+    return topics
+
+
+@dataclass(frozen=True)
+class ConsumedRecord:
+    """One record read back from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+async def read_records(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumedRecord]], bool],
+    keep: Callable[[ConsumedRecord], bool] = lambda _r: True,
+    timeout: float = 30,
+) -> list[ConsumedRecord]:
+    """Read `topic` from the beginning (no group) until `until(kept records)` holds.
+
+    Never trusts end offsets (wrong on the embedded broker): it polls until the
+    condition holds or the timeout fails the test.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    kept: list[ConsumedRecord] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            partitions = set(range(4))
+        assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assignment)
+        await consumer.seek_to_beginning(*assignment)
+        async with asyncio.timeout(timeout):
+            while not until(kept):
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                for records in batch.values():
+                    for r in records:
+                        record = ConsumedRecord(
+                            r.topic, r.partition, r.offset, r.key, r.value or b""
+                        )
+                        if keep(record):
+                            kept.append(record)
+    finally:
+        await consumer.stop()
+    return kept
