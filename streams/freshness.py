@@ -1,0 +1,90 @@
+"""Source freshness: last seen per source, stale after cadence × factor of silence.
+
+Arrival (wall-clock) time counts, not event time: a source that resends old events is
+alive; a source that never sent anything turns stale `stale_after` seconds after the
+tracker started watching it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["FreshnessChange", "SourceFreshness"]
+
+State = Literal["fresh", "stale"]
+
+
+@dataclass(frozen=True, slots=True)
+class FreshnessChange:
+    """A source turned fresh or stale (or was first heard from)."""
+
+    source: str
+    sector: str
+    state: State
+    last_seen: float | None
+    changed_at: float
+    stale_after: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "freshness", "source": self.source, "sector": self.sector,
+            "state": self.state, "last_seen": self.last_seen, "changed_at": self.changed_at,
+            "stale_after": self.stale_after,
+        }  # fmt: skip
+
+
+class SourceFreshness:
+    """Freshness of the sources one worker owns (the sources keyed to its partitions)."""
+
+    def __init__(self, sources: dict[str, tuple[str, float]], *, now: float) -> None:
+        """sources: source id -> (sector id, stale_after seconds)."""
+        self._sources = sources
+        self._watch_since = dict.fromkeys(sources, now)
+        self._last_seen: dict[str, float] = {}
+        self._state: dict[str, State] = {}
+        self._pending: list[FreshnessChange] = []
+
+    def seen(self, source: str, now: float) -> None:
+        """An event of source arrived now."""
+        if source not in self._sources:
+            return
+        self._last_seen[source] = now
+        if self._state.get(source) != "fresh":
+            self._state[source] = "fresh"
+            self._pending.append(self._change(source, "fresh", now))
+
+    def changes(self, now: float) -> list[FreshnessChange]:
+        """Transitions since the last call, stale ones detected now (timers, no event needed)."""
+        for source, (_sector, stale_after) in self._sources.items():
+            if self._state.get(source) == "stale":
+                continue
+            since = self._last_seen.get(source, self._watch_since[source])
+            if now - since >= stale_after:
+                self._state[source] = "stale"
+                self._pending.append(self._change(source, "stale", now))
+        out, self._pending = self._pending, []
+        return out
+
+    def state(self, source: str) -> State | None:
+        return self._state.get(source)
+
+    def _change(self, source: str, state: State, now: float) -> FreshnessChange:
+        sector, stale_after = self._sources[source]
+        return FreshnessChange(source, sector, state, self._last_seen.get(source), now, stale_after)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "last_seen": self._last_seen,
+            "state": self._state,
+            "watch_since": self._watch_since,
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        for source in self._sources:
+            if source in snapshot.get("last_seen", {}):
+                self._last_seen[source] = float(snapshot["last_seen"][source])
+            if source in snapshot.get("state", {}):
+                self._state[source] = snapshot["state"][source]
+            if source in snapshot.get("watch_since", {}):
+                self._watch_since[source] = float(snapshot["watch_since"][source])

@@ -1,0 +1,309 @@
+"""KPI windows in two pure stages, so that workers can split the event partitions.
+
+Stage 1 (`PartitionPanes`, one per source partition) folds events into *panes*: slices
+of one hop of a series (a tumbling window is one pane; a 1 h window hopping every
+5 min is 12). One update per event and KPI, whatever the overlap. It hands out the
+cumulative state of each changed pane, tagged with its partition and offset.
+
+Stage 2 (`SeriesBook`, keyed by series) keeps the latest pane state per partition
+(the highest offset wins, so a replayed partial never counts twice), merges the
+panes of each window, and decides what to emit: provisional points at most once per
+second, the final point when the window ends, revisions for late events within
+grace, nothing after.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.envelope import Event
+from streams.kpi_plan import KpiPlan, KpiSpec, series_key
+
+__all__ = ["KpiPoint", "PanePartial", "PartitionPanes", "SeriesBook"]
+
+EMIT_INTERVAL = 1.0  # seconds between two points of one window (coalescing)
+
+
+@dataclass(slots=True)
+class PanePartial:
+    """A source partition's cumulative contribution to one pane of one series."""
+
+    series: str
+    kpi: str
+    pane: float
+    state: Any
+    count: int
+    partition: str
+    offset: int
+    newest: float  # wall-clock time the newest event of the pane was taken in
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "series": self.series, "kpi": self.kpi, "pane": self.pane, "state": self.state,
+            "count": self.count, "partition": self.partition, "offset": self.offset,
+            "newest": self.newest,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> PanePartial:
+        return cls(
+            raw["series"], raw["kpi"], float(raw["pane"]), raw["state"], int(raw["count"]),
+            raw["partition"], int(raw["offset"]), float(raw["newest"]),
+        )  # fmt: skip
+
+
+class PartitionPanes:
+    """Stage 1: the panes fed by one source partition."""
+
+    def __init__(self, plan: KpiPlan, partition: str) -> None:
+        self._plan = plan
+        self.partition = partition
+        self.next_offset = 0
+        # (series, pane) -> [state, count, newest arrival, kpi key]
+        self._panes: dict[tuple[str, float], list[Any]] = {}
+        self._dirty: set[tuple[str, float]] = set()
+
+    def add(self, events: list[Event], *, offset: int, now: float) -> list[Event]:
+        """Fold events of the record at `offset` in; return those too late for every KPI."""
+        too_late: list[Event] = []
+        panes = self._panes
+        for event in events:
+            specs = self._plan.specs_for(event)
+            took = False
+            late = False
+            for spec in specs:
+                value = spec.value_of(event)
+                if value is None:
+                    continue
+                window = spec.window
+                pane = math.floor(event.occurred_at / window.hop) * window.hop
+                # The newest window holding this pane starts at the pane: past its expiry,
+                # every window of the event is gone.
+                if now >= pane + window.size + window.grace:
+                    late = True
+                    continue
+                key = (series_key(spec.key, spec.group_of(event)), pane)
+                slot = panes.get(key)
+                if slot is None:
+                    slot = panes[key] = [spec.aggregator.initialize(), 0, now, spec.key]
+                slot[0] = spec.aggregator.add(slot[0], value, event.occurred_at)
+                slot[1] += 1
+                slot[2] = now
+                self._dirty.add(key)
+                took = True
+            if late and not took:
+                too_late.append(event)
+        self.next_offset = offset + 1
+        return too_late
+
+    def drain(self, now: float) -> list[PanePartial]:
+        """The cumulative state of every pane changed since the last drain; forget expired panes."""
+        out = []
+        for key in self._dirty:
+            state, count, newest, kpi = self._panes[key]
+            out.append(
+                PanePartial(
+                    key[0], kpi, key[1], state, count, self.partition, self.next_offset, newest
+                )
+            )
+        self._dirty.clear()
+        for key in [k for k, slot in self._panes.items() if self._expired(slot[3], k[1], now)]:
+            del self._panes[key]
+        return out
+
+    def _expired(self, kpi: str, pane: float, now: float) -> bool:
+        window = self._plan.by_key[kpi].window
+        return now >= pane + window.size + window.grace + EMIT_INTERVAL
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to resume exactly here (JSON-ready)."""
+        return {
+            "next_offset": self.next_offset,
+            "panes": [[s, p, *slot] for (s, p), slot in self._panes.items()],
+            "dirty": [[s, p] for s, p in self._dirty],
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.next_offset = int(snapshot["next_offset"])
+        self._panes = {
+            (s, float(p)): [state, count, newest, kpi]
+            for s, p, state, count, newest, kpi in snapshot["panes"]
+        }
+        self._dirty = {(s, float(p)) for s, p in snapshot["dirty"]}
+
+
+@dataclass(frozen=True, slots=True)
+class KpiPoint:
+    """One emission of a window of a series; (series, window_start, revision) is unique."""
+
+    series: str
+    kpi: str
+    sector: str
+    group: str
+    window_start: float
+    window_end: float
+    value: float | None
+    count: int
+    final: bool
+    revision: int
+    emitted_at: float
+    newest: float  # arrival time of the newest event included (latency measurement)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "kpi", "series": self.series, "kpi": self.kpi, "sector": self.sector,
+            "group": self.group, "window_start": self.window_start, "window_end": self.window_end,
+            "value": self.value, "count": self.count, "final": self.final,
+            "revision": self.revision, "emitted_at": self.emitted_at, "newest": self.newest,
+        }  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Window:
+    revision: int = -1
+    last_emit: float = -math.inf
+    final_sent: bool = False
+    dirty: bool = True
+
+
+@dataclass(slots=True)
+class _Series:
+    spec: KpiSpec
+    group: str
+    # pane -> partition -> (offset, state, count, newest)
+    panes: dict[float, dict[str, tuple[int, Any, int, float]]] = field(default_factory=dict)
+    windows: dict[float, _Window] = field(default_factory=dict)
+
+
+class SeriesBook:
+    """Stage 2: merges pane partials of every partition and decides the KPI points."""
+
+    def __init__(self, plan: KpiPlan) -> None:
+        self._plan = plan
+        self._series: dict[str, _Series] = {}
+
+    def apply(self, partial: PanePartial, *, now: float) -> bool:
+        """Take a partial; False when it is stale (older offset) or its windows are gone."""
+        spec = self._plan.by_key.get(partial.kpi)
+        if spec is None:
+            return False
+        window = spec.window
+        if now >= partial.pane + window.size + window.grace:
+            return False
+        series = self._series.get(partial.series)
+        if series is None:
+            group = partial.series.rsplit("|", 1)[1]
+            series = self._series[partial.series] = _Series(spec, group)
+        by_partition = series.panes.setdefault(partial.pane, {})
+        held = by_partition.get(partial.partition)
+        if held is not None and held[0] >= partial.offset:
+            return False
+        by_partition[partial.partition] = (
+            partial.offset,
+            partial.state,
+            partial.count,
+            partial.newest,
+        )
+        # Every window holding this pane changes.
+        for start in window.starts(partial.pane):
+            if now < window.expires(start):
+                state = series.windows.get(start)
+                if state is None:
+                    series.windows[start] = _Window()
+                else:
+                    state.dirty = True
+        return True
+
+    def due(self, now: float) -> list[KpiPoint]:
+        """Points to emit now; forgets windows (and panes) past their grace."""
+        points: list[KpiPoint] = []
+        for key, series in self._series.items():
+            window = series.spec.window
+            for start, state in list(series.windows.items()):
+                end = window.end(start)
+                expired = now >= end + window.grace
+                closed = now >= end
+                owed_final = closed and not state.final_sent
+                may_emit = expired or now - state.last_emit >= EMIT_INTERVAL
+                if owed_final or (state.dirty and may_emit):
+                    points.append(self._point(key, series, start, closed, now))
+                    state.revision += 1
+                    state.last_emit = now
+                    state.final_sent = closed
+                    state.dirty = False
+                if expired:
+                    del series.windows[start]
+            oldest = now - window.size - window.grace
+            for pane in [p for p in series.panes if p < oldest]:
+                del series.panes[pane]
+        for key in [k for k, s in self._series.items() if not s.windows and not s.panes]:
+            del self._series[key]
+        return points
+
+    def _point(self, key: str, series: _Series, start: float, final: bool, now: float) -> KpiPoint:
+        spec = series.spec
+        window = spec.window
+        aggregator = spec.aggregator
+        merged = aggregator.initialize()
+        count = 0
+        newest = 0.0
+        pane = start
+        while pane < start + window.size:
+            for _offset, state, pane_count, pane_newest in series.panes.get(pane, {}).values():
+                merged = aggregator.merge(merged, _copy(state))
+                count += pane_count
+                newest = max(newest, pane_newest)
+            pane += window.hop
+        value = aggregator.result(merged, window.size) if count else None
+        revision = series.windows[start].revision + 1
+        return KpiPoint(
+            key, spec.key, spec.sector, series.group, start, start + window.size, value, count,
+            final, revision, now, newest,
+        )  # fmt: skip
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            key: {
+                "panes": [
+                    [p, part, *held] for p, parts in s.panes.items() for part, held in parts.items()
+                ],
+                "windows": [
+                    [w, st.revision, st.last_emit, st.final_sent, st.dirty]
+                    for w, st in s.windows.items()
+                ],
+            }
+            for key, s in self._series.items()
+        }
+
+    def restore(self, snapshot: dict[str, Any], *, now: float, taken_at: float) -> None:
+        """Resume from a snapshot taken at `taken_at`.
+
+        Points may have been emitted after the snapshot and before a crash; at most one per
+        window per EMIT_INTERVAL. Revisions resume past that bound so that they only grow.
+        """
+        skip = math.ceil(max(0.0, now - taken_at) / EMIT_INTERVAL) + 1
+        self._series = {}
+        for key, raw in snapshot.items():
+            spec = self._plan.by_key.get(key.rsplit("|", 1)[0])
+            if spec is None:
+                continue
+            series = _Series(spec, key.rsplit("|", 1)[1])
+            for pane, part, offset, state, count, newest in raw["panes"]:
+                series.panes.setdefault(float(pane), {})[part] = (
+                    int(offset),
+                    state,
+                    int(count),
+                    float(newest),
+                )
+            for start, revision, last_emit, final_sent, dirty in raw["windows"]:
+                series.windows[float(start)] = _Window(
+                    int(revision) + skip, float(last_emit), bool(final_sent), bool(dirty)
+                )
+            self._series[key] = series
+
+
+def _copy(state: Any) -> Any:
+    # Merges may mutate their first argument's lists; never let them touch held states.
+    return list(state) if isinstance(state, list) else state
