@@ -14,7 +14,12 @@ Every error a user can cause carries a machine-readable ``code``; the CLI prints
      │    └── DatabaseUnreachableError  database_unreachable
      ├── NotRunningError          runtime_not_running
      ├── TopicError               topic_create_failed
-     └── CatalogError             catalog_invalid
+     ├── CatalogError             catalog_invalid
+     ├── DatabaseError            database_error
+     ├── MigrationError           migration_failed
+     │    └── MigrationChecksumError  migration_checksum_mismatch
+     ├── UnknownSourceError       unknown_source
+     └── UnknownApiKeyError       unknown_api_key
 """
 
 from __future__ import annotations
@@ -22,15 +27,20 @@ from __future__ import annotations
 __all__ = [
     "BrokerUnreachableError",
     "CatalogError",
+    "DatabaseError",
     "DatabaseUnreachableError",
     "EmbeddedStartError",
     "IocError",
+    "MigrationChecksumError",
+    "MigrationError",
     "NotRunningError",
     "PortInUseError",
     "SettingsError",
     "StateDirError",
     "StateDirLockedError",
     "TopicError",
+    "UnknownApiKeyError",
+    "UnknownSourceError",
     "UnreachableError",
 ]
 
@@ -116,3 +126,33 @@ class CatalogError(IocError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
+
+
+class DatabaseError(IocError):
+    """PostgreSQL answered but a query failed or timed out (e.g. the schema is not migrated)."""
+
+    code = "database_error"
+
+
+class MigrationError(IocError):
+    """A schema migration could not be applied; it was rolled back."""
+
+    code = "migration_failed"
+
+
+class MigrationChecksumError(MigrationError):
+    """An applied migration's file changed since it ran; applied migrations are immutable."""
+
+    code = "migration_checksum_mismatch"
+
+
+class UnknownSourceError(IocError):
+    """A source id that is not in the catalog."""
+
+    code = "unknown_source"
+
+
+class UnknownApiKeyError(IocError):
+    """An API key id that is not in the key store."""
+
+    code = "unknown_api_key"

@@ -1,0 +1,25 @@
+"""Versioned SQL schema migrations (`consumers/migrations/sql/NNNN_name.sql`), applied once each.
+
+    report = await migrate(database_url, connect_timeout=10)
+
+Applied migrations are recorded in `schema_migrations(version, name, checksum, applied_at)`;
+editing an applied file is refused (`migration_checksum_mismatch`): add a new one instead.
+"""
+
+from consumers.migrations._apply import MIGRATION_LOCK_KEY, MigrationReport, migrate
+from consumers.migrations._files import (
+    AppliedMigration,
+    Migration,
+    load_migrations,
+    pending_migrations,
+)
+
+__all__ = [
+    "MIGRATION_LOCK_KEY",
+    "AppliedMigration",
+    "Migration",
+    "MigrationReport",
+    "load_migrations",
+    "migrate",
+    "pending_migrations",
+]

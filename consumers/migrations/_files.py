@@ -1,0 +1,83 @@
+"""Migration files and the plan: which ones a database still needs (pure, no I/O to PostgreSQL)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from importlib.abc import Traversable
+
+from ioc.errors import MigrationChecksumError, MigrationError
+
+__all__ = ["AppliedMigration", "Migration", "load_migrations", "pending_migrations"]
+
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One versioned SQL file; `checksum` is sha256 of its text with LF line endings."""
+
+    version: int
+    name: str
+    sql: str
+    checksum: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedMigration:
+    """A row of `schema_migrations`."""
+
+    version: int
+    name: str
+    checksum: str
+
+
+def checksum(sql: str) -> str:
+    """sha256 of the SQL text; CRLF checkouts give the same checksum as LF ones."""
+    return hashlib.sha256(sql.replace("\r\n", "\n").encode()).hexdigest()
+
+
+def load_migrations(directory: Traversable | None = None) -> list[Migration]:
+    """Every `NNNN_name.sql` in directory (default: the shipped ones), by version."""
+    folder = directory or resources.files("consumers.migrations") / "sql"
+    found: dict[int, Migration] = {}
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        match = _FILE_NAME.match(entry.name)
+        if match is None:
+            raise MigrationError(f"migration file {entry.name!r} is not named NNNN_name.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise MigrationError(
+                f"two migrations have version {version:04d}: "
+                f"{found[version].label}.sql and {entry.name}"
+            )
+        sql = entry.read_text(encoding="utf-8")
+        found[version] = Migration(version, match.group(2), sql, checksum(sql))
+    return [found[version] for version in sorted(found)]
+
+
+def pending_migrations(
+    migrations: Iterable[Migration], applied: Mapping[int, AppliedMigration]
+) -> list[Migration]:
+    """The migrations not yet applied, in order; an edited applied migration is an error."""
+    pending: list[Migration] = []
+    for migration in migrations:
+        done = applied.get(migration.version)
+        if done is None:
+            pending.append(migration)
+        elif done.checksum != migration.checksum:
+            raise MigrationChecksumError(
+                f"migration {migration.label} was applied with checksum {done.checksum[:12]}… "
+                f"but its file now has {migration.checksum[:12]}…: applied migrations must not "
+                "change; revert the edit and add a new migration instead"
+            )
+    return pending

@@ -1,0 +1,38 @@
+"""`ioc db migrate`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ioc.settings import Settings
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    db = commands.add_parser("db", help="the PostgreSQL/TimescaleDB schema")
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    migrate = actions.add_parser(
+        "migrate", help="apply pending schema migrations (each once, in order; safe to rerun)"
+    )
+    migrate.set_defaults(run=_cmd_db_migrate)
+
+
+async def _cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.migrations import migrate
+    from ioc.probes import redact_url
+    from ioc.runtime import resolve_database_url
+
+    url = resolve_database_url(settings)
+    report = await migrate(url, connect_timeout=settings.connect_timeout)
+    for migration in report.applied:
+        print(f"  applied  {migration.label}")
+    if report.unknown_versions:
+        newer = ", ".join(f"{v:04d}" for v in report.unknown_versions)
+        print(f"  note: the database also has migrations from a newer release: {newer}")
+    print(
+        f"migrations: {len(report.applied)} applied, {report.already_applied} already applied"
+        f" ({redact_url(url)})"
+    )
+    return 0

@@ -1,0 +1,319 @@
+"""The HTTP ingest API (aiohttp): POST /v1/events → one Kafka record per request.
+
+Routes: POST /v1/events, GET /openapi.json, GET /healthz, GET /metrics. The decisions
+live in `producers.ingest_rules`; this module reads the request, authenticates the key,
+calls the rules and the publisher, and writes the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from aiokafka.errors import KafkaError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ioc.errors import BrokerUnreachableError, DatabaseError, PortInUseError, SettingsError
+from ioc.settings import Settings
+from producers.ingest_metrics import IngestMetrics
+from producers.ingest_rules import (
+    RequestError,
+    Scope,
+    check_scope,
+    decode_body,
+    event_results,
+    presented_key,
+    request_error,
+    response_for,
+)
+from producers.key_store import KeyStore, open_pool
+from producers.keys import ApiKeyRecord, KeyCache
+from producers.openapi import openapi_document
+from producers.sdk import DeliveryReport, Publisher
+from streams.catalog import load_catalog
+from streams.envelope import MAX_RECORD_BYTES
+
+__all__ = [
+    "Authenticator",
+    "IngestApi",
+    "IngestLimits",
+    "RecordSender",
+    "listen_url",
+    "run_ingest_api",
+    "serve_until",
+]
+
+log = logging.getLogger(__name__)
+
+
+class RecordSender(Protocol):
+    """Validates events of one source and publishes the valid ones as one record."""
+
+    async def send_record(self, events: Sequence[Mapping[str, Any]]) -> list[DeliveryReport]: ...
+
+
+class Authenticator(Protocol):
+    """Turns a presented key into the key's record (None: not a valid, active key)."""
+
+    async def authenticate(self, token: str) -> ApiKeyRecord | None: ...
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """Bounds of one API process."""
+
+    max_in_flight: int = 64  # × 1 MiB bodies bounds the memory held by requests
+    publish_timeout: float = 30.0
+    auth_timeout: float = 5.0
+    retry_after: int = 1
+
+
+def _json(
+    body: Mapping[str, Any], status: int, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+
+
+def _refuse(error: RequestError, *, retry_after: int | None = None) -> web.Response:
+    headers: dict[str, str] = {}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="ioc-ingest"'
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return _json(error.to_json(), error.status, headers)
+
+
+class IngestApi:
+    """The aiohttp application and its state; `ready` turns /healthz green."""
+
+    def __init__(
+        self,
+        *,
+        sender: RecordSender,
+        keys: Authenticator,
+        registry: CollectorRegistry,
+        limits: IngestLimits | None = None,
+    ) -> None:
+        self._sender = sender
+        self._keys = keys
+        self._registry = registry
+        self._metrics = IngestMetrics.create(registry)
+        self._limits = limits or IngestLimits()
+        self._in_flight = 0
+        self._openapi = json.dumps(openapi_document(), ensure_ascii=False, indent=2)
+        self.ready = False
+
+    def app(self) -> web.Application:
+        """A new application with the routes (the body limit is enforced by aiohttp too)."""
+        app = web.Application(client_max_size=MAX_RECORD_BYTES, middlewares=[self._middleware])
+        app.router.add_post("/v1/events", self._post_events)
+        app.router.add_get("/openapi.json", self._get_openapi)
+        app.router.add_get("/healthz", self._get_health)
+        app.router.add_get("/metrics", self._get_metrics)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Count every answer by status and turn aiohttp's HTTP errors into coded JSON."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            reason = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+                exc.status, "internal_error"
+            )
+            response = _refuse(request_error(reason))
+            if exc.status == 405 and "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+        except Exception:
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            response = _refuse(request_error("internal_error"))
+        self._metrics.requests.labels(status=str(response.status)).inc()
+        return response
+
+    async def _post_events(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return _refuse(request_error("not_ready"), retry_after=self._limits.retry_after)
+        if self._in_flight >= self._limits.max_in_flight:
+            return _refuse(request_error("overloaded"), retry_after=self._limits.retry_after)
+        self._in_flight += 1
+        self._metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            return await self._ingest(request)
+        finally:
+            self._in_flight -= 1
+            self._metrics.in_flight.dec()
+            self._metrics.request_seconds.observe(time.perf_counter() - started)
+
+    async def _ingest(self, request: web.Request) -> web.Response:
+        length = request.content_length
+        if length is not None and length > MAX_RECORD_BYTES:
+            return _refuse(request_error("too_large", f"{length:,} bytes > {MAX_RECORD_BYTES:,}"))
+        key = await self._authenticate(request)
+        if isinstance(key, web.Response):
+            return key
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _refuse(request_error("too_large"))
+        items = decode_body(raw)
+        if isinstance(items, RequestError):
+            return _refuse(items)
+        refusal = check_scope(items, Scope(key.source, key.sector))
+        if refusal is not None:
+            log.info("key %s refused: %s", key.key_id, refusal.detail)
+            return _refuse(refusal)
+        positions = [i for i, item in enumerate(items) if isinstance(item, dict)]
+        objects: list[Mapping[str, Any]] = [items[i] for i in positions]
+        reports = await self._publish(objects, key.source) if objects else []
+        results = event_results(items, positions, reports)
+        self._metrics.observe_results(key.sector, results)
+        status, body = response_for(results)
+        headers = {"Retry-After": str(self._limits.retry_after)} if status == 503 else None
+        return _json(body, status, headers)
+
+    async def _authenticate(self, request: web.Request) -> ApiKeyRecord | web.Response:
+        token = presented_key(
+            request.headers.get("Authorization"), request.headers.get("X-API-Key")
+        )
+        if token is None:
+            return _refuse(
+                request_error(
+                    "unauthorized", "send the key as `Authorization: Bearer <key>` or `X-API-Key`"
+                )
+            )
+        try:
+            async with asyncio.timeout(self._limits.auth_timeout):
+                key = await self._keys.authenticate(token)
+        except (DatabaseError, TimeoutError) as exc:
+            log.warning("key lookup failed: %s", exc)
+            return _refuse(request_error("auth_unavailable"), retry_after=self._limits.retry_after)
+        if key is None:
+            return _refuse(request_error("unauthorized", "unknown, revoked or malformed API key"))
+        return key
+
+    async def _publish(self, objects: list[Mapping[str, Any]], source: str) -> list[DeliveryReport]:
+        try:
+            async with asyncio.timeout(self._limits.publish_timeout):
+                return await self._sender.send_record(objects)
+        except TimeoutError:
+            log.warning(
+                "record of %s not acknowledged within %.0f s", source, self._limits.publish_timeout
+            )
+            detail = f"no acknowledgement within {self._limits.publish_timeout:g} s"
+            return [
+                DeliveryReport(
+                    _event_id(obj), source, "failed", "send_failed", detail, index=position
+                )
+                for position, obj in enumerate(objects)
+            ]
+
+    async def _get_openapi(self, request: web.Request) -> web.Response:
+        return web.Response(text=self._openapi, content_type="application/json")
+
+    async def _get_health(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return _refuse(request_error("not_ready"))
+        return _json({"status": "ok"}, 200)
+
+    async def _get_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+def _event_id(obj: Mapping[str, Any]) -> str | None:
+    event_id = obj.get("event_id")
+    return event_id if isinstance(event_id, str) else None
+
+
+def listen_url(runner: web.AppRunner) -> str:
+    """http://host:port of the runner's first listening socket."""
+    host, port = runner.addresses[0][:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def serve_until(
+    api: IngestApi,
+    *,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    announce: Callable[[str], None],
+    shutdown_timeout: float = 10.0,
+) -> None:
+    """Listen on host:port, call announce(url), and stop cleanly once `stop` is set."""
+    runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"ingest API port {host}:{port} is in use (set IOC_INGEST_PORT or --port)"
+                ) from exc
+            raise SettingsError(
+                f"IOC_INGEST_HOST: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            ) from exc
+        api.ready = True
+        announce(listen_url(runner))
+        await stop.wait()
+    finally:
+        api.ready = False
+        # Waits up to shutdown_timeout for requests in flight, then closes connections.
+        await runner.cleanup()
+
+
+async def run_ingest_api(
+    settings: Settings,
+    *,
+    bootstrap_servers: str,
+    database_url: str,
+    stop: asyncio.Event,
+    announce: Callable[[str], None],
+    registry: CollectorRegistry | None = None,
+    limits: IngestLimits | None = None,
+) -> None:
+    """Connect the key store and Kafka, serve until `stop`, then close both."""
+    timeout = settings.connect_timeout
+    catalog = load_catalog(settings.catalog)
+    pool = await open_pool(database_url, timeout=timeout)
+    try:
+        store = KeyStore(pool=pool, timeout=min(timeout, 5.0))
+        await store.check_schema()
+        keys = KeyCache(lookup=store, ttl=settings.ingest_key_cache_ttl)
+        publisher = Publisher(
+            bootstrap_servers=bootstrap_servers, catalog=catalog, retries=3, request_timeout=10.0
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                await publisher.start()
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise BrokerUnreachableError(
+                f"cannot reach Kafka at {bootstrap_servers}: {exc or type(exc).__name__}"
+            ) from exc
+        try:
+            api = IngestApi(
+                sender=publisher, keys=keys, registry=registry or CollectorRegistry(), limits=limits
+            )
+            await serve_until(
+                api,
+                host=settings.ingest_host,
+                port=settings.ingest_port,
+                stop=stop,
+                announce=announce,
+            )
+        finally:
+            await publisher.stop()
+    finally:
+        await pool.close()
