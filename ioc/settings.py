@@ -50,6 +50,19 @@ class Settings(BaseSettings):
     # The sector catalog; None means the default catalog of Bình Phước.
     catalog: Path | None = None
 
+    # The HTTP ingest API (`ioc ingest-api`).
+    ingest_host: str = Field(default="127.0.0.1", min_length=1)
+    ingest_port: int = Field(default=8081, ge=0, le=65535, description="0 picks a free port")
+    ingest_key_cache_ttl: float = Field(
+        default=30.0, ge=0, le=3600, description="seconds a looked-up API key is trusted"
+    )
+
+    # The stream worker (`ioc worker`).
+    worker_metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    worker_metrics_port: int = Field(default=9101, ge=0, le=65535, description="0: a free port")
+    worker_session_timeout: float = Field(default=10.0, ge=1, le=300, description="seconds")
+    worker_checkpoint_interval: float = Field(default=1.0, gt=0, le=60, description="seconds")
+
     connect_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds")
     log_level: LogLevel = "info"
 

@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 
 from ioc.errors import BrokerUnreachableError, TopicError
 from streams.catalog import Catalog
-from streams.topics import PLATFORM_TOPICS
+from streams.topics import INTERNAL_TOPICS, PLATFORM_TOPICS
 
 __all__ = ["TopicResult", "contract_topics", "create_topics"]
 
@@ -43,8 +43,8 @@ class TopicResult:
 
 
 def contract_topics(catalog: Catalog) -> list[str]:
-    """One topic per catalog sector, then the platform's own topics."""
-    return [*catalog.sector_topics, *PLATFORM_TOPICS]
+    """One topic per catalog sector, the platform's own topics, the worker's internal ones."""
+    return [*catalog.sector_topics, *PLATFORM_TOPICS, *INTERNAL_TOPICS]
 
 
 async def create_topics(

@@ -9,7 +9,9 @@ __all__ = [
     "ALERT_ACTIONS",
     "DEADLETTER",
     "EVENTS_PREFIX",
+    "INTERNAL_TOPICS",
     "KPI",
+    "KPI_PARTIALS",
     "PLATFORM_TOPICS",
     "event_topic",
 ]
@@ -21,6 +23,10 @@ ALERTS: Final = "ioc.alerts"
 ALERT_ACTIONS: Final = "ioc.alert-actions"
 
 PLATFORM_TOPICS: Final = (DEADLETTER, KPI, ALERTS, ALERT_ACTIONS)
+
+# Internal to the stream worker: stage 1 sends pane partials keyed by series to stage 2.
+KPI_PARTIALS: Final = "ioc.internal.kpi-partials"
+INTERNAL_TOPICS: Final = (KPI_PARTIALS,)
 
 
 def event_topic(sector_id: str) -> str:

@@ -14,9 +14,13 @@ import pytest
 
 from ioc.embedded import EmbeddedBroker
 from ioc.embedded._process import PidRecord, read_pid_file
+from ioc.topics import contract_topics
+from streams.catalog import load_catalog
 from tests.plugins.services import CliResult, IocProcess, run_sync, wait_until
 
 pytestmark = pytest.mark.integration
+
+ALL_TOPICS = contract_topics(load_catalog())
 
 Cli = Callable[..., CliResult]
 StartIoc = Callable[..., IocProcess]
@@ -41,7 +45,7 @@ def test_topics_create_twice_is_idempotent(ioc_cli: Cli, kafka_bootstrap: str) -
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
     assert "ioc.events.health" in second.stdout and "ioc.alert-actions" in second.stdout
-    assert "topics: 0 created, 15 already existed" in second.stdout
+    assert f"topics: 0 created, {len(ALL_TOPICS)} already existed" in second.stdout
 
 
 def test_up_status_kill_and_restart_leave_no_orphans(
@@ -60,7 +64,7 @@ def test_up_status_kill_and_restart_leave_no_orphans(
     assert report["database"]["reachable"] and report["database"]["mode"] == "embedded"
     assert report["database"]["version"].startswith("PostgreSQL ")
     assert report["database"]["details"]["timescaledb_available"] in (True, False)
-    assert report["topics"]["present"] == report["topics"]["expected"] == 15
+    assert report["topics"]["present"] == report["topics"]["expected"] == len(ALL_TOPICS)
 
     url = str(_runtime(state)["database_url"])
     with psycopg.connect(url) as conn:

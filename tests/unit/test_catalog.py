@@ -30,7 +30,29 @@ province: {id: p, name_vi: P, name_en: P}
 districts:
   - {code: d1, name_vi: D, name_en: D}
 sectors:
-  - {id: health, name_vi: Y tế, name_en: Health}
+  - id: health
+    name_vi: Y tế
+    name_en: Health
+    sources: [{id: his, name_vi: H, name_en: H, cadence: 1m}]
+    event_types: [{id: visit, name_vi: V, name_en: V, unit: ca}]
+"""
+SECOND = (
+    "  - {id: health, name_vi: X, name_en: X,"
+    " sources: [{id: h2, name_vi: H, name_en: H, cadence: 5m}],"
+    " event_types: [{id: v, name_vi: V, name_en: V}]}\n"
+)
+KPI = """\
+    kpis:
+      - {id: k, name_vi: K, name_en: K, event_type: %s, aggregation: avg, unit: ca,
+         window: {size: %s}}
+"""
+RULE = """\
+    kpis:
+      - {id: k, name_vi: K, name_en: K, event_type: visit, aggregation: avg, unit: ca,
+         window: {size: 5m}}
+    alerts:
+      - {id: r, kind: threshold, kpi: k, op: above, raise: 10, clear: 12, severity: critical,
+         message_vi: V, message_en: E}
 """
 
 
@@ -47,12 +69,8 @@ def test_minimal_catalog_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "line", "fragment"),
     [
-        (
-            MINIMAL + "  - {id: health, name_vi: X, name_en: X}\n",
-            7,
-            "sectors.1.id: duplicate id 'health'",
-        ),
-        (MINIMAL.replace("name_en: Health", "name_en: ''"), 6, "sectors.0.name_en"),
+        (MINIMAL + SECOND, 11, "sectors.1.id: duplicate id 'health'"),
+        (MINIMAL.replace("name_en: Health", "name_en: ''"), 8, "sectors.0.name_en"),
         (
             MINIMAL.replace("id: health", "id: Health!"),
             6,
@@ -68,7 +86,14 @@ def test_minimal_catalog_loads(tmp_path: Path) -> None:
             1,
             "districts: Field required",
         ),
-        (MINIMAL + "  - {id: x, name_vi: [unclosed\n", 8, "invalid YAML"),  # found at end of file
+        (
+            MINIMAL + KPI % ("teleport", "5m"),
+            12,
+            "sectors.0.kpis.0.event_type: unknown event type 'teleport'",
+        ),
+        (MINIMAL + KPI % ("visit", "soon"), 13, "expected a duration like"),
+        (MINIMAL + RULE, 15, "clear must be on the safe side of raise"),
+        (MINIMAL + "  - {id: x, name_vi: [unclosed\n", 12, "invalid YAML"),  # found at end of file
     ],
 )
 def test_problems_point_at_file_and_line(

@@ -40,4 +40,7 @@ def test_unknown_sources_are_ignored_and_state_survives_a_snapshot() -> None:
     copy = SourceFreshness(SOURCES, now=1000.0)
     copy.restore(tracker.snapshot())
     assert copy.state("his") == "fresh"
-    assert sorted((c.source, c.state) for c in copy.changes(186.0)) == [("cam", "stale"), ("his", "stale")]
+    assert sorted((c.source, c.state) for c in copy.changes(186.0)) == [
+        ("cam", "stale"),
+        ("his", "stale"),
+    ]

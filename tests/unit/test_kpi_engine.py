@@ -16,6 +16,14 @@ from streams.envelope import Event
 from streams.kpi_engine import KpiPoint, PanePartial, PartitionPanes, SeriesBook
 from streams.kpi_plan import KpiPlan
 
+
+def _kpi(kpi_id: str, aggregation: str, window: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {
+        "id": kpi_id, "name_vi": kpi_id, "name_en": kpi_id, "event_type": "visit",
+        "aggregation": aggregation, "unit": "ca", "window": window, **extra,
+    }  # fmt: skip
+
+
 CATALOG = Catalog.model_validate(
     {
         "version": 1,
@@ -26,21 +34,25 @@ CATALOG = Catalog.model_validate(
                 "id": "health",
                 "name_vi": "Y tế",
                 "name_en": "Health",
-                "sources": [{"id": f"s{i}", "name_vi": "S", "name_en": "S", "cadence": "1m"} for i in range(3)],
+                "sources": [
+                    {"id": f"s{i}", "name_vi": "S", "name_en": "S", "cadence": "1m"}
+                    for i in range(3)
+                ],
                 "event_types": [{"id": "visit", "name_vi": "V", "name_en": "V", "unit": "ca"}],
                 "kpis": [
-                    {"id": "visits", "name_vi": "V", "name_en": "V", "event_type": "visit",
-                     "aggregation": "count", "unit": "ca", "window": {"size": "60s", "grace": "30s"}},
-                    {"id": "mean", "name_vi": "M", "name_en": "M", "event_type": "visit",
-                     "aggregation": "avg", "unit": "ca", "window": {"size": "120s", "hop": "60s", "grace": "30s"}},
-                    {"id": "p95_by_district", "name_vi": "P", "name_en": "P", "event_type": "visit",
-                     "aggregation": "p95", "unit": "ca", "window": {"size": "60s", "grace": "30s"},
-                     "group_by": ["district"]},
+                    _kpi("visits", "count", {"size": "60s", "grace": "30s"}),
+                    _kpi("mean", "avg", {"size": "120s", "hop": "60s", "grace": "30s"}),
+                    _kpi(
+                        "p95_by_district",
+                        "p95",
+                        {"size": "60s", "grace": "30s"},
+                        group_by=["district"],
+                    ),
                 ],
             }
         ],
     }
-)  # fmt: skip
+)
 PLAN = KpiPlan(CATALOG)
 T0 = 1_000_020.0  # a window boundary (divisible by 60) minus nothing: 1_000_020 = 16667 * 60
 
@@ -55,7 +67,7 @@ class Pipeline:
     def __init__(self) -> None:
         self.partitions = {p: PartitionPanes(PLAN, f"ioc.events.health:{p}") for p in range(3)}
         self.book = SeriesBook(PLAN)
-        self.offsets = defaultdict(int)
+        self.offsets: defaultdict[int, int] = defaultdict(int)
 
     def feed(self, partition: int, events: list[Event], now: float) -> list[Event]:
         late = self.partitions[partition].add(events, offset=self.offsets[partition], now=now)
@@ -122,15 +134,21 @@ def test_a_replayed_partial_is_not_counted_twice_and_partitions_merge() -> None:
     partial = PanePartial("health.visits|*", "health.visits", T0, 5, 5, "p0", 10, T0)
     assert book.apply(partial, now=T0 + 1)
     assert not book.apply(partial, now=T0 + 1)
-    assert not book.apply(PanePartial("health.visits|*", "health.visits", T0, 3, 3, "p0", 9, T0), now=T0 + 1)
-    assert book.apply(PanePartial("health.visits|*", "health.visits", T0, 4, 4, "p1", 2, T0), now=T0 + 1)
+    assert not book.apply(
+        PanePartial("health.visits|*", "health.visits", T0, 3, 3, "p0", 9, T0), now=T0 + 1
+    )
+    assert book.apply(
+        PanePartial("health.visits|*", "health.visits", T0, 4, 4, "p1", 2, T0), now=T0 + 1
+    )
     (point,) = of(book.due(T0 + 1), "health.visits|*")
     assert (point.value, point.count) == (9.0, 9)
 
 
 def test_group_by_district_makes_one_series_per_district() -> None:
     pipe = Pipeline()
-    pipe.feed(0, [event(1, T0 + 1, 10, district="d1"), event(2, T0 + 2, 20, district="d2")], now=T0 + 2)
+    pipe.feed(
+        0, [event(1, T0 + 1, 10, district="d1"), event(2, T0 + 2, 20, district="d2")], now=T0 + 2
+    )
     points = pipe.tick(T0 + 2)
     assert {p.series: p.value for p in points if p.kpi == "health.p95_by_district"} == {
         "health.p95_by_district|d1": 10.0,
@@ -159,25 +177,29 @@ def test_snapshots_resume_exactly_and_revisions_only_grow() -> None:
 def _brute_force(events: list[Event]) -> dict[tuple[str, float], float | None]:
     windows: dict[tuple[str, float], list[Event]] = defaultdict(list)
     for e in events:
-        start = math.floor(e.occurred_at / 60) * 60
+        start = math.floor(e.occurred_at / 60) * 60.0
         windows[("health.visits|*", start)].append(e)
         for hop_start in (start - 60, start):
             windows[("health.mean|*", hop_start)].append(e)
     out: dict[tuple[str, float], float | None] = {}
-    for (series, start), members in windows.items():
+    for (series, window_start), members in windows.items():
         if series.startswith("health.visits"):
-            out[(series, start)] = float(len(members))
+            out[(series, window_start)] = float(len(members))
         else:
-            out[(series, start)] = math.fsum(e.value or 0 for e in members) / len(members)
+            out[(series, window_start)] = math.fsum(e.value or 0 for e in members) / len(members)
     return out
 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    stamps=st.lists(st.floats(min_value=0, max_value=600, allow_nan=False), min_size=1, max_size=80),
+    stamps=st.lists(
+        st.floats(min_value=0, max_value=600, allow_nan=False), min_size=1, max_size=80
+    ),
     seed=st.integers(0, 10_000),
 )
-def test_final_values_equal_a_recomputation_whatever_the_partitioning(stamps: list[float], seed: int) -> None:
+def test_final_values_equal_a_recomputation_whatever_the_partitioning(
+    stamps: list[float], seed: int
+) -> None:
     """Events spread over partitions and records, in any order, give the brute-force finals."""
     rng = random.Random(seed)
     events = [event(n, T0 + ts, value=float(rng.randint(0, 100))) for n, ts in enumerate(stamps)]

@@ -1,0 +1,80 @@
+"""`ioc worker`: the Faust stream worker (validation, KPI windows, freshness)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+from ioc.settings import Settings
+
+__all__ = ["register"]
+
+log = logging.getLogger("ioc.worker")
+
+
+def register(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker", help="run the stream worker (several share the partitions of one consumer group)"
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, help="port of /metrics and /healthz (IOC_WORKER_METRICS_PORT)"
+    )
+    worker.set_defaults(run=_cmd_worker, overrides=_overrides)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {} if args.metrics_port is None else {"worker_metrics_port": args.metrics_port}
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+    from prometheus_client import CollectorRegistry
+
+    from consumers.migrations import migrate
+    from ioc.observability import start_observability_server
+    from ioc.runtime import ensure_state_dir, resolve_bootstrap_servers, resolve_database_url
+    from streams.catalog import load_catalog
+    from streams.checkpoints import PostgresCheckpointStore
+    from streams.faust_app import WorkerConfig, create_app
+
+    catalog = load_catalog(settings.catalog)
+    bootstrap = resolve_bootstrap_servers(settings)
+    database_url = resolve_database_url(settings)
+    state_dir = ensure_state_dir(settings.state_dir)
+    # The checkpoint table must exist before the first assignment.
+    asyncio.run(migrate(database_url, connect_timeout=settings.connect_timeout))
+    asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs on the current loop
+
+    registry = CollectorRegistry()
+    store = PostgresCheckpointStore(database_url, timeout=settings.connect_timeout)
+    config = WorkerConfig(
+        bootstrap_servers=bootstrap,
+        partitions=settings.topic_partitions,
+        replication_factor=settings.topic_replication_factor,
+        data_dir=state_dir / "faust",
+        session_timeout=settings.worker_session_timeout,
+        checkpoint_interval=settings.worker_checkpoint_interval,
+    )
+    app, _worker, _metrics = create_app(config, catalog=catalog, store=store, registry=registry)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def serve_metrics() -> None:
+        _runner, port = await start_observability_server(
+            registry,
+            host=settings.worker_metrics_host,
+            port=settings.worker_metrics_port,
+            healthy=lambda: not app.should_stop,
+        )
+        print(f"worker metrics: http://{settings.worker_metrics_host}:{port}/metrics", flush=True)
+
+    log.info("stream worker starting on %s", bootstrap)
+    faust_worker = faust.Worker(
+        app, loglevel=settings.log_level if settings.log_level != "warning" else "warn", quiet=True
+    )
+    try:
+        faust_worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

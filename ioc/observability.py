@@ -1,0 +1,39 @@
+"""The /metrics and /healthz endpoints every long-running `ioc` command serves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["start_observability_server"]
+
+
+async def start_observability_server(
+    registry: CollectorRegistry, *, host: str, port: int, healthy: Callable[[], bool]
+) -> tuple[web.AppRunner, int]:
+    """Serve /metrics (Prometheus text) and /healthz (200 or 503); returns the bound port."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def health(_request: web.Request) -> web.Response:
+        ok = healthy()
+        return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    # With port 0 the kernel chose; the runner's addresses tell which.
+    bound = port
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            bound = int(address[1])
+    return runner, bound

@@ -1,0 +1,142 @@
+"""The Faust app of `ioc worker`: thin agents and timers around `StreamWorker`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from streams.catalog import Catalog
+from streams.checkpoints import CheckpointStore
+from streams.topics import KPI_PARTIALS
+from streams.worker import StreamWorker
+from streams.worker_metrics import WorkerMetrics
+
+__all__ = ["WorkerConfig", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What the Faust app needs to know (built from the settings by `ioc worker`)."""
+
+    bootstrap_servers: str
+    partitions: int
+    replication_factor: int
+    data_dir: Path
+    session_timeout: float = 10.0
+    stage1_flush_interval: float = 0.1
+    stage2_flush_interval: float = 0.1
+    checkpoint_interval: float = 1.0
+
+
+class _FaustSink:
+    """Sends raw bytes through the app's producer (buffered, acks awaited by Faust)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+        self._topics: dict[str, Any] = {}
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        channel = self._topics.get(topic)
+        if channel is None:
+            channel = self._topics[topic] = self._app.topic(
+                topic, key_serializer="raw", value_serializer="raw"
+            )
+        await channel.send(key=key, value=value)
+
+
+def create_app(
+    config: WorkerConfig,
+    *,
+    catalog: Catalog,
+    store: CheckpointStore,
+    registry: CollectorRegistry,
+) -> tuple[faust.App, StreamWorker, WorkerMetrics]:
+    """Build the Faust app: one agent on every sector topic (stage 1), one on partials (stage 2)."""
+    session_ms = config.session_timeout
+    app = faust.App(
+        "ioc-worker",
+        broker=[f"kafka://{host}" for host in config.bootstrap_servers.split(",")],
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        store="memory://",
+        datadir=str(config.data_dir),
+        topic_partitions=config.partitions,
+        topic_replication_factor=config.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session_ms,
+        broker_heartbeat_interval=max(session_ms / 5, 0.5),
+        broker_rebalance_timeout=max(session_ms * 2, 10.0),
+        broker_request_timeout=max(session_ms * 3, 30.0),
+        producer_acks=-1,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+    )
+    metrics = WorkerMetrics.create(registry)
+    partitions = config.partitions
+    worker = StreamWorker(
+        catalog=catalog,
+        store=store,
+        sink=_FaustSink(app),
+        metrics=metrics,
+        source_partition=lambda source: (murmur2(source.encode()) & 0x7FFFFFFF) % partitions,
+    )
+    event_topics = app.topic(*catalog.sector_topics, key_serializer="raw", value_serializer="raw")
+    partial_topic = app.topic(KPI_PARTIALS, key_serializer="raw", value_serializer="raw")
+
+    async def seek(tp: tuple[str, int], offset: int) -> None:
+        await app.consumer.seek(TP(tp[0], tp[1]), offset)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types no async receiver
+    async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        assigned: set[TP] = args[0] if args else kwargs["assigned"]
+        await worker.assign({(tp.topic, tp.partition) for tp in assigned}, seek)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types no async receiver
+    async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        revoked: set[TP] = args[0] if args else kwargs["revoked"]
+        try:
+            await worker.revoke({(tp.topic, tp.partition) for tp in revoked})
+        except Exception:  # the next owner then resumes from the previous checkpoint
+            log.exception("checkpoint on revoke failed")
+
+    @app.agent(event_topics)
+    async def stage1(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            await worker.on_event_record(
+                message.topic, message.partition, message.offset, message.key, message.value
+            )
+
+    @app.agent(partial_topic)
+    async def stage2(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            await worker.on_partial_record(message.partition, message.offset, message.value)
+
+    @app.timer(interval=config.stage1_flush_interval)  # type: ignore[untyped-decorator]
+    async def flush_stage1() -> None:
+        await worker.flush_stage1()
+
+    @app.timer(interval=config.stage2_flush_interval)  # type: ignore[untyped-decorator]
+    async def flush_stage2() -> None:
+        await worker.flush_stage2()
+
+    @app.timer(interval=config.checkpoint_interval)  # type: ignore[untyped-decorator]
+    async def checkpoint() -> None:
+        try:
+            await worker.checkpoint()
+        except Exception as exc:  # database down or slow: keep running, state stays in memory
+            metrics.checkpoint_failures.inc()
+            log.warning("checkpoint failed, retrying next round: %s", exc)
+
+    return app, worker, metrics

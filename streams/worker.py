@@ -1,0 +1,349 @@
+"""The stream worker's logic around the pure core, free of Faust: the agents only call it.
+
+It owns, per assigned partition, the stage-1 state (event topics: panes and freshness)
+or the stage-2 state (the partials topic: series windows), restores it from its
+checkpoint on assignment, skips records the state already covers, and checkpoints
+state together with the offset it covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streams.catalog import Catalog
+from streams.checkpoints import Checkpoint, CheckpointStore
+from streams.envelope import ContractIndex, Event, Rejection, parse_record
+from streams.freshness import SourceFreshness
+from streams.kpi_engine import PanePartial, PartitionPanes, SeriesBook
+from streams.kpi_plan import KpiPlan
+from streams.topics import DEADLETTER, EVENTS_PREFIX, KPI, KPI_PARTIALS
+from streams.worker_metrics import WorkerMetrics
+
+__all__ = ["Sink", "StreamWorker", "TopicPartition"]
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+STAGE1, STAGE2 = "events", "partials"
+
+
+class Sink(Protocol):
+    """Where the worker's records go (the Faust producer in production)."""
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
+
+
+@dataclass(kw_only=True)
+class _Slot:
+    """A partition this worker owns."""
+
+    next_offset: int | None = None  # None: no checkpoint, take what the consumer gives
+    seek_to: int | None = None  # records before the seek took effect are dropped
+    changed: bool = False
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(kw_only=True)
+class _EventSlot(_Slot):
+    panes: PartitionPanes
+    freshness: SourceFreshness
+
+
+@dataclass(kw_only=True)
+class _PartialSlot(_Slot):
+    book: SeriesBook
+
+
+class StreamWorker:
+    """Validation, dead letters, KPI panes and windows, freshness; checkpointed per partition."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        store: CheckpointStore,
+        sink: Sink,
+        metrics: WorkerMetrics,
+        source_partition: Callable[[str], int],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._index = ContractIndex(catalog)
+        self._plan = KpiPlan(catalog)
+        self._store = store
+        self._sink = sink
+        self._metrics = metrics
+        self._clock = clock
+        self._topic_sector = {s.topic: s.id for s in catalog.sectors}
+        stale_factor = catalog.stale_factor
+        # Sources by the partition their key hashes to: a partition's owner watches them.
+        self._sources_of: dict[int, dict[str, tuple[str, float]]] = {}
+        for sector in catalog.sectors:
+            for source in sector.sources:
+                owned = self._sources_of.setdefault(source_partition(source.id), {})
+                owned[source.id] = (sector.id, source.cadence * stale_factor)
+        self._events: dict[TopicPartition, _EventSlot] = {}
+        self._partials: dict[TopicPartition, _PartialSlot] = {}
+
+    # ---- assignment ---------------------------------------------------------------
+
+    async def assign(
+        self, assigned: set[TopicPartition], seek: Callable[[TopicPartition, int], Any]
+    ) -> None:
+        """Restore state for newly assigned partitions and seek each to its checkpoint."""
+        now = self._clock()
+        fresh_events = sorted(
+            tp for tp in assigned if tp[0].startswith(EVENTS_PREFIX) and tp not in self._events
+        )
+        fresh_partials = sorted(
+            tp for tp in assigned if tp[0] == KPI_PARTIALS and tp not in self._partials
+        )
+        for tp in fresh_events:
+            self._events[tp] = _EventSlot(
+                panes=PartitionPanes(self._plan, f"{tp[0]}:{tp[1]}"),
+                freshness=SourceFreshness(
+                    {
+                        s: v
+                        for s, v in self._sources_of.get(tp[1], {}).items()
+                        if self._sector_topic(v[0]) == tp[0]
+                    },
+                    now=now,
+                ),
+            )
+        for tp in fresh_partials:
+            self._partials[tp] = _PartialSlot(book=SeriesBook(self._plan))
+        loaded = await self._store.load(STAGE1, fresh_events)
+        loaded_partials = await self._store.load(STAGE2, fresh_partials)
+        for tp, cp in loaded.items():
+            slot = self._events[tp]
+            slot.panes.restore(cp.state["panes"])
+            slot.freshness.restore(cp.state["freshness"])
+            slot.next_offset = cp.next_offset
+        for tp, cp in loaded_partials.items():
+            slot2 = self._partials[tp]
+            slot2.book.restore(cp.state["book"], now=now, taken_at=cp.taken_at)
+            slot2.next_offset = cp.next_offset
+        for tp in [*fresh_events, *fresh_partials]:
+            slot_any: _Slot = self._events.get(tp) or self._partials[tp]
+            if slot_any.next_offset is not None:
+                slot_any.seek_to = slot_any.next_offset
+                await seek(tp, slot_any.next_offset)
+            slot_any.ready.set()
+        self._update_gauges()
+        if fresh_events or fresh_partials:
+            log.info(
+                "assigned %d event and %d partial partitions (%d restored from checkpoints)",
+                len(fresh_events), len(fresh_partials), len(loaded) + len(loaded_partials),
+            )  # fmt: skip
+
+    async def revoke(self, revoked: set[TopicPartition]) -> None:
+        """Checkpoint what we give up, so that its next owner resumes exactly here."""
+        await self.checkpoint(only=revoked)
+        for tp in revoked:
+            self._events.pop(tp, None)
+            self._partials.pop(tp, None)
+        self._update_gauges()
+
+    def _sector_topic(self, sector: str) -> str:
+        return f"{EVENTS_PREFIX}{sector}"
+
+    # ---- stage 1 --------------------------------------------------------------------
+
+    async def on_event_record(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes
+    ) -> None:
+        slot = await self._slot(self._events, (topic, partition))
+        if slot is None or not _accepts(slot, offset):
+            return
+        now = self._clock()
+        sector = self._topic_sector.get(topic, "?")
+        self._metrics.records_in.labels(sector).inc()
+        source_key = key.decode("utf-8", "replace") if key else None
+        result = parse_record(value, self._index, now=now, key=source_key)
+        for rejection in result.rejections:
+            await self._dead_letter(rejection, topic, partition, offset, value, result.batch, now)
+        if result.events:
+            self._metrics.events_in.labels(sector).inc(len(result.events))
+            for source in {e.source for e in result.events}:
+                slot.freshness.seen(source, now)
+            for late in slot.panes.add(result.events, offset=offset, now=now):
+                self._metrics.late_events.inc()
+                await self._dead_letter_event(late, topic, partition, offset, now)
+        else:
+            slot.panes.next_offset = offset + 1
+        slot.next_offset = offset + 1
+        slot.changed = True
+
+    async def _dead_letter(
+        self,
+        rejection: Rejection,
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes,
+        batch: bool,
+        now: float,
+    ) -> None:
+        self._metrics.rejects.labels(rejection.reason).inc()
+        if batch and rejection.position is not None:
+            original = _element_bytes(value, rejection.position)
+        else:
+            original = value
+        record = {
+            "reason": rejection.reason,
+            "detail": rejection.detail,
+            "source": rejection.source,
+            "event_id": rejection.event_id,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "index": rejection.position,
+            "received_at": now,
+            "original_b64": base64.b64encode(original).decode(),
+        }
+        await self._sink.send(DEADLETTER, (rejection.source or "").encode(), _encode(record))
+
+    async def _dead_letter_event(
+        self, event: Event, topic: str, partition: int, offset: int, now: float
+    ) -> None:
+        original = json.dumps(event.to_json(), ensure_ascii=False).encode()
+        record = {
+            "reason": "too_late",
+            "detail": "every window of the event is past its grace",
+            "source": event.source,
+            "event_id": event.event_id,
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "index": None,
+            "received_at": now,
+            "original_b64": base64.b64encode(original).decode(),
+        }
+        await self._sink.send(DEADLETTER, event.source.encode(), _encode(record))
+
+    async def flush_stage1(self) -> None:
+        """Send changed panes to stage 2 and freshness changes to ioc.kpi (a timer calls this)."""
+        now = self._clock()
+        stale = 0
+        for slot in list(self._events.values()):
+            for partial in slot.panes.drain(now):
+                await self._sink.send(
+                    KPI_PARTIALS, partial.series.encode(), _encode(partial.to_json())
+                )
+            for change in slot.freshness.changes(now):
+                self._metrics.freshness_changes.labels(change.state).inc()
+                await self._sink.send(
+                    KPI, f"freshness|{change.source}".encode(), _encode(change.to_json())
+                )
+                slot.changed = True
+            stale += sum(1 for s in slot.freshness.snapshot()["state"].values() if s == "stale")
+        self._metrics.stale_sources.set(stale)
+
+    # ---- stage 2 --------------------------------------------------------------------
+
+    async def on_partial_record(self, partition: int, offset: int, value: bytes) -> None:
+        slot = await self._slot(self._partials, (KPI_PARTIALS, partition))
+        if slot is None or not _accepts(slot, offset):
+            return
+        try:
+            partial = PanePartial.from_json(json.loads(value))
+        except (ValueError, KeyError, TypeError):
+            log.warning(
+                "skipping an unreadable partial at %s:%d@%d", KPI_PARTIALS, partition, offset
+            )
+        else:
+            slot.book.apply(partial, now=self._clock())
+        slot.next_offset = offset + 1
+        slot.changed = True
+
+    async def flush_stage2(self) -> None:
+        """Publish the KPI points that are due (a timer calls this)."""
+        now = self._clock()
+        for slot in list(self._partials.values()):
+            for point in slot.book.due(now):
+                await self._sink.send(KPI, point.series.encode(), _encode(point.to_json()))
+                self._metrics.kpi_points_out.labels(str(point.final).lower()).inc()
+                if point.newest:
+                    self._metrics.event_to_kpi_latency.observe(max(0.0, now - point.newest))
+                slot.changed = True
+
+    # ---- checkpoints ------------------------------------------------------------------
+
+    async def checkpoint(self, only: set[TopicPartition] | None = None) -> int:
+        """Save every changed partition's state with its offset; returns how many were saved."""
+        now = self._clock()
+        batch: list[Checkpoint] = []
+        for tp, slot in self._events.items():
+            if (only is None or tp in only) and slot.changed and slot.next_offset is not None:
+                state = {"panes": slot.panes.snapshot(), "freshness": slot.freshness.snapshot()}
+                batch.append(Checkpoint(STAGE1, tp[0], tp[1], slot.next_offset, state, now))
+        for tp, pslot in self._partials.items():
+            if (only is None or tp in only) and pslot.changed and pslot.next_offset is not None:
+                batch.append(
+                    Checkpoint(
+                        STAGE2,
+                        tp[0],
+                        tp[1],
+                        pslot.next_offset,
+                        {"book": pslot.book.snapshot()},
+                        now,
+                    )
+                )
+        if not batch:
+            return 0
+        started = time.monotonic()
+        await self._store.save(batch)
+        self._metrics.checkpoint_seconds.observe(time.monotonic() - started)
+        for cp in batch:
+            slot_any: _Slot | None = self._events.get(
+                (cp.topic, cp.partition)
+            ) or self._partials.get((cp.topic, cp.partition))
+            if slot_any is not None and slot_any.next_offset == cp.next_offset:
+                slot_any.changed = False
+        return len(batch)
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    async def _slot(self, slots: dict[TopicPartition, Any], tp: TopicPartition) -> Any:
+        slot = slots.get(tp)
+        if slot is None:
+            return None  # not ours (any more): the consumer will stop delivering it
+        if not slot.ready.is_set():
+            await slot.ready.wait()
+        return slot
+
+    def _update_gauges(self) -> None:
+        self._metrics.owned_partitions.labels(STAGE1).set(len(self._events))
+        self._metrics.owned_partitions.labels(STAGE2).set(len(self._partials))
+
+
+def _accepts(slot: _Slot, offset: int) -> bool:
+    """Take each record once, from the checkpoint on.
+
+    Records before `next_offset` are in the state already. After a restore we seek to the
+    checkpoint; records the consumer fetched before the seek took effect come again, so
+    until the record at the checkpoint arrives, nothing else is taken. (Event producers
+    must not be transactional: a control record at that offset would never arrive.)
+    """
+    if slot.seek_to is not None:
+        if offset != slot.seek_to:
+            return False
+        slot.seek_to = None
+    return slot.next_offset is None or offset >= slot.next_offset
+
+
+def _element_bytes(value: bytes, position: int) -> bytes:
+    try:
+        return json.dumps(json.loads(value)[position], ensure_ascii=False).encode()
+    except (ValueError, IndexError, TypeError, RecursionError):
+        return value
+
+
+def _encode(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
