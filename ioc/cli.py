@@ -25,6 +25,12 @@ COMMAND_MODULES = (
     "ioc.commands.runtime",
     "ioc.commands.catalog",
     "ioc.commands.publish",
+    "ioc.commands.worker",
+    "ioc.commands.db",
+    "ioc.commands.keys",
+    "ioc.commands.ingest",
+    "ioc.commands.simulate",
+    "ioc.commands.replay",
 )
 
 
@@ -48,8 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides = args.overrides(args) if hasattr(args, "overrides") else {}
         settings = load_settings(**overrides)
         _configure_logging(settings)
-        command: Command = args.run
-        return asyncio.run(command(args, settings))
+        command = args.run
+        if not asyncio.iscoroutinefunction(command):  # e.g. `ioc worker`: Faust owns its loop
+            code: int = command(args, settings)
+            return code
+        result: int = asyncio.run(command(args, settings))
+        return result
     except CatalogError as exc:
         print(f"ioc: error {exc}", file=sys.stderr)
         for problem in exc.problems:

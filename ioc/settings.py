@@ -57,7 +57,8 @@ class Settings(BaseSettings):
         default=30.0, ge=0, le=3600, description="seconds a looked-up API key is trusted"
     )
 
-    # The stream worker (`ioc worker`).
+    # The stream worker (`ioc worker`); workers of one group share the partitions.
+    worker_group: str = Field(default="ioc-worker", pattern=r"^[A-Za-z0-9._-]+$")
     worker_metrics_host: str = Field(default="127.0.0.1", min_length=1)
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535, description="0: a free port")
     worker_session_timeout: float = Field(default=10.0, ge=1, le=300, description="seconds")

@@ -28,6 +28,7 @@ class WorkerConfig:
     """What the Faust app needs to know (built from the settings by `ioc worker`)."""
 
     bootstrap_servers: str
+    group: str
     partitions: int
     replication_factor: int
     data_dir: Path
@@ -63,7 +64,7 @@ def create_app(
     """Build the Faust app: one agent on every sector topic (stage 1), one on partials (stage 2)."""
     session_ms = config.session_timeout
     app = faust.App(
-        "ioc-worker",
+        config.group,
         broker=[f"kafka://{host}" for host in config.bootstrap_servers.split(",")],
         key_serializer="raw",
         value_serializer="raw",
@@ -89,12 +90,14 @@ def create_app(
         sink=_FaustSink(app),
         metrics=metrics,
         source_partition=lambda source: (murmur2(source.encode()) & 0x7FFFFFFF) % partitions,
+        group=config.group,
     )
     event_topics = app.topic(*catalog.sector_topics, key_serializer="raw", value_serializer="raw")
     partial_topic = app.topic(KPI_PARTIALS, key_serializer="raw", value_serializer="raw")
 
     async def seek(tp: tuple[str, int], offset: int) -> None:
-        await app.consumer.seek(TP(tp[0], tp[1]), offset)
+        # seek_wait runs in the consumer's own thread; a plain seek from here races its fetcher.
+        await app.consumer.seek_wait({TP(tp[0], tp[1]): offset})
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types no async receiver
     async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:

@@ -72,6 +72,7 @@ class StreamWorker:
         sink: Sink,
         metrics: WorkerMetrics,
         source_partition: Callable[[str], int],
+        group: str = "ioc-worker",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._index = ContractIndex(catalog)
@@ -80,6 +81,9 @@ class StreamWorker:
         self._sink = sink
         self._metrics = metrics
         self._clock = clock
+        # Checkpoints belong to a consumer group and a stage.
+        self._stage1 = f"{group}/{STAGE1}"
+        self._stage2 = f"{group}/{STAGE2}"
         self._topic_sector = {s.topic: s.id for s in catalog.sectors}
         stale_factor = catalog.stale_factor
         # Sources by the partition their key hashes to: a partition's owner watches them.
@@ -118,8 +122,8 @@ class StreamWorker:
             )
         for tp in fresh_partials:
             self._partials[tp] = _PartialSlot(book=SeriesBook(self._plan))
-        loaded = await self._store.load(STAGE1, fresh_events)
-        loaded_partials = await self._store.load(STAGE2, fresh_partials)
+        loaded = await self._store.load(self._stage1, fresh_events)
+        loaded_partials = await self._store.load(self._stage2, fresh_partials)
         for tp, cp in loaded.items():
             slot = self._events[tp]
             slot.panes.restore(cp.state["panes"])
@@ -282,12 +286,12 @@ class StreamWorker:
         for tp, slot in self._events.items():
             if (only is None or tp in only) and slot.changed and slot.next_offset is not None:
                 state = {"panes": slot.panes.snapshot(), "freshness": slot.freshness.snapshot()}
-                batch.append(Checkpoint(STAGE1, tp[0], tp[1], slot.next_offset, state, now))
+                batch.append(Checkpoint(self._stage1, tp[0], tp[1], slot.next_offset, state, now))
         for tp, pslot in self._partials.items():
             if (only is None or tp in only) and pslot.changed and pslot.next_offset is not None:
                 batch.append(
                     Checkpoint(
-                        STAGE2,
+                        self._stage2,
                         tp[0],
                         tp[1],
                         pslot.next_offset,

@@ -1,3 +1,3 @@
 """Test configuration: the service fixtures live in a plugin module."""
 
-pytest_plugins = ["tests.plugins.services"]
+pytest_plugins = ["tests.plugins.services", "tests.plugins.worker"]

@@ -51,6 +51,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     store = PostgresCheckpointStore(database_url, timeout=settings.connect_timeout)
     config = WorkerConfig(
         bootstrap_servers=bootstrap,
+        group=settings.worker_group,
         partitions=settings.topic_partitions,
         replication_factor=settings.topic_replication_factor,
         data_dir=state_dir / "faust",

@@ -49,10 +49,10 @@ def test_topics_create_twice_is_idempotent(ioc_cli: Cli, kafka_bootstrap: str) -
 
 
 def test_up_status_kill_and_restart_leave_no_orphans(
-    ioc_cli: Cli, ioc_process: StartIoc, tmp_path: Path
+    ioc_cli: Cli, ioc_process: StartIoc, state_dir: Path
 ) -> None:
     """SIGKILL of `ioc up` takes its broker and PostgreSQL along; the data survives a restart."""
-    state = tmp_path / "state"
+    state = state_dir
     env = {"IOC_STATE_DIR": str(state)}
     up = ioc_process("up", env=env)
     up.wait_for_output("ready:")
@@ -109,10 +109,10 @@ def test_a_stale_broker_from_a_crash_is_cleaned_on_start(tmp_path: Path) -> None
 
 
 def test_second_up_on_the_same_state_dir_is_refused(
-    ioc_cli: Cli, ioc_process: StartIoc, tmp_path: Path
+    ioc_cli: Cli, ioc_process: StartIoc, state_dir: Path
 ) -> None:
     """Two owners of one embedded runtime would fight; the second gets a clear error."""
-    env = {"IOC_STATE_DIR": str(tmp_path / "state")}
+    env = {"IOC_STATE_DIR": str(state_dir)}
     ioc_process("up", env=env).wait_for_output("ready:")
     second = ioc_cli("up", "--exit-after", "1", env=env)
     assert second.returncode != 0

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -57,12 +59,16 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    server = EmbeddedPostgres(state_dir=tmp_path_factory.mktemp("postgres"))
+    # Not under pytest's basetemp: pytest resets that tree to mode 0700 whenever another
+    # pytest session starts, and the server runs as another user when we are root.
+    state_dir = Path(tempfile.mkdtemp(prefix="ioc-test-pg-"))
+    server = EmbeddedPostgres(state_dir=state_dir)
     run_sync(server.start())
     try:
         yield server.url()
     finally:
         server.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -79,6 +85,16 @@ def fresh_database(database_url: str) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    """A fresh IOC_STATE_DIR outside pytest's basetemp (see `database_url`)."""
+    path = Path(tempfile.mkdtemp(prefix="ioc-test-state-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -246,3 +262,14 @@ async def read_records(
     finally:
         await consumer.stop()
     return kept
+
+
+async def eventually(
+    predicate: Callable[[], bool], timeout: float, what: str, *, interval: float = 0.01
+) -> None:
+    """Await until predicate() holds (polled); fail with `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
