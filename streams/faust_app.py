@@ -39,19 +39,19 @@ class WorkerConfig:
 
 
 class _FaustSink:
-    """Sends raw bytes through the app's producer (buffered, acks awaited by Faust)."""
+    """Sends raw bytes with the app's producer (the worker's outputs need no Faust codec)."""
 
     def __init__(self, app: faust.App) -> None:
         self._app = app
-        self._topics: dict[str, Any] = {}
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        channel = self._topics.get(topic)
-        if channel is None:
-            channel = self._topics[topic] = self._app.topic(
-                topic, key_serializer="raw", value_serializer="raw"
-            )
-        await channel.send(key=key, value=value)
+    async def send(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> None:
+        # Producer.send only buffers (aiokafka batches); Faust flushes it on commit and stop.
+        await self._app.producer.send(topic, key, value, partition, None, None)
+
+    async def flush(self) -> None:
+        await self._app.producer.flush()
 
 
 def create_app(
@@ -89,7 +89,7 @@ def create_app(
         store=store,
         sink=_FaustSink(app),
         metrics=metrics,
-        source_partition=lambda source: (murmur2(source.encode()) & 0x7FFFFFFF) % partitions,
+        partition_of=lambda key: (murmur2(key.encode()) & 0x7FFFFFFF) % partitions,
         group=config.group,
     )
     event_topics = app.topic(*catalog.sector_topics, key_serializer="raw", value_serializer="raw")

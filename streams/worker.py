@@ -37,7 +37,12 @@ STAGE1, STAGE2 = "events", "partials"
 class Sink(Protocol):
     """Where the worker's records go (the Faust producer in production)."""
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
+    async def send(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> None: ...
+
+    async def flush(self) -> None:
+        """Return when every record sent so far is acknowledged by the broker."""
 
 
 @dataclass(kw_only=True)
@@ -71,7 +76,7 @@ class StreamWorker:
         store: CheckpointStore,
         sink: Sink,
         metrics: WorkerMetrics,
-        source_partition: Callable[[str], int],
+        partition_of: Callable[[str], int],
         group: str = "ioc-worker",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -81,6 +86,7 @@ class StreamWorker:
         self._sink = sink
         self._metrics = metrics
         self._clock = clock
+        self._partition_of = partition_of
         # Checkpoints belong to a consumer group and a stage.
         self._stage1 = f"{group}/{STAGE1}"
         self._stage2 = f"{group}/{STAGE2}"
@@ -90,7 +96,7 @@ class StreamWorker:
         self._sources_of: dict[int, dict[str, tuple[str, float]]] = {}
         for sector in catalog.sectors:
             for source in sector.sources:
-                owned = self._sources_of.setdefault(source_partition(source.id), {})
+                owned = self._sources_of.setdefault(partition_of(source.id), {})
                 owned[source.id] = (sector.id, source.cadence * stale_factor)
         self._events: dict[TopicPartition, _EventSlot] = {}
         self._partials: dict[TopicPartition, _PartialSlot] = {}
@@ -235,10 +241,13 @@ class StreamWorker:
         """Send changed panes to stage 2 and freshness changes to ioc.kpi (a timer calls this)."""
         now = self._clock()
         stale = 0
+        # One record per stage-2 partition and flush: a Faust agent pays per record, not per
+        # partial. Each partial goes where its series key hashes, as if keyed by it.
+        outgoing: dict[int, list[dict[str, Any]]] = {}
         for slot in list(self._events.values()):
             for partial in slot.panes.drain(now):
-                await self._sink.send(
-                    KPI_PARTIALS, partial.series.encode(), _encode(partial.to_json())
+                outgoing.setdefault(self._partition_of(partial.series), []).append(
+                    partial.to_json()
                 )
             for change in slot.freshness.changes(now):
                 self._metrics.freshness_changes.labels(change.state).inc()
@@ -248,6 +257,8 @@ class StreamWorker:
                 slot.changed = True
             stale += sum(1 for s in slot.freshness.snapshot()["state"].values() if s == "stale")
         self._metrics.stale_sources.set(stale)
+        for partition, partials in outgoing.items():
+            await self._sink.send(KPI_PARTIALS, b"partials", _encode_list(partials), partition)
 
     # ---- stage 2 --------------------------------------------------------------------
 
@@ -255,14 +266,14 @@ class StreamWorker:
         slot = await self._slot(self._partials, (KPI_PARTIALS, partition))
         if slot is None or not _accepts(slot, offset):
             return
+        now = self._clock()
         try:
-            partial = PanePartial.from_json(json.loads(value))
+            partials = [PanePartial.from_json(raw) for raw in json.loads(value)]
         except (ValueError, KeyError, TypeError):
-            log.warning(
-                "skipping an unreadable partial at %s:%d@%d", KPI_PARTIALS, partition, offset
-            )
+            log.warning("skipping unreadable partials at %s:%d@%d", KPI_PARTIALS, partition, offset)
         else:
-            slot.book.apply(partial, now=self._clock())
+            for partial in partials:
+                slot.book.apply(partial, now=now)
         slot.next_offset = offset + 1
         slot.changed = True
 
@@ -302,6 +313,9 @@ class StreamWorker:
         if not batch:
             return 0
         started = time.monotonic()
+        # What was sent before these snapshots must be on the broker before they count as
+        # done: a restored partition re-sends only what its snapshot still marks as changed.
+        await self._sink.flush()
         await self._store.save(batch)
         self._metrics.checkpoint_seconds.observe(time.monotonic() - started)
         for cp in batch:
@@ -347,6 +361,10 @@ def _element_bytes(value: bytes, position: int) -> bytes:
         return json.dumps(json.loads(value)[position], ensure_ascii=False).encode()
     except (ValueError, IndexError, TypeError, RecursionError):
         return value
+
+
+def _encode_list(records: list[dict[str, Any]]) -> bytes:
+    return json.dumps(records, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _encode(record: dict[str, Any]) -> bytes:

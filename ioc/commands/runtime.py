@@ -51,6 +51,7 @@ def _topic_overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.migrations import migrate
     from ioc.runtime import Runtime
     from ioc.status import collect_status, render_status
     from ioc.topics import contract_topics, create_topics
@@ -62,6 +63,8 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with Runtime(settings) as endpoints:
+        report = await migrate(endpoints.database_url, connect_timeout=settings.connect_timeout)
+        print(f"schema: {len(report.applied)} migrations applied, {report.already_applied} already")
         names = contract_topics(catalog)
         results = await create_topics(
             endpoints.bootstrap_servers,

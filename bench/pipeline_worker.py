@@ -1,0 +1,351 @@
+"""Stream-worker throughput and latency against baselines measured in the same run.
+
+    python bench/pipeline_worker.py [--events N] [--latency-seconds S]
+
+Starts its own embedded broker and PostgreSQL. With the same simulator events (all 11
+sectors) it measures:
+  (a) a bare Faust agent that only counts them, one event per record (the naive design);
+  (b) raw aiokafka consuming them and running json.loads (the limit of this machine);
+  (a), (b) and (d) read the same records: one event each, on the 11 sector topics.
+  (c) `ioc worker` on the events as the SDK publishes them at full speed (batched per source);
+  (d) `ioc worker` with one event per record;
+  (e) two `ioc worker` processes on the data of (c): the two-worker speed-up;
+  (f) event-to-KPI latency at 2,000 events/s.
+Last line: `ratio: worker/bare-faust = X.XX`, (c) over (a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.common import machine, simulated_events
+from ioc.embedded import EmbeddedBroker, EmbeddedPostgres
+from ioc.topics import contract_topics, create_topics
+from producers.sdk import Publisher
+from streams.catalog import Catalog, load_catalog
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def fresh_broker(root: Path, name: str, catalog: Catalog) -> EmbeddedBroker:
+    broker = EmbeddedBroker(state_dir=root / name)
+    (root / name).mkdir()
+    await broker.start()
+    await create_topics(
+        broker.bootstrap_servers, contract_topics(catalog),
+        partitions=4, replication_factor=1, timeout=15,
+    )  # fmt: skip
+    return broker
+
+
+async def produce_raw(bootstrap: str, events: Sequence[bytes]) -> None:
+    """One event per record on its sector's topic, keyed by source, with plain aiokafka."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        for raw in events:
+            head = json.loads(raw)
+            topic = f"ioc.events.{head['sector']}"
+            await producer.send(topic, key=head["source"].encode(), value=raw)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def produce_sdk(bootstrap: str, catalog: Catalog, events: Sequence[bytes]) -> None:
+    async with Publisher(bootstrap_servers=bootstrap, catalog=catalog) as pub:
+        futures = [await pub.publish(json.loads(raw)) for raw in events]
+        reports = await asyncio.gather(*futures)
+    failed = [r for r in reports if not r.ok]
+    if failed:
+        raise SystemExit(f"{len(failed)} events not delivered, e.g. {failed[0]}")
+
+
+async def raw_consume(bootstrap: str, topics: list[str], count: int) -> float:
+    """(b): seconds from the first to the last of `count` records, with json.loads."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, max_partition_fetch_bytes=4 * 1024 * 1024
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for topic in topics for p in range(4)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen, first = 0, 0.0
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for records in batch.values():
+                if records and not first:
+                    first = time.perf_counter()
+                for record in records:
+                    json.loads(record.value)
+                seen += len(records)
+        return time.perf_counter() - first
+    finally:
+        await consumer.stop()
+
+
+def bare_faust(bootstrap: str, topics: list[str], count: int, root: Path) -> float:
+    """(a): seconds from the first to the last of `count` records in a bare Faust agent."""
+    result = root / "bare.json"
+    script = str(Path(__file__).parent / "_bare_faust.py")
+    proc = subprocess.Popen(
+        [sys.executable, script, bootstrap, ",".join(topics), str(count), str(result)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not result.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the bare Faust agent did not finish")
+            time.sleep(0.05)
+        return float(json.loads(result.read_text())["seconds"])
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+class Worker:
+    """An `ioc worker` subprocess and its /metrics."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self.out = log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ioc.cli", "worker"],
+            env=env,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+        )
+        self.url = ""
+
+    def metric(self, name: str) -> float:
+        if not self.url:
+            found = re.search(r"worker metrics: (http://\S+/metrics)", self.log_path.read_text())
+            if not found:
+                return 0.0
+            self.url = found.group(1)
+        try:
+            with urllib.request.urlopen(self.url, timeout=5) as response:  # noqa: S310 - loopback
+                text = response.read().decode()
+        except OSError:
+            return 0.0
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.out.close()
+
+
+def worker_env(bootstrap: str, database_url: str, group: str, root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        DATABASE_URL=database_url,
+        IOC_WORKER_GROUP=group,
+        IOC_WORKER_METRICS_PORT="0",
+        IOC_STATE_DIR=str(root / f"state-{group}"),
+        IOC_LOG_LEVEL="warning",
+        IOC_WORKER_SESSION_TIMEOUT="6",
+    )
+    return env
+
+
+def run_workers(
+    bootstrap: str, database_url: str, group: str, root: Path, count: int, workers: int
+) -> float:
+    """Seconds from the first event taken in to the last of `count`, summed over the workers."""
+    procs = [
+        Worker(worker_env(bootstrap, database_url, group, root), root / f"{group}-{i}.log")
+        for i in range(workers)
+    ]
+    try:
+        deadline = time.monotonic() + 600
+        first = 0.0
+        while time.monotonic() < deadline:
+            done = sum(w.metric("ioc_worker_events_in_total") for w in procs)
+            if done and not first:
+                first = time.perf_counter()
+            if done >= count:
+                return time.perf_counter() - first
+            for w in procs:
+                if w.proc.poll() is not None:
+                    raise SystemExit(f"worker died:\n{w.log_path.read_text()[-2000:]}")
+            time.sleep(0.02)
+        raise SystemExit("workers did not finish within 10 minutes")
+    finally:
+        for w in procs:
+            w.stop()
+
+
+async def latency(
+    bootstrap: str,
+    database_url: str,
+    catalog: Catalog,
+    events: Sequence[bytes],
+    root: Path,
+    *,
+    rate: float,
+    seconds: float,
+) -> list[float]:
+    """(f): publish current events at `rate` for `seconds`; latency of each KPI point published."""
+    worker = Worker(worker_env(bootstrap, database_url, "lat", root), root / "lat.log")
+    try:
+        await wait_for(
+            lambda: worker.metric('ioc_worker_owned_partitions{stage="events"}') >= 44, 120
+        )
+        started = time.time()
+        async with Publisher(bootstrap_servers=bootstrap, catalog=catalog) as pub:
+            sent = 0
+            futures = []
+            while time.time() - started < seconds:
+                due = int((time.time() - started) * rate)
+                now_iso = datetime.now(UTC).isoformat()
+                while sent < due:
+                    event = json.loads(events[sent % len(events)])
+                    event["occurred_at"] = now_iso
+                    event["event_id"] = f"lat-{sent}"
+                    futures.append(await pub.publish(event))
+                    sent += 1
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*futures)
+        await asyncio.sleep(3)  # the last provisional points
+        points = await read_points(bootstrap)
+    finally:
+        worker.stop()
+    steady = started + 5  # after the first windows opened
+    return [p["emitted_at"] - p["newest"] for p in points if p["newest"] >= steady]
+
+
+async def read_points(bootstrap: str) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition("ioc.kpi", p) for p in range(4)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        points: list[dict[str, Any]] = []
+        empty = 0
+        while empty < 3:
+            batch = await consumer.getmany(timeout_ms=300, max_records=10_000)
+            empty = 0 if batch else empty + 1
+            for records in batch.values():
+                for record in records:
+                    value = json.loads(record.value)
+                    if value.get("kind") == "kpi":
+                        points.append(value)
+        return points
+    finally:
+        await consumer.stop()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit("timed out")
+        await asyncio.sleep(0.1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--latency-rate", type=float, default=2000.0)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="ioc-bench-"))
+    catalog = load_catalog()
+    events = simulated_events(catalog, args.events)
+    count = len(events)
+    postgres = EmbeddedPostgres(state_dir=root / "pg")
+    (root / "pg").mkdir()
+    await postgres.start()
+    rates: dict[str, float] = {}
+    try:
+        log("(a)(b)(d) one event per record on the sector topics")
+        broker = await fresh_broker(root, "b1", catalog)
+        await produce_raw(broker.bootstrap_servers, events)
+        topics = catalog.sector_topics
+        rates["b"] = count / await raw_consume(broker.bootstrap_servers, topics, count)
+        rates["a"] = count / bare_faust(broker.bootstrap_servers, topics, count, root)
+        rates["d"] = count / run_workers(
+            broker.bootstrap_servers, postgres.url(), "d", root, count, 1
+        )
+        broker.stop()
+
+        log("(c) ioc worker, SDK-batched records")
+        broker = await fresh_broker(root, "b2", catalog)
+        await produce_sdk(broker.bootstrap_servers, catalog, events)
+        rates["c"] = count / run_workers(
+            broker.bootstrap_servers, postgres.url(), "c", root, count, 1
+        )
+        log("(e) two ioc workers, the same records")
+        rates["e"] = count / run_workers(
+            broker.bootstrap_servers, postgres.url(), "e", root, count, 2
+        )
+        broker.stop()
+
+        log(f"(f) latency at {args.latency_rate:,.0f} events/s")
+        broker = await fresh_broker(root, "b4", catalog)
+        lat = await latency(
+            broker.bootstrap_servers, postgres.url(), catalog, events, root,
+            rate=args.latency_rate, seconds=args.latency_seconds,
+        )  # fmt: skip
+        broker.stop()
+    finally:
+        postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    print(f"machine: {machine()}; embedded Tansu broker; {count:,} simulator events of 11 sectors")
+    print(f"(a) bare Faust agent, one event per record:   {rates['a']:>9,.0f} events/s")
+    print(f"(b) raw aiokafka + json.loads:                {rates['b']:>9,.0f} events/s")
+    print(f"(c) ioc worker, SDK-batched records:          {rates['c']:>9,.0f} events/s")
+    print(f"(d) ioc worker, one event per record:         {rates['d']:>9,.0f} events/s")
+    print(f"(e) two ioc workers, SDK-batched records:     {rates['e']:>9,.0f} events/s")
+    print(f"two-worker speed-up (e)/(c): {rates['e'] / rates['c']:.2f}")
+    if lat:
+        print(
+            f"event-to-KPI latency at {args.latency_rate:,.0f} events/s ({len(lat):,} points): "
+            f"p50 {statistics.median(lat) * 1000:.0f} ms, p99 {percentile(lat, 0.99) * 1000:.0f} ms"
+        )
+    print(f"ratio: worker-per-event/bare-faust (d)/(a) = {rates['d'] / rates['a']:.2f}")
+    print(f"ratio: worker/raw-aiokafka (c)/(b) = {rates['c'] / rates['b']:.2f}")
+    print(f"ratio: worker/bare-faust = {rates['c'] / rates['a']:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

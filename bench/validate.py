@@ -1,0 +1,84 @@
+"""Envelope validation speed next to plain `json.loads` of the same bytes (simulator events).
+
+    python bench/validate.py [--events N]
+
+Last line: `ratio: validate/json-loads = X.XX` (time per event of validation, which
+includes decoding, over time per event of `json.loads`). Target: ≤ 3.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import best_of, machine, simulated_events
+from streams.catalog import load_catalog
+from streams.envelope import ContractIndex, parse_record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    catalog = load_catalog()
+    index = ContractIndex(catalog)
+    singles = simulated_events(catalog, args.events)
+    count = len(singles)
+    # The same events as batch records: 100 events of one source per record.
+    by_source: dict[str, list[bytes]] = {}
+    for raw in singles:
+        by_source.setdefault(json.loads(raw)["source"], []).append(raw)
+    batches = [
+        b"[" + b",".join(group[i : i + 100]) + b"]"
+        for group in by_source.values()
+        for i in range(0, len(group), 100)
+    ]
+    now = time.time()
+    accepted = sum(len(parse_record(raw, index, now=now).events) for raw in singles)
+    if accepted != count:
+        raise SystemExit(
+            f"only {accepted} of {count} simulator events are valid: fix the bench input"
+        )
+
+    loads = json.loads
+
+    def loads_singles() -> None:
+        for raw in singles:
+            loads(raw)
+
+    def validate_singles() -> None:
+        for raw in singles:
+            parse_record(raw, index, now=now)
+
+    def loads_batches() -> None:
+        for raw in batches:
+            loads(raw)
+
+    def validate_batches() -> None:
+        for raw in batches:
+            parse_record(raw, index, now=now)
+
+    t_loads = best_of(args.rounds, loads_singles)
+    t_validate = best_of(args.rounds, validate_singles)
+    t_loads_b = best_of(args.rounds, loads_batches)
+    t_validate_b = best_of(args.rounds, validate_batches)
+    size = sum(map(len, singles)) / count
+    print(f"machine: {machine()}")
+    print(f"events: {count:,} simulator events of 11 sectors, {size:.0f} bytes each on average")
+    print(f"json.loads, one event per record:     {count / t_loads:>10,.0f} events/s")
+    print(f"validate,   one event per record:     {count / t_validate:>10,.0f} events/s")
+    print(f"json.loads, 100 events per record:    {count / t_loads_b:>10,.0f} events/s")
+    print(f"validate,   100 events per record:    {count / t_validate_b:>10,.0f} events/s")
+    print(f"ratio (batched): validate/json-loads = {t_validate_b / t_loads_b:.2f}")
+    print(f"ratio: validate/json-loads = {t_validate / t_loads:.2f}")
+
+
+if __name__ == "__main__":
+    main()
