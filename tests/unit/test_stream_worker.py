@@ -1,0 +1,144 @@
+"""StreamWorker with an in-memory store and sink: offsets, checkpoints, restore, dead letters."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from streams.catalog import load_catalog
+from streams.checkpoints import MemoryCheckpointStore
+from streams.worker import StreamWorker
+from streams.worker_metrics import WorkerMetrics
+
+CATALOG = load_catalog()
+TOPIC = "ioc.events.health"
+NOW = 1_800_000_000.0
+
+
+class RecordingSink:
+    """Keeps what was sent, and notes every flush (in order with the store's saves)."""
+
+    def __init__(self, journal: list[str]) -> None:
+        self.sent: list[tuple[str, bytes, Any]] = []
+        self.journal = journal
+
+    async def send(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> None:
+        self.sent.append((topic, key, json.loads(value)))
+
+    async def flush(self) -> None:
+        self.journal.append("flush")
+
+
+class JournalStore(MemoryCheckpointStore):
+    def __init__(self, journal: list[str]) -> None:
+        super().__init__()
+        self.journal = journal
+
+    async def save(self, checkpoints: Any) -> None:
+        self.journal.append("save")
+        await super().save(checkpoints)
+
+
+def _event(n: int, **changes: Any) -> bytes:
+    event: dict[str, Any] = {
+        "event_id": f"e{n}",
+        "source": "his-bvdk-tinh",
+        "sector": "health",
+        "type": "bed_occupancy",
+        "occurred_at": datetime.fromtimestamp(NOW - 60, UTC).isoformat(),
+        "value": 80.0 + n,
+        "district": "dong-xoai",
+    }
+    event.update(changes)
+    return json.dumps(event).encode()
+
+
+def _worker(store: MemoryCheckpointStore, sink: RecordingSink, clock: list[float]) -> StreamWorker:
+    return StreamWorker(
+        catalog=CATALOG,
+        store=store,
+        sink=sink,
+        metrics=WorkerMetrics.create(CollectorRegistry()),
+        partition_of=lambda _key: 0,
+        clock=lambda: clock[0],
+    )
+
+
+async def test_records_before_the_checkpoint_are_skipped_after_a_restore() -> None:
+    journal: list[str] = []
+    store, clock = JournalStore(journal), [NOW]
+    first = _worker(store, RecordingSink(journal), clock)
+    seeks: list[tuple[tuple[str, int], int]] = []
+
+    async def seek(tp: tuple[str, int], offset: int) -> None:
+        seeks.append((tp, offset))
+
+    await first.assign({(TOPIC, 0)}, seek)
+    for offset in range(3):
+        await first.on_event_record(TOPIC, 0, offset, b"his-bvdk-tinh", _event(offset))
+    assert await first.checkpoint() == 1
+    assert journal == [
+        "flush",
+        "save",
+    ]  # sent records are acknowledged before the checkpoint counts
+
+    sink = RecordingSink(journal)
+    second = _worker(store, sink, clock)
+    await second.assign({(TOPIC, 0)}, seek)
+    assert seeks == [((TOPIC, 0), 3)]
+    # A record fetched before the seek took effect, then the ones from the checkpoint on.
+    await second.on_event_record(TOPIC, 0, 7, b"his-bvdk-tinh", _event(7))
+    await second.on_event_record(TOPIC, 0, 3, b"his-bvdk-tinh", _event(3))
+    await second.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))  # replayed: in the state
+    await second.on_event_record(TOPIC, 0, 4, b"his-bvdk-tinh", _event(4))
+    await second.flush_stage1()
+    partials = [
+        p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
+    ]
+    occupancy = [p for p in partials if p["kpi"] == "health.bed_occupancy_pct"]
+    assert (
+        occupancy and occupancy[0]["count"] == 5
+    )  # e0, e1, e2 restored + e3, e4; not e7, not e1 again
+    assert occupancy[0]["offset"] == 5
+
+
+async def test_rejects_become_dead_letters_with_position_and_original_bytes() -> None:
+    journal: list[str] = []
+    sink = RecordingSink(journal)
+    worker = _worker(MemoryCheckpointStore(), sink, [NOW])
+
+    async def seek(tp: tuple[str, int], offset: int) -> None:
+        raise AssertionError("nothing to restore")
+
+    await worker.assign({(TOPIC, 0)}, seek)
+    batch = b"[" + _event(1) + b"," + _event(2, unit="kg") + b"]"
+    await worker.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", batch)
+    await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", b"{oops")
+    letters = [value for topic, _key, value in sink.sent if topic == "ioc.deadletter"]
+    assert [(d["reason"], d["offset"], d["index"]) for d in letters] == [
+        ("unit_mismatch", 0, 1),
+        ("bad_json", 1, None),
+    ]
+    assert base64.b64decode(letters[1]["original_b64"]) == b"{oops"
+    assert json.loads(base64.b64decode(letters[0]["original_b64"]))["event_id"] == "e2"
+
+
+async def test_revoke_checkpoints_the_partitions_given_up() -> None:
+    journal: list[str] = []
+    store = JournalStore(journal)
+    worker = _worker(store, RecordingSink(journal), [NOW])
+
+    async def seek(tp: tuple[str, int], offset: int) -> None:
+        pass
+
+    await worker.assign({(TOPIC, 0), (TOPIC, 1)}, seek)
+    await worker.on_event_record(TOPIC, 1, 0, b"his-bvdk-tinh", _event(1))
+    await worker.revoke({(TOPIC, 1)})
+    assert set(store.rows) == {("ioc-worker/events", TOPIC, 1)}
+    assert store.rows[("ioc-worker/events", TOPIC, 1)].next_offset == 1
