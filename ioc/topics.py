@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Literal
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from ioc.errors import BrokerUnreachableError, TopicError
 from streams.catalog import Catalog
-from streams.topics import INTERNAL_TOPICS, PLATFORM_TOPICS
+from streams.topics import EPOCH, INTERNAL_TOPICS, PLATFORM_TOPICS
 
-__all__ = ["TopicResult", "contract_topics", "create_topics"]
+__all__ = ["TopicResult", "contract_topics", "create_topics", "ensure_epoch"]
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -98,3 +102,56 @@ async def create_topics(
         )
         for name in names
     ]
+
+
+async def ensure_epoch(bootstrap_servers: str, *, timeout: float) -> str:
+    """The broker's epoch (first record of `ioc.internal.epoch`), written if there is none yet.
+
+    Two processes racing here may both write; everyone reads the first record, so all agree.
+    """
+    epoch = await _first_epoch(bootstrap_servers, timeout=min(timeout, 2.0))
+    if epoch is not None:
+        return epoch
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    try:
+        async with asyncio.timeout(timeout):
+            await producer.start()
+            value = json.dumps({"epoch": uuid.uuid4().hex, "created_at": time.time()}).encode()
+            await producer.send_and_wait(EPOCH, value=value, partition=0)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise BrokerUnreachableError(
+            f"cannot write the epoch to {bootstrap_servers}: {exc}"
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await producer.stop()
+    epoch = await _first_epoch(bootstrap_servers, timeout=timeout)
+    if epoch is None:
+        raise TopicError(f"{EPOCH}: the epoch record just written cannot be read back")
+    return epoch
+
+
+async def _first_epoch(bootstrap_servers: str, *, timeout: float) -> str | None:
+    # Never ask for end offsets (wrong on the embedded broker): read from the start, briefly.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    try:
+        async with asyncio.timeout(timeout + 10):
+            await consumer.start()
+            partition = TopicPartition(EPOCH, 0)
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            batch = await consumer.getmany(partition, timeout_ms=int(timeout * 1000), max_records=1)
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise BrokerUnreachableError(
+            f"cannot read {EPOCH} from {bootstrap_servers}: {exc}"
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+    for records in batch.values():
+        for record in records:
+            try:
+                return str(json.loads(record.value or b"")["epoch"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return None

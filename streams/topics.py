@@ -8,6 +8,7 @@ __all__ = [
     "ALERTS",
     "ALERT_ACTIONS",
     "DEADLETTER",
+    "EPOCH",
     "EVENTS_PREFIX",
     "INTERNAL_TOPICS",
     "KPI",
@@ -26,7 +27,11 @@ PLATFORM_TOPICS: Final = (DEADLETTER, KPI, ALERTS, ALERT_ACTIONS)
 
 # Internal to the stream worker: stage 1 sends pane partials keyed by series to stage 2.
 KPI_PARTIALS: Final = "ioc.internal.kpi-partials"
-INTERNAL_TOPICS: Final = (KPI_PARTIALS,)
+# The first record of partition 0 names this broker's "epoch": a broker that lost its topics
+# (the embedded one forgets everything on restart) gets a new one, so that worker checkpoints
+# of the old topics' offsets are not applied to the new topics.
+EPOCH: Final = "ioc.internal.epoch"
+INTERNAL_TOPICS: Final = (KPI_PARTIALS, EPOCH)
 
 
 def event_topic(sector_id: str) -> str:

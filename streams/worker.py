@@ -78,6 +78,7 @@ class StreamWorker:
         metrics: WorkerMetrics,
         partition_of: Callable[[str], int],
         group: str = "ioc-worker",
+        epoch: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._index = ContractIndex(catalog)
@@ -87,6 +88,8 @@ class StreamWorker:
         self._metrics = metrics
         self._clock = clock
         self._partition_of = partition_of
+        # Checkpoints from another broker epoch hold offsets of topics that no longer exist.
+        self._epoch = epoch
         # Checkpoints belong to a consumer group and a stage.
         self._stage1 = f"{group}/{STAGE1}"
         self._stage2 = f"{group}/{STAGE2}"
@@ -128,8 +131,8 @@ class StreamWorker:
             )
         for tp in fresh_partials:
             self._partials[tp] = _PartialSlot(book=SeriesBook(self._plan))
-        loaded = await self._store.load(self._stage1, fresh_events)
-        loaded_partials = await self._store.load(self._stage2, fresh_partials)
+        loaded = self._same_epoch(await self._store.load(self._stage1, fresh_events))
+        loaded_partials = self._same_epoch(await self._store.load(self._stage2, fresh_partials))
         for tp, cp in loaded.items():
             slot = self._events[tp]
             slot.panes.restore(cp.state["panes"])
@@ -151,6 +154,17 @@ class StreamWorker:
                 "assigned %d event and %d partial partitions (%d restored from checkpoints)",
                 len(fresh_events), len(fresh_partials), len(loaded) + len(loaded_partials),
             )  # fmt: skip
+
+    def _same_epoch(
+        self, loaded: dict[TopicPartition, Checkpoint]
+    ) -> dict[TopicPartition, Checkpoint]:
+        kept = {tp: cp for tp, cp in loaded.items() if cp.state.get("epoch") == self._epoch}
+        if len(kept) < len(loaded):
+            log.warning(
+                "ignoring %d checkpoints of an earlier broker epoch (its topics are gone)",
+                len(loaded) - len(kept),
+            )
+        return kept
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         """Checkpoint what we give up, so that its next owner resumes exactly here."""
@@ -296,7 +310,11 @@ class StreamWorker:
         batch: list[Checkpoint] = []
         for tp, slot in self._events.items():
             if (only is None or tp in only) and slot.changed and slot.next_offset is not None:
-                state = {"panes": slot.panes.snapshot(), "freshness": slot.freshness.snapshot()}
+                state = {
+                    "epoch": self._epoch,
+                    "panes": slot.panes.snapshot(),
+                    "freshness": slot.freshness.snapshot(),
+                }
                 batch.append(Checkpoint(self._stage1, tp[0], tp[1], slot.next_offset, state, now))
         for tp, pslot in self._partials.items():
             if (only is None or tp in only) and pslot.changed and pslot.next_offset is not None:
@@ -306,7 +324,7 @@ class StreamWorker:
                         tp[0],
                         tp[1],
                         pslot.next_offset,
-                        {"book": pslot.book.snapshot()},
+                        {"epoch": self._epoch, "book": pslot.book.snapshot()},
                         now,
                     )
                 )

@@ -54,7 +54,7 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.migrations import migrate
     from ioc.runtime import Runtime
     from ioc.status import collect_status, render_status
-    from ioc.topics import contract_topics, create_topics
+    from ioc.topics import contract_topics, create_topics, ensure_epoch
     from streams.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
@@ -63,8 +63,9 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with Runtime(settings) as endpoints:
-        report = await migrate(endpoints.database_url, connect_timeout=settings.connect_timeout)
-        print(f"schema: {len(report.applied)} migrations applied, {report.already_applied} already")
+        migrated = await migrate(endpoints.database_url, connect_timeout=settings.connect_timeout)
+        applied, before = len(migrated.applied), migrated.already_applied
+        print(f"schema: {applied} migrations applied, {before} already")
         names = contract_topics(catalog)
         results = await create_topics(
             endpoints.bootstrap_servers,
@@ -74,6 +75,8 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             timeout=settings.connect_timeout,
         )
         print_topic_results(results)
+        epoch = await ensure_epoch(endpoints.bootstrap_servers, timeout=settings.connect_timeout)
+        log.info("broker epoch %s", epoch)
         report = await collect_status(settings, catalog, names)
         print(render_status(report))
         print(f"ready: broker {endpoints.bootstrap_servers} · Ctrl-C to stop", flush=True)
@@ -99,18 +102,20 @@ async def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     from ioc.runtime import resolve_bootstrap_servers
-    from ioc.topics import contract_topics, create_topics
+    from ioc.topics import contract_topics, create_topics, ensure_epoch
     from streams.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
+    bootstrap = resolve_bootstrap_servers(settings)
     results = await create_topics(
-        resolve_bootstrap_servers(settings),
+        bootstrap,
         contract_topics(catalog),
         partitions=settings.topic_partitions,
         replication_factor=settings.topic_replication_factor,
         timeout=settings.connect_timeout,
     )
     print_topic_results(results, verbose=True)
+    print(f"broker epoch: {await ensure_epoch(bootstrap, timeout=settings.connect_timeout)}")
     return 0
 
 

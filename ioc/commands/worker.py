@@ -35,6 +35,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.migrations import migrate
     from ioc.observability import start_observability_server
     from ioc.runtime import ensure_state_dir, resolve_bootstrap_servers, resolve_database_url
+    from ioc.topics import ensure_epoch
     from streams.catalog import load_catalog
     from streams.checkpoints import PostgresCheckpointStore
     from streams.faust_app import WorkerConfig, create_app
@@ -45,6 +46,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     state_dir = ensure_state_dir(settings.state_dir)
     # The checkpoint table must exist before the first assignment.
     asyncio.run(migrate(database_url, connect_timeout=settings.connect_timeout))
+    epoch = asyncio.run(ensure_epoch(bootstrap, timeout=settings.connect_timeout))
     asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs on the current loop
 
     registry = CollectorRegistry()
@@ -52,6 +54,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     config = WorkerConfig(
         bootstrap_servers=bootstrap,
         group=settings.worker_group,
+        epoch=epoch,
         partitions=settings.topic_partitions,
         replication_factor=settings.topic_replication_factor,
         data_dir=state_dir / "faust",

@@ -142,3 +142,36 @@ async def test_revoke_checkpoints_the_partitions_given_up() -> None:
     await worker.revoke({(TOPIC, 1)})
     assert set(store.rows) == {("ioc-worker/events", TOPIC, 1)}
     assert store.rows[("ioc-worker/events", TOPIC, 1)].next_offset == 1
+
+
+async def test_checkpoints_of_another_broker_epoch_are_ignored() -> None:
+    """A restarted embedded broker has new, empty topics: old offsets must not be sought."""
+    journal: list[str] = []
+    store, clock = JournalStore(journal), [NOW]
+    old = StreamWorker(
+        catalog=CATALOG, store=store, sink=RecordingSink(journal),
+        metrics=WorkerMetrics.create(CollectorRegistry()), partition_of=lambda _k: 0,
+        epoch="before", clock=lambda: clock[0],
+    )  # fmt: skip
+    seeks: list[int] = []
+
+    async def seek(tp: tuple[str, int], offset: int) -> None:
+        seeks.append(offset)
+
+    await old.assign({(TOPIC, 0)}, seek)
+    await old.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", _event(0))
+    await old.checkpoint()
+    sink = RecordingSink(journal)
+    new = StreamWorker(
+        catalog=CATALOG, store=store, sink=sink,
+        metrics=WorkerMetrics.create(CollectorRegistry()), partition_of=lambda _k: 0,
+        epoch="after", clock=lambda: clock[0],
+    )  # fmt: skip
+    await new.assign({(TOPIC, 0)}, seek)
+    assert seeks == []
+    await new.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", _event(0))  # offset 0 again: taken
+    await new.flush_stage1()
+    partials = [
+        p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
+    ]
+    assert [p["count"] for p in partials if p["kpi"] == "health.bed_occupancy_pct"] == [1]
