@@ -69,6 +69,9 @@ class SourceFreshness:
     def state(self, source: str) -> State | None:
         return self._state.get(source)
 
+    def stale_count(self) -> int:
+        return sum(1 for state in self._state.values() if state == "stale")
+
     def _change(self, source: str, state: State, now: float) -> FreshnessChange:
         sector, stale_after = self._sources[source]
         return FreshnessChange(source, sector, state, self._last_seen.get(source), now, stale_after)

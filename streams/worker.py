@@ -93,7 +93,9 @@ class StreamWorker:
         # Checkpoints belong to a consumer group and a stage.
         self._stage1 = f"{group}/{STAGE1}"
         self._stage2 = f"{group}/{STAGE2}"
-        self._topic_sector = {s.topic: s.id for s in catalog.sectors}
+        # Label look-ups cost a lock and a tuple per call: resolve the per-sector children once.
+        self._records_in = {s.topic: metrics.records_in.labels(s.id) for s in catalog.sectors}
+        self._events_in = {s.topic: metrics.events_in.labels(s.id) for s in catalog.sectors}
         stale_factor = catalog.stale_factor
         # Sources by the partition their key hashes to: a partition's owner watches them.
         self._sources_of: dict[int, dict[str, tuple[str, float]]] = {}
@@ -186,14 +188,17 @@ class StreamWorker:
         if slot is None or not _accepts(slot, offset):
             return
         now = self._clock()
-        sector = self._topic_sector.get(topic, "?")
-        self._metrics.records_in.labels(sector).inc()
+        records_in = self._records_in.get(topic)
+        if records_in is not None:
+            records_in.inc()
         source_key = key.decode("utf-8", "replace") if key else None
         result = parse_record(value, self._index, now=now, key=source_key)
         for rejection in result.rejections:
             await self._dead_letter(rejection, topic, partition, offset, value, result.batch, now)
         if result.events:
-            self._metrics.events_in.labels(sector).inc(len(result.events))
+            events_in = self._events_in.get(topic)
+            if events_in is not None:
+                events_in.inc(len(result.events))
             for source in {e.source for e in result.events}:
                 slot.freshness.seen(source, now)
             for late in slot.panes.add(result.events, offset=offset, now=now):
@@ -269,7 +274,7 @@ class StreamWorker:
                     KPI, f"freshness|{change.source}".encode(), _encode(change.to_json())
                 )
                 slot.changed = True
-            stale += sum(1 for s in slot.freshness.snapshot()["state"].values() if s == "stale")
+            stale += slot.freshness.stale_count()
         self._metrics.stale_sources.set(stale)
         for partition, partials in outgoing.items():
             await self._sink.send(KPI_PARTIALS, b"partials", _encode_list(partials), partition)
