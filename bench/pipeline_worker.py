@@ -293,6 +293,30 @@ async def read_points(bootstrap: str) -> list[dict[str, Any]]:
         await consumer.stop()
 
 
+async def measure_latency(
+    root: Path, catalog: Catalog, events: Sequence[bytes], postgres: EmbeddedPostgres, args: Any
+) -> tuple[list[float], list[float]]:
+    broker = await fresh_broker(root, "latency", catalog)
+    try:
+        return await latency(
+            broker.bootstrap_servers, postgres.url(), catalog, events, root,
+            rate=args.latency_rate, seconds=args.latency_seconds,
+        )  # fmt: skip
+    finally:
+        broker.stop()
+
+
+def latency_line(total: list[float], processing: list[float], args: Any) -> str:
+    if not total:
+        return "event-to-KPI latency: no points measured"
+    return (
+        f"event-to-KPI latency at {args.latency_rate:,.0f} events/s ({len(total):,} points), "
+        f"pipeline only: p50 {statistics.median(processing) * 1000:.0f} ms, "
+        f"p99 {percentile(processing, 0.99) * 1000:.0f} ms; with the ≤1 s coalescing hold: "
+        f"p50 {statistics.median(total) * 1000:.0f} ms, p99 {percentile(total, 0.99) * 1000:.0f} ms"
+    )
+
+
 async def wait_for(predicate: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -308,7 +332,7 @@ def percentile(values: list[float], q: float) -> float:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, default=2000.0)
     parser.add_argument("--latency-only", action="store_true", help="run (f) alone")
@@ -323,18 +347,7 @@ async def main() -> None:
     rates: dict[str, float] = {}
     try:
         if args.latency_only:
-            broker = await fresh_broker(root, "b4", catalog)
-            lat, lat_processing = await latency(
-                broker.bootstrap_servers, postgres.url(), catalog, events, root,
-                rate=args.latency_rate, seconds=args.latency_seconds,
-            )  # fmt: skip
-            broker.stop()
-            print(
-                f"latency ({len(lat):,} points), pipeline only: p50 "
-                f"{statistics.median(lat_processing) * 1000:.0f} ms, p99 "
-                f"{percentile(lat_processing, 0.99) * 1000:.0f} ms; with the coalescing hold: p50 "
-                f"{statistics.median(lat) * 1000:.0f} ms, p99 {percentile(lat, 0.99) * 1000:.0f} ms"
-            )
+            print(latency_line(*await measure_latency(root, catalog, events, postgres, args), args))
             return
         log("(a)(b)(d) one event per record on the sector topics")
         broker = await fresh_broker(root, "b1", catalog)
@@ -342,30 +355,19 @@ async def main() -> None:
         topics = catalog.sector_topics
         rates["b"] = count / await raw_consume(broker.bootstrap_servers, topics, count)
         rates["a"] = count / bare_faust(broker.bootstrap_servers, topics, count, root)
-        rates["d"] = run_workers(
-            broker.bootstrap_servers, postgres.url(), "d", root, count, 1
-        )
+        rates["d"] = run_workers(broker.bootstrap_servers, postgres.url(), "d", root, count, 1)
         broker.stop()
 
         log("(c) ioc worker, SDK-batched records")
         broker = await fresh_broker(root, "b2", catalog)
         await produce_sdk(broker.bootstrap_servers, catalog, events)
-        rates["c"] = run_workers(
-            broker.bootstrap_servers, postgres.url(), "c", root, count, 1
-        )
+        rates["c"] = run_workers(broker.bootstrap_servers, postgres.url(), "c", root, count, 1)
         log("(e) two ioc workers, the same records")
-        rates["e"] = run_workers(
-            broker.bootstrap_servers, postgres.url(), "e", root, count, 2
-        )
+        rates["e"] = run_workers(broker.bootstrap_servers, postgres.url(), "e", root, count, 2)
         broker.stop()
 
         log(f"(f) latency at {args.latency_rate:,.0f} events/s")
-        broker = await fresh_broker(root, "b4", catalog)
-        lat, lat_processing = await latency(
-            broker.bootstrap_servers, postgres.url(), catalog, events, root,
-            rate=args.latency_rate, seconds=args.latency_seconds,
-        )  # fmt: skip
-        broker.stop()
+        lat, lat_processing = await measure_latency(root, catalog, events, postgres, args)
     finally:
         postgres.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -377,13 +379,7 @@ async def main() -> None:
     print(f"(d) ioc worker, one event per record:         {rates['d']:>9,.0f} events/s")
     print(f"(e) two ioc workers, SDK-batched records:     {rates['e']:>9,.0f} events/s")
     print(f"two-worker speed-up (e)/(c): {rates['e'] / rates['c']:.2f}")
-    if lat:
-        print(
-            f"event-to-KPI latency at {args.latency_rate:,.0f} events/s ({len(lat):,} points), "
-            f"pipeline only: p50 {statistics.median(lat_processing) * 1000:.0f} ms, "
-            f"p99 {percentile(lat_processing, 0.99) * 1000:.0f} ms; with the ≤1 s coalescing hold: "
-            f"p50 {statistics.median(lat) * 1000:.0f} ms, p99 {percentile(lat, 0.99) * 1000:.0f} ms"
-        )
+    print(latency_line(lat, lat_processing, args))
     print(f"ratio: worker-per-event/bare-faust (d)/(a) = {rates['d'] / rates['a']:.2f}")
     print(f"ratio: worker/raw-aiokafka (c)/(b) = {rates['c'] / rates['b']:.2f}")
     print(f"ratio: worker/bare-faust = {rates['c'] / rates['a']:.2f}")

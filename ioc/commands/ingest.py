@@ -7,6 +7,7 @@ import asyncio
 import signal
 from typing import Any
 
+from ioc.commands import flags_to_settings
 from ioc.settings import Settings
 
 __all__ = ["register"]
@@ -18,16 +19,10 @@ def register(commands: Any) -> None:
     )
     api.add_argument("--host", help="address to listen on (IOC_INGEST_HOST, default 127.0.0.1)")
     api.add_argument("--port", type=int, help="port (IOC_INGEST_PORT, default 8081; 0 = any)")
-    api.set_defaults(run=_cmd_ingest_api, overrides=_overrides)
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    overrides: dict[str, object] = {}
-    if args.host is not None:
-        overrides["ingest_host"] = args.host
-    if args.port is not None:
-        overrides["ingest_port"] = args.port
-    return overrides
+    api.set_defaults(
+        run=_cmd_ingest_api,
+        overrides=flags_to_settings(host="ingest_host", port="ingest_port"),
+    )
 
 
 async def _cmd_ingest_api(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,6 +9,7 @@ import logging
 import signal
 from typing import Any
 
+from ioc.commands import flags_to_settings
 from ioc.settings import Settings
 
 __all__ = ["register"]
@@ -38,16 +39,12 @@ def register(commands: Any) -> None:
         "--partitions", type=int, help="partitions per topic (IOC_TOPIC_PARTITIONS)"
     )
     create.add_argument("--replication-factor", type=int, help="(IOC_TOPIC_REPLICATION_FACTOR)")
-    create.set_defaults(run=_cmd_topics_create, overrides=_topic_overrides)
-
-
-def _topic_overrides(args: argparse.Namespace) -> dict[str, object]:
-    overrides: dict[str, object] = {}
-    if args.partitions is not None:
-        overrides["topic_partitions"] = args.partitions
-    if args.replication_factor is not None:
-        overrides["topic_replication_factor"] = args.replication_factor
-    return overrides
+    create.set_defaults(
+        run=_cmd_topics_create,
+        overrides=flags_to_settings(
+            partitions="topic_partitions", replication_factor="topic_replication_factor"
+        ),
+    )
 
 
 async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
+from ioc.commands import flags_to_settings
 from ioc.settings import Settings
 
 __all__ = ["register"]
@@ -21,11 +22,10 @@ def register(commands: Any) -> None:
     worker.add_argument(
         "--metrics-port", type=int, help="port of /metrics and /healthz (IOC_WORKER_METRICS_PORT)"
     )
-    worker.set_defaults(run=_cmd_worker, overrides=_overrides)
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    return {} if args.metrics_port is None else {"worker_metrics_port": args.metrics_port}
+    worker.set_defaults(
+        run=_cmd_worker,
+        overrides=flags_to_settings(metrics_port="worker_metrics_port"),
+    )
 
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
