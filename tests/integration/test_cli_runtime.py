@@ -46,7 +46,8 @@ def test_topics_create_twice_is_idempotent(ioc_cli: Cli, kafka_bootstrap: str) -
     assert second.returncode == 0, second.stderr
     assert "ioc.events.health" in second.stdout and "ioc.alert-actions" in second.stdout
     assert f"topics: 0 created, {len(ALL_TOPICS)} already existed" in second.stdout
-    epochs = [line for run in (first, second) for line in run.stdout.splitlines() if "epoch:" in line]
+    lines = [line for run in (first, second) for line in run.stdout.splitlines()]
+    epochs = [line for line in lines if line.startswith("broker epoch:")]
     assert len(epochs) == 2 and epochs[0] == epochs[1]  # written once, then read back
 
 
