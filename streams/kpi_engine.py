@@ -175,6 +175,7 @@ class _Series:
     # pane -> partition -> (offset, state, count, newest)
     panes: dict[float, dict[str, tuple[int, Any, int, float]]] = field(default_factory=dict)
     windows: dict[float, _Window] = field(default_factory=dict)
+    last_provisional: float = -math.inf
 
 
 class SeriesBook:
@@ -217,30 +218,51 @@ class SeriesBook:
         return True
 
     def due(self, now: float) -> list[KpiPoint]:
-        """Points to emit now; forgets windows (and panes) past their grace."""
+        """Points to emit now; forgets windows (and panes) past their grace.
+
+        Open windows: at most one provisional point per series and second, for the series'
+        *current* window (the open one that ends first: with hopping windows, the one that
+        covers the latest `size` of time). A 1-day window hopping hourly has 24 open windows;
+        publishing each every second would multiply the output 24-fold for no reader.
+        Closed windows: the final point at once; late revisions at most once a second each.
+        """
         points: list[KpiPoint] = []
         for key, series in self._series.items():
             window = series.spec.window
+            current: float | None = None
             for start, state in list(series.windows.items()):
                 end = window.end(start)
+                if now < end:
+                    if current is None or start < current:
+                        current = start
+                    continue
                 expired = now >= end + window.grace
-                closed = now >= end
-                owed_final = closed and not state.final_sent
+                owed_final = not state.final_sent
                 may_emit = expired or now - state.last_emit >= EMIT_INTERVAL
                 if owed_final or (state.dirty and may_emit):
-                    points.append(self._point(key, series, start, closed, now))
-                    state.revision += 1
-                    state.last_emit = now
-                    state.final_sent = closed
-                    state.dirty = False
+                    points.append(self._emit(key, series, start, True, now))
                 if expired:
                     del series.windows[start]
+            if current is not None:
+                state = series.windows[current]
+                if state.dirty and now - series.last_provisional >= EMIT_INTERVAL:
+                    points.append(self._emit(key, series, current, False, now))
+                    series.last_provisional = now
             oldest = now - window.size - window.grace
             for pane in [p for p in series.panes if p < oldest]:
                 del series.panes[pane]
         for key in [k for k, s in self._series.items() if not s.windows and not s.panes]:
             del self._series[key]
         return points
+
+    def _emit(self, key: str, series: _Series, start: float, final: bool, now: float) -> KpiPoint:
+        point = self._point(key, series, start, final, now)
+        state = series.windows[start]
+        state.revision += 1
+        state.last_emit = now
+        state.final_sent = final
+        state.dirty = False
+        return point
 
     def _point(self, key: str, series: _Series, start: float, final: bool, now: float) -> KpiPoint:
         spec = series.spec
@@ -280,10 +302,12 @@ class SeriesBook:
     def restore(self, snapshot: dict[str, Any], *, now: float, taken_at: float) -> None:
         """Resume from a snapshot taken at `taken_at`.
 
-        Points may have been emitted after the snapshot and before a crash; at most one per
-        window per EMIT_INTERVAL. Revisions resume past that bound so that they only grow.
+        Points may have been emitted after the snapshot and before a crash: per window at most
+        one provisional point per EMIT_INTERVAL, one final, late revisions one per interval.
+        Revisions resume past that bound so that they only grow.
         """
-        skip = math.ceil(max(0.0, now - taken_at) / EMIT_INTERVAL) + 1
+        # + 2: in one interval a window may publish a provisional point and then its final.
+        skip = math.ceil(max(0.0, now - taken_at) / EMIT_INTERVAL) + 2
         self._series = {}
         for key, raw in snapshot.items():
             spec = self._plan.by_key.get(key.rsplit("|", 1)[0])

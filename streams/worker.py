@@ -93,9 +93,11 @@ class StreamWorker:
         # Checkpoints belong to a consumer group and a stage.
         self._stage1 = f"{group}/{STAGE1}"
         self._stage2 = f"{group}/{STAGE2}"
-        # Label look-ups cost a lock and a tuple per call: resolve the per-sector children once.
-        self._records_in = {s.topic: metrics.records_in.labels(s.id) for s in catalog.sectors}
-        self._events_in = {s.topic: metrics.events_in.labels(s.id) for s in catalog.sectors}
+        # Counted per topic here and added to the metrics on each flush: a Prometheus increment
+        # takes a lock, too much for every record.
+        self._sector_of_topic = {s.topic: s.id for s in catalog.sectors}
+        self._records_seen: dict[str, int] = {}
+        self._events_seen: dict[str, int] = {}
         stale_factor = catalog.stale_factor
         # Sources by the partition their key hashes to: a partition's owner watches them.
         self._sources_of: dict[int, dict[str, tuple[str, float]]] = {}
@@ -188,17 +190,13 @@ class StreamWorker:
         if slot is None or not _accepts(slot, offset):
             return
         now = self._clock()
-        records_in = self._records_in.get(topic)
-        if records_in is not None:
-            records_in.inc()
+        self._records_seen[topic] = self._records_seen.get(topic, 0) + 1
         source_key = key.decode("utf-8", "replace") if key else None
         result = parse_record(value, self._index, now=now, key=source_key)
         for rejection in result.rejections:
             await self._dead_letter(rejection, topic, partition, offset, value, result.batch, now)
         if result.events:
-            events_in = self._events_in.get(topic)
-            if events_in is not None:
-                events_in.inc(len(result.events))
+            self._events_seen[topic] = self._events_seen.get(topic, 0) + len(result.events)
             for source in {e.source for e in result.events}:
                 slot.freshness.seen(source, now)
             for late in slot.panes.add(result.events, offset=offset, now=now):
@@ -256,9 +254,19 @@ class StreamWorker:
         }
         await self._sink.send(DEADLETTER, event.source.encode(), _encode(record))
 
+    def _publish_counts(self) -> None:
+        for seen, metric in (
+            (self._records_seen, self._metrics.records_in),
+            (self._events_seen, self._metrics.events_in),
+        ):
+            for topic, count in seen.items():
+                metric.labels(self._sector_of_topic.get(topic, topic)).inc(count)
+            seen.clear()
+
     async def flush_stage1(self) -> None:
         """Send changed panes to stage 2 and freshness changes to ioc.kpi (a timer calls this)."""
         now = self._clock()
+        self._publish_counts()
         stale = 0
         # One record per stage-2 partition and flush: a Faust agent pays per record, not per
         # partial. Each partial goes where its series key hashes, as if keyed by it.

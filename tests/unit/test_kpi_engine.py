@@ -219,3 +219,18 @@ def test_final_values_equal_a_recomputation_whatever_the_partitioning(
     assert finals.keys() == expected.keys()
     for key, value in expected.items():
         assert finals[key] == pytest.approx(value)
+
+
+def test_hopping_windows_publish_only_the_current_window_while_open() -> None:
+    """Of the overlapping open windows, only the one ending first gets provisional points."""
+    pipe = Pipeline()
+    pipe.feed(0, [event(1, T0 + 70, value=4.0)], now=T0 + 70)  # in [T0, T0+120) and [T0+60, T0+180)
+    points = [p for p in pipe.tick(T0 + 70) if p.kpi == "health.mean"]
+    assert [(p.window_start, p.final) for p in points] == [(T0, False)]
+    # When the current window ends it publishes its final; the next one becomes current.
+    pipe.feed(0, [event(2, T0 + 121, value=8.0)], now=T0 + 121)
+    later = [p for p in pipe.tick(T0 + 121) if p.kpi == "health.mean"]
+    assert sorted((p.window_start, p.final, p.value) for p in later) == [
+        (T0, True, 4.0),
+        (T0 + 60, False, 6.0),
+    ]
