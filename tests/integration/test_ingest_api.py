@@ -22,7 +22,7 @@ from producers.ingest_api import run_ingest_api
 from producers.key_store import KeyStore, open_pool
 from producers.keys import KeyId, generate_key
 from producers.openapi import openapi_document
-from tests.plugins.services import CliResult, ConsumedRecord, IocProcess, read_records
+from tests.plugins.services import CliResult, ConsumedRecord, IocProcess, events_in, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -118,18 +118,13 @@ def _event(run: str, n: int, **changes: Any) -> dict[str, Any]:
     return event
 
 
-def _events_in(record: ConsumedRecord) -> list[dict[str, Any]]:
-    decoded = json.loads(record.value)
-    return decoded if isinstance(decoded, list) else [decoded]
-
-
 async def _records_with(
     bootstrap: str, run: str, event_ids: set[str], timeout: float = 30
 ) -> list[ConsumedRecord]:
     """Records of this run on the health topic, read until every id in event_ids was seen."""
 
     def seen(records: list[ConsumedRecord]) -> bool:
-        found = {e.get("event_id") for r in records for e in _events_in(r)}
+        found = {e.get("event_id") for r in records for e in events_in(r)}
         return event_ids <= found
 
     return await read_records(
@@ -171,7 +166,7 @@ async def test_one_event_and_a_batch_land_on_the_sector_topic(
         assert first["topic"] == TOPIC
         record = by_offset[(first["partition"], first["offset"])]
         assert record.key == SOURCE.encode()
-        assert [e["event_id"] for e in _events_in(record)] == ids
+        assert [e["event_id"] for e in events_in(record)] == ids
         assert [r["record_index"] for r in answer["results"]] == list(range(len(ids)))
 
 
@@ -211,7 +206,7 @@ async def test_mixed_batch_publishes_the_good_as_one_record_and_reports_the_bad(
 
     records = await _records_with(kafka_bootstrap, run, {f"{run}-0", f"{run}-2", f"{run}-7"})
     assert len(records) == 1
-    assert [e["event_id"] for e in _events_in(records[0])] == [f"{run}-0", f"{run}-2", f"{run}-7"]
+    assert [e["event_id"] for e in events_in(records[0])] == [f"{run}-0", f"{run}-2", f"{run}-7"]
 
 
 async def test_all_rejected_is_422(ingest: IngestServer) -> None:
@@ -242,7 +237,7 @@ async def test_a_key_publishes_only_for_its_source_and_sector(
     status, _body = await ingest.post(_event(run, 99), hospital)
     assert status == 202
     records = await _records_with(kafka_bootstrap, run, {f"{run}-99"})
-    seen = [e["event_id"] for r in records for e in _events_in(r)]
+    seen = [e["event_id"] for r in records for e in events_in(r)]
     assert seen == [f"{run}-99"]
 
 

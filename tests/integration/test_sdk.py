@@ -12,7 +12,7 @@ import pytest
 
 from producers.sdk import Publisher
 from streams.catalog import load_catalog
-from tests.plugins.services import CliResult, ConsumedRecord, read_records
+from tests.plugins.services import CliResult, ConsumedRecord, events_in, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +34,6 @@ def _event(run: str, n: int, source: str = "his-bvdk-tinh", **changes: Any) -> d
     return event
 
 
-def _events_in(record: ConsumedRecord) -> list[dict[str, Any]]:
-    decoded = json.loads(record.value)
-    return decoded if isinstance(decoded, list) else [decoded]
-
-
 def _mine(run: str) -> Callable[[ConsumedRecord], bool]:
     return lambda record: run.encode() in record.value
 
@@ -58,11 +53,11 @@ async def test_events_of_a_source_within_the_linger_travel_as_one_record(
         kafka_bootstrap,
         TOPIC,
         keep=_mine(run),
-        until=lambda rs: sum(len(_events_in(r)) for r in rs) >= 80,
+        until=lambda rs: sum(len(events_in(r)) for r in rs) >= 80,
     )
     assert sorted(r.key or b"" for r in records) == [b"his-bvdk-tinh", b"his-ttyt-huyen"]
     by_key = {r.key: r for r in records}
-    assert [e["event_id"] for e in _events_in(by_key[b"his-bvdk-tinh"])] == [
+    assert [e["event_id"] for e in events_in(by_key[b"his-bvdk-tinh"])] == [
         f"{run}-his-bvdk-tinh-{n}" for n in range(50)
     ]
     # Each report points at the record and the index where its event is.
@@ -74,7 +69,7 @@ async def test_events_of_a_source_within_the_linger_travel_as_one_record(
             record.offset,
         )
         assert report.index is not None
-        assert _events_in(record)[report.index]["event_id"] == report.event_id
+        assert events_in(record)[report.index]["event_id"] == report.event_id
 
 
 async def test_linger_zero_sends_each_event_alone(
@@ -118,7 +113,7 @@ async def test_invalid_events_are_refused_before_sending(
     records = await read_records(
         kafka_bootstrap, TOPIC, keep=_mine(run), until=lambda rs: len(rs) >= 1
     )
-    assert [e["event_id"] for r in records for e in _events_in(r)] == [f"{run}-his-bvdk-tinh-5"]
+    assert [e["event_id"] for r in records for e in events_in(r)] == [f"{run}-his-bvdk-tinh-5"]
 
 
 async def test_send_record_lands_the_good_events_as_one_record(
@@ -144,7 +139,7 @@ async def test_send_record_lands_the_good_events_as_one_record(
         kafka_bootstrap, TOPIC, keep=_mine(run), until=lambda rs: len(rs) >= 1
     )
     assert len(records) == 1
-    assert [e["event_id"] for e in _events_in(records[0])] == [
+    assert [e["event_id"] for e in events_in(records[0])] == [
         f"{run}-his-bvdk-tinh-0",
         f"{run}-his-bvdk-tinh-2",
     ]

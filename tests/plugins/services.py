@@ -7,6 +7,7 @@ suite against a real Kafka cluster / a real TimescaleDB instead of the embedded 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -222,6 +223,12 @@ class ConsumedRecord:
     offset: int
     key: bytes | None
     value: bytes
+
+
+def events_in(record: ConsumedRecord) -> list[dict[str, Any]]:
+    """The events a record carries: one object, or a batch array."""
+    decoded = json.loads(record.value)
+    return decoded if isinstance(decoded, list) else [decoded]
 
 
 async def read_records(
