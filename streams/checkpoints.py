@@ -61,6 +61,8 @@ class MemoryCheckpointStore:
 
     async def save(self, checkpoints: list[Checkpoint]) -> None:
         for cp in checkpoints:
+            # As strict as PostgreSQL's jsonb: no NaN or Infinity.
+            json.dumps(cp.state, allow_nan=False)
             self.rows[(cp.consumer, cp.topic, cp.partition)] = cp
 
 
@@ -127,7 +129,7 @@ class PostgresCheckpointStore:
                                 cp.topic,
                                 cp.partition,
                                 cp.next_offset,
-                                json.dumps(cp.state),
+                                json.dumps(cp.state, allow_nan=False),
                                 cp.taken_at,
                             )
                             for cp in checkpoints

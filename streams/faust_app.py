@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class WorkerConfig:
     session_timeout: float = 10.0
     flush_interval: float = 0.1  # stage 1 hands panes on, stage 2 publishes due points
     checkpoint_interval: float = 1.0
+    checkpoint_stale_after: float = (
+        30.0  # /healthz fails when no checkpoint succeeded for this long
+    )
 
 
 class _FaustSink:
@@ -155,6 +159,14 @@ def create_app(
             await worker.checkpoint()
         except Exception as exc:  # database down or slow: keep running, state stays in memory
             metrics.checkpoint_failures.inc()
-            log.warning("checkpoint failed, retrying next round: %s", exc)
+            failing = time.time() - worker.last_checkpoint_ok
+            level = logging.ERROR if failing > config.checkpoint_stale_after else logging.WARNING
+            log.log(
+                level,
+                "checkpoint failed for %.0f s, retrying: %s: %s",
+                failing,
+                type(exc).__name__,
+                exc,
+            )
 
     return app, worker, metrics

@@ -292,7 +292,8 @@ class SeriesBook:
                     [p, part, *held] for p, parts in s.panes.items() for part, held in parts.items()
                 ],
                 "windows": [
-                    [w, st.revision, st.last_emit, st.final_sent, st.dirty]
+                    # JSON has no -Infinity: a window never published is stored as null.
+                    [w, st.revision, _finite_or_none(st.last_emit), st.final_sent, st.dirty]
                     for w, st in s.windows.items()
                 ],
             }
@@ -323,9 +324,16 @@ class SeriesBook:
                 )
             for start, revision, last_emit, final_sent, dirty in raw["windows"]:
                 series.windows[float(start)] = _Window(
-                    int(revision) + skip, float(last_emit), bool(final_sent), bool(dirty)
+                    int(revision) + skip,
+                    -math.inf if last_emit is None else float(last_emit),
+                    bool(final_sent),
+                    bool(dirty),
                 )
             self._series[key] = series
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _copy(state: Any) -> Any:

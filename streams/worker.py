@@ -105,6 +105,7 @@ class StreamWorker:
             for source in sector.sources:
                 owned = self._sources_of.setdefault(partition_of(source.id), {})
                 owned[source.id] = (sector.id, source.cadence * stale_factor)
+        self.last_checkpoint_ok = clock()  # for /healthz: state that cannot be saved is at risk
         self._events: dict[TopicPartition, _EventSlot] = {}
         self._partials: dict[TopicPartition, _PartialSlot] = {}
 
@@ -342,12 +343,14 @@ class StreamWorker:
                     )
                 )
         if not batch:
+            self.last_checkpoint_ok = now
             return 0
         started = time.monotonic()
         # What was sent before these snapshots must be on the broker before they count as
         # done: a restored partition re-sends only what its snapshot still marks as changed.
         await self._sink.flush()
         await self._store.save(batch)
+        self.last_checkpoint_ok = now
         self._metrics.checkpoint_seconds.observe(time.monotonic() - started)
         for cp in batch:
             slot_any: _Slot | None = self._events.get(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import time
 from typing import Any
 
 from ioc.commands import flags_to_settings
@@ -61,7 +62,11 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         session_timeout=settings.worker_session_timeout,
         checkpoint_interval=settings.worker_checkpoint_interval,
     )
-    app, _worker, _metrics = create_app(config, catalog=catalog, store=store, registry=registry)
+    app, worker, _metrics = create_app(config, catalog=catalog, store=store, registry=registry)
+
+    def healthy() -> bool:
+        checkpointed = time.time() - worker.last_checkpoint_ok <= config.checkpoint_stale_after
+        return not app.should_stop and checkpointed
 
     @app.task  # type: ignore[untyped-decorator]
     async def serve_metrics() -> None:
@@ -69,7 +74,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             registry,
             host=settings.worker_metrics_host,
             port=settings.worker_metrics_port,
-            healthy=lambda: not app.should_stop,
+            healthy=healthy,
         )
         print(f"worker metrics: http://{settings.worker_metrics_host}:{port}/metrics", flush=True)
 

@@ -65,7 +65,8 @@ async def test_events_become_provisional_then_final_points(
     stream_workers: StartWorker, short_catalog: ShortCatalog, kafka_bootstrap: str
 ) -> None:
     """A window's first point is provisional; the final one comes by timer, with no new event."""
-    stream_workers().wait_ready()
+    worker = stream_workers()
+    worker.wait_ready()
     async with Publisher(bootstrap_servers=kafka_bootstrap, catalog=short_catalog.catalog) as pub:
         # Start early in a 5 s window, so that it is still open when we look.
         await eventually(lambda: time.time() % 5 <= 0.5, 6, "the start of a window")
@@ -90,6 +91,11 @@ async def test_events_become_provisional_then_final_points(
     assert mine[-1]["final"] is True and mine[-1]["value"] == 5.0
     assert [p["revision"] for p in mine] == sorted(p["revision"] for p in mine)
     assert mine[-1]["window_end"] == window + 5.0
+    # Open hopping windows that never published are in the state too: it must still save.
+    await eventually(
+        lambda: worker.metric("ioc_worker_checkpoint_seconds_count") >= 2, 10, "checkpoints"
+    )
+    assert worker.metric("ioc_worker_checkpoint_failures_total") == 0
 
 
 async def test_a_silent_source_turns_stale_and_back(
@@ -254,6 +260,7 @@ async def test_sigkill_mid_stream_neither_loses_nor_double_counts(
     )
     latest = _latest([_json(r) for r in records])
     assert "restored from checkpoints" in second.output()
+    assert second.metric("ioc_worker_checkpoint_failures_total") == 0
     for key, value in expected.items():
         assert latest[key]["value"] == pytest.approx(value), key
         assert latest[key]["final"] is True

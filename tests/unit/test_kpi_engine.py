@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import defaultdict
@@ -234,3 +235,14 @@ def test_hopping_windows_publish_only_the_current_window_while_open() -> None:
         (T0, True, 4.0),
         (T0 + 60, False, 6.0),
     ]
+
+
+def test_a_snapshot_with_never_published_windows_is_strict_json() -> None:
+    """Hopping windows that never published (not current) must not put -Infinity in JSON."""
+    pipe = Pipeline()
+    pipe.feed(0, [event(1, T0 + 70)], now=T0 + 70)
+    pipe.tick(T0 + 70)  # publishes [T0, T0+120) only; [T0+60, T0+180) stays unpublished
+    snapshot = json.loads(json.dumps(pipe.book.snapshot(), allow_nan=False))
+    restored = SeriesBook(PLAN)
+    restored.restore(snapshot, now=T0 + 71, taken_at=T0 + 70)
+    assert json.dumps(restored.snapshot(), allow_nan=False)
