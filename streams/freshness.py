@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["FreshnessChange", "SourceFreshness"]
+__all__ = ["FreshnessChange", "SectorLastSeen", "SourceFreshness"]
 
 State = Literal["fresh", "stale"]
 
@@ -44,12 +44,15 @@ class SourceFreshness:
         self._last_seen: dict[str, float] = {}
         self._state: dict[str, State] = {}
         self._pending: list[FreshnessChange] = []
+        self._recent: dict[str, float] = {}  # sector -> latest arrival since the last drain
 
     def seen(self, source: str, now: float) -> None:
         """An event of source arrived now."""
         if source not in self._sources:
             return
         self._last_seen[source] = now
+        sector = self._sources[source][0]
+        self._recent[sector] = max(now, self._recent.get(sector, now))
         if self._state.get(source) != "fresh":
             self._state[source] = "fresh"
             self._pending.append(self._change(source, "fresh", now))
@@ -65,6 +68,11 @@ class SourceFreshness:
                 self._pending.append(self._change(source, "stale", now))
         out, self._pending = self._pending, []
         return out
+
+    def drain_recent(self) -> dict[str, float]:
+        """Per sector, the latest arrival among these sources since the last call."""
+        recent, self._recent = self._recent, {}
+        return recent
 
     def state(self, source: str) -> State | None:
         return self._state.get(source)
@@ -91,3 +99,42 @@ class SourceFreshness:
                 self._state[source] = snapshot["state"][source]
             if source in snapshot.get("watch_since", {}):
                 self._watch_since[source] = float(snapshot["watch_since"][source])
+
+
+class SectorLastSeen:
+    """Last-seen time per sector, the maximum over sources that other workers may own.
+
+    Fed by stage 1's per-sector maxima (a replay only repeats a maximum), it publishes a
+    sector's new last-seen time at most once per `interval`.
+    """
+
+    def __init__(self, *, interval: float = 1.0) -> None:
+        self._interval = interval
+        self._last_seen: dict[str, float] = {}
+        self._published: dict[str, float] = {}
+        self._dirty: set[str] = set()
+
+    def seen(self, sector: str, at: float) -> None:
+        if at > self._last_seen.get(sector, float("-inf")):
+            self._last_seen[sector] = at
+            self._dirty.add(sector)
+
+    def due(self, now: float) -> list[dict[str, Any]]:
+        """Records for ioc.kpi: `{"kind": "sector_seen", "sector", "last_seen", "emitted_at"}`."""
+        out = []
+        for sector in sorted(self._dirty):
+            if now - self._published.get(sector, float("-inf")) >= self._interval:
+                out.append(
+                    {"kind": "sector_seen", "sector": sector, "last_seen": self._last_seen[sector],
+                     "emitted_at": now}
+                )  # fmt: skip
+                self._published[sector] = now
+        self._dirty.difference_update(r["sector"] for r in out)
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"last_seen": self._last_seen, "dirty": sorted(self._dirty)}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self._last_seen = {k: float(v) for k, v in snapshot.get("last_seen", {}).items()}
+        self._dirty = set(snapshot.get("dirty", []))

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from streams.catalog import Catalog
 from streams.checkpoints import Checkpoint, CheckpointStore
 from streams.envelope import ContractIndex, Event, Rejection, parse_record
-from streams.freshness import SourceFreshness
+from streams.freshness import SectorLastSeen, SourceFreshness
 from streams.kpi_engine import PanePartial, PartitionPanes, SeriesBook
 from streams.kpi_plan import KpiPlan
 from streams.topics import DEADLETTER, EVENTS_PREFIX, KPI, KPI_PARTIALS
@@ -64,6 +64,7 @@ class _EventSlot(_Slot):
 @dataclass(kw_only=True)
 class _PartialSlot(_Slot):
     book: SeriesBook
+    sectors: SectorLastSeen = field(default_factory=SectorLastSeen)
 
 
 class StreamWorker:
@@ -146,6 +147,7 @@ class StreamWorker:
         for tp, cp in loaded_partials.items():
             slot2 = self._partials[tp]
             slot2.book.restore(cp.state["book"], now=now, taken_at=cp.taken_at)
+            slot2.sectors.restore(cp.state.get("sectors", {}))
             slot2.next_offset = cp.next_offset
         for tp in [*fresh_events, *fresh_partials]:
             slot_any: _Slot = self._events.get(tp) or self._partials[tp]
@@ -277,6 +279,12 @@ class StreamWorker:
                 outgoing.setdefault(self._partition_of(partial.series), []).append(
                     partial.to_json()
                 )
+            # Sector last-seen: a sector's sources hash to several partitions, so its maximum
+            # is kept in stage 2, where `sector|<id>` hashes to.
+            for sector, at in slot.freshness.drain_recent().items():
+                outgoing.setdefault(self._partition_of(f"sector|{sector}"), []).append(
+                    {"kind": "seen", "sector": sector, "last_seen": at}
+                )
             for change in slot.freshness.changes(now):
                 self._metrics.freshness_changes.labels(change.state).inc()
                 await self._sink.send(
@@ -296,12 +304,18 @@ class StreamWorker:
             return
         now = self._clock()
         try:
-            partials = [PanePartial.from_json(raw) for raw in json.loads(value)]
-        except (ValueError, KeyError, TypeError):
+            entries = json.loads(value)
+            seen = [
+                (e["sector"], float(e["last_seen"])) for e in entries if e.get("kind") == "seen"
+            ]
+            partials = [PanePartial.from_json(e) for e in entries if e.get("kind") != "seen"]
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("skipping unreadable partials at %s:%d@%d", KPI_PARTIALS, partition, offset)
         else:
             for partial in partials:
                 slot.book.apply(partial, now=now)
+            for sector, at in seen:
+                slot.sectors.seen(sector, at)
         slot.next_offset = offset + 1
         slot.changed = True
 
@@ -314,6 +328,9 @@ class StreamWorker:
                 self._metrics.kpi_points_out.labels(str(point.final).lower()).inc()
                 if point.newest:
                     self._metrics.event_to_kpi_latency.observe(max(0.0, now - point.newest))
+                slot.changed = True
+            for record in slot.sectors.due(now):
+                await self._sink.send(KPI, f"sector|{record['sector']}".encode(), _encode(record))
                 slot.changed = True
 
     # ---- checkpoints ------------------------------------------------------------------
@@ -338,7 +355,11 @@ class StreamWorker:
                         tp[0],
                         tp[1],
                         pslot.next_offset,
-                        {"epoch": self._epoch, "book": pslot.book.snapshot()},
+                        {
+                            "epoch": self._epoch,
+                            "book": pslot.book.snapshot(),
+                            "sectors": pslot.sectors.snapshot(),
+                        },
                         now,
                     )
                 )

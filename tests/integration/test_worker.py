@@ -130,6 +130,15 @@ async def test_a_silent_source_turns_stale_and_back(
     stale = next(_json(r) for r in records if _json(r)["state"] == "stale")
     assert stale["stale_after"] == 3.0
     assert stale["changed_at"] - stale["last_seen"] >= 3.0
+    # The sector's last-seen time follows its sources' latest event.
+    latest = _json(records[-1])["last_seen"]
+    sector_key = f"sector|{short_catalog.sector}".encode()
+    await read_records(
+        kafka_bootstrap,
+        "ioc.kpi",
+        keep=lambda record: record.key == sector_key,
+        until=lambda rs: any(_json(r)["last_seen"] == latest for r in rs),
+    )
 
 
 async def test_malformed_records_go_to_dead_letters_while_valid_events_flow(

@@ -44,3 +44,31 @@ def test_unknown_sources_are_ignored_and_state_survives_a_snapshot() -> None:
         ("cam", "stale"),
         ("his", "stale"),
     ]
+
+
+def test_sector_last_seen_is_the_latest_of_its_sources_published_at_most_once_a_second() -> None:
+    from streams.freshness import SectorLastSeen
+
+    book = SectorLastSeen(interval=1.0)
+    book.seen("health", 10.0)
+    book.seen("health", 12.0)
+    book.seen("health", 11.0)  # an older maximum from another partition changes nothing
+    assert book.due(12.0) == [
+        {"kind": "sector_seen", "sector": "health", "last_seen": 12.0, "emitted_at": 12.0}
+    ]
+    book.seen("health", 12.5)
+    assert book.due(12.5) == []  # within the second
+    assert [r["last_seen"] for r in book.due(13.0)] == [12.5]
+    copy = SectorLastSeen()
+    copy.restore(book.snapshot())
+    copy.seen("health", 12.0)
+    assert copy.due(20.0) == []  # nothing newer than what was restored
+
+
+def test_sources_report_their_sectors_latest_arrival_once() -> None:
+    tracker = SourceFreshness(SOURCES, now=0.0)
+    tracker.seen("his", 5.0)
+    tracker.seen("cam", 6.0)
+    tracker.seen("his", 7.0)
+    assert tracker.drain_recent() == {"health": 7.0, "traffic": 6.0}
+    assert tracker.drain_recent() == {}

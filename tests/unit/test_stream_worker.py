@@ -101,7 +101,7 @@ async def test_records_before_the_checkpoint_are_skipped_after_a_restore() -> No
     partials = [
         p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
     ]
-    occupancy = [p for p in partials if p["kpi"] == "health.bed_occupancy_pct"]
+    occupancy = [p for p in partials if p.get("kpi") == "health.bed_occupancy_pct"]
     assert (
         occupancy and occupancy[0]["count"] == 5
     )  # e0, e1, e2 restored + e3, e4; not e7, not e1 again
@@ -174,4 +174,28 @@ async def test_checkpoints_of_another_broker_epoch_are_ignored() -> None:
     partials = [
         p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
     ]
-    assert [p["count"] for p in partials if p["kpi"] == "health.bed_occupancy_pct"] == [1]
+    assert [p["count"] for p in partials if p.get("kpi") == "health.bed_occupancy_pct"] == [1]
+
+
+async def test_sector_last_seen_travels_through_stage_two_to_ioc_kpi() -> None:
+    """Stage 1 hands on each sector's latest arrival; stage 2 publishes `sector|<id>`."""
+    journal: list[str] = []
+    sink = RecordingSink(journal)
+    clock = [NOW]
+    worker = _worker(MemoryCheckpointStore(), sink, clock)
+
+    async def seek(tp: tuple[str, int], offset: int) -> None:
+        pass
+
+    await worker.assign({(TOPIC, 0), ("ioc.internal.kpi-partials", 0)}, seek)
+    await worker.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", _event(0))
+    await worker.flush_stage1()
+    (batch,) = [value for topic, _k, value in sink.sent if topic == "ioc.internal.kpi-partials"]
+    assert {"kind": "seen", "sector": "health", "last_seen": NOW} in batch
+    await worker.on_partial_record(0, 0, json.dumps(batch).encode())
+    await worker.flush_stage2()
+    sector = [value for topic, key, value in sink.sent if key == b"sector|health"]
+    assert sector == [
+        {"kind": "sector_seen", "sector": "health", "last_seen": NOW, "emitted_at": NOW}
+    ]
+    assert await worker.checkpoint() == 2  # both stages' state saves as strict JSON
