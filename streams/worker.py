@@ -23,7 +23,7 @@ from streams.envelope import ContractIndex, Event, Rejection, parse_record
 from streams.freshness import SectorLastSeen, SourceFreshness
 from streams.kpi_engine import PanePartial, PartitionPanes, SeriesBook
 from streams.kpi_plan import KpiPlan
-from streams.topics import DEADLETTER, EVENTS_PREFIX, KPI, KPI_PARTIALS
+from streams.topics import DEADLETTER, EVENTS_PREFIX, KPI, KPI_PARTIALS, event_topic
 from streams.worker_metrics import WorkerMetrics
 
 __all__ = ["Sink", "StreamWorker", "TopicPartition"]
@@ -130,7 +130,7 @@ class StreamWorker:
                     {
                         s: v
                         for s, v in self._sources_of.get(tp[1], {}).items()
-                        if self._sector_topic(v[0]) == tp[0]
+                        if event_topic(v[0]) == tp[0]
                     },
                     now=now,
                 ),
@@ -180,9 +180,6 @@ class StreamWorker:
             self._events.pop(tp, None)
             self._partials.pop(tp, None)
         self._update_gauges()
-
-    def _sector_topic(self, sector: str) -> str:
-        return f"{EVENTS_PREFIX}{sector}"
 
     # ---- stage 1 --------------------------------------------------------------------
 

@@ -220,6 +220,16 @@ def _mine(short: ShortCatalog) -> Callable[[ConsumedRecord], bool]:
     return lambda record: (record.key or b"").startswith(prefix)
 
 
+async def _recomputed(
+    bootstrap: str, short: ShortCatalog, expected: dict[tuple[str, float], float]
+) -> dict[tuple[str, float], dict[str, Any]]:
+    """Read ioc.kpi until every expected (series, window) has its recomputed value; the latest."""
+    records = await read_records(
+        bootstrap, "ioc.kpi", keep=_mine(short), until=_converged(short, expected), timeout=90
+    )
+    return _latest([_json(r) for r in records])
+
+
 def _events(short: ShortCatalog, count: int) -> list[dict[str, Any]]:
     # Two minutes whose every window (hopping ones too) closed ≥ 20 s ago, well within the
     # 10 min grace: every point is final, and revised as events come.
@@ -260,14 +270,7 @@ async def test_sigkill_mid_stream_neither_loses_nor_double_counts(
     second = stream_workers()
     second.wait_ready()
     expected = _expected(short_catalog, events)
-    records = await read_records(
-        kafka_bootstrap,
-        "ioc.kpi",
-        keep=_mine(short_catalog),
-        until=_converged(short_catalog, expected),
-        timeout=90,
-    )
-    latest = _latest([_json(r) for r in records])
+    latest = await _recomputed(kafka_bootstrap, short_catalog, expected)
     assert "restored from checkpoints" in second.output()
     assert second.metric("ioc_worker_checkpoint_failures_total") == 0
     for key, value in expected.items():
@@ -288,15 +291,8 @@ async def test_two_workers_share_partitions_and_agree_with_a_recomputation(
         second = stream_workers()
         second.wait_ready()
         assert all(r.ok for r in await pub.send_many(events[800:]))
-    expected = _expected(short_catalog, events)
-    records = await read_records(
-        kafka_bootstrap,
-        "ioc.kpi",
-        keep=_mine(short_catalog),
-        until=_converged(short_catalog, expected),
-        timeout=90,
-    )
-    assert _latest([_json(r) for r in records])
+    latest = await _recomputed(kafka_bootstrap, short_catalog, _expected(short_catalog, events))
+    assert latest
     owned = [w.metric('ioc_worker_owned_partitions{stage="events"}') for w in (first, second)]
     assert all(count > 0 for count in owned) and sum(owned) == 4
     assert first.stop() == 0 and second.stop() == 0
