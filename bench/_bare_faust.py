@@ -29,6 +29,7 @@ def main() -> None:
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         store="memory://",
+        datadir=str(result_path.parent / "faust-data"),  # not the working directory
     )
     topic = app.topic(*topic_name.split(","), value_serializer="raw")
     # Steady state: the time from the 20 % to the 80 % record (start-up and tail excluded).
