@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 from typing import Annotated, Literal, NewType
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -10,11 +11,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from streams.topics import event_topic
 
 __all__ = [
+    "TEMPLATE_FIELDS",
     "Aggregation",
     "AlertRule",
     "Catalog",
     "District",
+    "EscalationLevel",
+    "EscalationPolicy",
     "EventType",
+    "Flapping",
     "Kpi",
     "KpiId",
     "Problem",
@@ -28,6 +33,7 @@ __all__ = [
     "Window",
     "cross_check",
     "parse_duration",
+    "template_problem",
 ]
 
 SectorId = NewType("SectorId", str)
@@ -143,7 +149,9 @@ class AlertRule(_Strict):
     kind: Literal["threshold", "rate_of_change", "absence"]
     kpi: KpiId | None = None
     source: SourceId | None = None
-    op: Literal["above", "below"] | None = None
+    # threshold: above/below (required); rate_of_change: above = a rise (default), below = a
+    # fall, either = a move either way.
+    op: Literal["above", "below", "either"] | None = None
     raise_at: float | None = Field(default=None, alias="raise")
     clear_at: float | None = Field(default=None, alias="clear")
     change_pct: float | None = None
@@ -160,6 +168,8 @@ class AlertRule(_Strict):
         if self.kind == "threshold":
             if self.kpi is None or self.op is None or self.raise_at is None:
                 raise ValueError("a threshold rule needs kpi, op and raise")
+            if self.op == "either":
+                raise ValueError("a threshold rule's op is above or below")
             clear = self.clear_at if self.clear_at is not None else self.raise_at
             if (self.op == "above" and clear > self.raise_at) or (
                 self.op == "below" and clear < self.raise_at
@@ -168,6 +178,8 @@ class AlertRule(_Strict):
         elif self.kind == "rate_of_change":
             if self.kpi is None or self.change_pct is None or self.over is None:
                 raise ValueError("a rate_of_change rule needs kpi, change_pct and over")
+            if self.change_pct <= 0:
+                raise ValueError("change_pct must be positive (op says the direction)")
         elif self.kpi is None and self.source is None:
             raise ValueError("an absence rule needs a kpi or a source")
         return self
@@ -190,6 +202,56 @@ class Sector(_Named):
         return next((t for t in self.event_types if t.id == type_id), None)
 
 
+class EscalationLevel(_Strict):
+    """Who hears of an unacknowledged alert next; `role` is matched by the notifier's routing."""
+
+    level: int = Field(ge=0)
+    role: str = Field(pattern=_ID)
+    after: Seconds | None = Field(
+        default=None, description="time unacknowledged at the previous level (not for level 0)"
+    )
+    name_vi: str | None = None
+    name_en: str | None = None
+
+
+class Flapping(_Strict):
+    """An alert that fires or resolves `transitions` times within `window` is flapping."""
+
+    transitions: int = Field(default=6, ge=2, le=1000)
+    window: Seconds = 3600.0
+
+
+def _default_levels() -> list[EscalationLevel]:
+    return [
+        EscalationLevel(level=0, role="duty_officer"),
+        EscalationLevel(level=1, role="sector_vice_chairman", after=600.0),
+        EscalationLevel(level=2, role="chairman", after=1200.0),
+    ]
+
+
+class EscalationPolicy(_Strict):
+    """How unacknowledged alerts climb from the duty officer to the province's leaders."""
+
+    min_severity: Severity = "critical"
+    levels: list[EscalationLevel] = Field(default_factory=_default_levels, min_length=1)
+    flapping: Flapping = Field(default_factory=Flapping)
+
+    @model_validator(mode="after")
+    def _levels_in_order(self) -> EscalationPolicy:
+        for index, level in enumerate(self.levels):
+            if level.level != index:
+                raise ValueError(f"levels must be numbered 0, 1, 2 … in order (got {level.level})")
+            if index == 0 and level.after is not None:
+                raise ValueError("level 0 is reached when the alert fires: no 'after'")
+            if index > 0 and level.after is None:
+                raise ValueError(f"level {index} needs 'after' (e.g. 10m)")
+        return self
+
+    @property
+    def max_level(self) -> int:
+        return len(self.levels) - 1
+
+
 class Catalog(_Strict):
     """Everything the platform knows about the province's sectors."""
 
@@ -198,6 +260,7 @@ class Catalog(_Strict):
     stale_factor: float = Field(default=3.0, gt=1.0, le=100.0)
     districts: list[District] = Field(min_length=1)
     sectors: list[Sector] = Field(min_length=1)
+    escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
 
     def sector(self, sector_id: str) -> Sector | None:
         return next((s for s in self.sectors if s.id == sector_id), None)
@@ -215,6 +278,27 @@ class Catalog(_Strict):
 
 
 Problem = tuple[tuple[str | int, ...], str]
+
+# What an alert message template may use (alerts/rules.py fills them in).
+TEMPLATE_FIELDS: dict[str, object] = {
+    "value": 1.5, "raise": 2.0, "clear": 1.0, "threshold": 2.0, "change": 50.0,
+    "change_pct": 50.0, "over_min": 60.0, "for_min": 10.0, "unit": "%", "district": "D",
+    "district_name": "D", "district_code": "d", "kpi_name": "K", "sector_name": "S",
+    "source": "s", "source_name": "S", "rule": "r", "severity": "critical",
+}  # fmt: skip
+
+
+def template_problem(template: str) -> str | None:
+    """Why a message template cannot be rendered, or None when it can."""
+    try:
+        for _text, name, _spec, _conversion in string.Formatter().parse(template):
+            if name is not None and name not in TEMPLATE_FIELDS:
+                known = ", ".join(sorted(TEMPLATE_FIELDS))
+                return f"unknown placeholder {{{name}}} (known: {known})"
+        template.format(**TEMPLATE_FIELDS)
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+        return f"bad template: {exc}"
+    return None
 
 
 def cross_check(catalog: Catalog) -> list[Problem]:
@@ -258,6 +342,9 @@ def cross_check(catalog: Catalog) -> list[Problem]:
                 problems.append(
                     ((*at, "alerts", index, "source"), f"unknown source {rule.source!r}")
                 )
+            for name in ("message_vi", "message_en"):
+                if (problem := template_problem(getattr(rule, name))) is not None:
+                    problems.append(((*at, "alerts", index, name), problem))
     return problems
 
 
