@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -23,6 +24,30 @@ def register(commands: Any) -> None:
     )
     up.add_argument(
         "--exit-after", type=float, metavar="SECONDS", help="stop by itself after SECONDS"
+    )
+    up.add_argument(
+        "--no-simulate", action="store_true", help="do not run the 11 sector simulators"
+    )
+    up.add_argument(
+        "--rate", type=float, default=50.0, metavar="EV_PER_S",
+        help="simulated events per second over all sectors (default 50)",
+    )
+    up.add_argument(
+        "--scenario", action="append", default=[], metavar="NAME[:SECTOR[:SOURCE]]",
+        help="an anomaly for the simulators (see `ioc simulate --help`); repeatable",
+    )
+    up.add_argument(
+        "--scenario-after", type=float, metavar="SECONDS",
+        help="scenarios start this long after the simulators (default 60)",
+    )
+    up.add_argument(
+        "--only", metavar="NAMES",
+        help="run only these components (comma-separated: worker, writer, notifier, gateway, "
+        "ingest-api, simulators, sim-<sector>); default: all",
+    )
+    up.add_argument(
+        "--services-only", action="store_true",
+        help="run the broker and the database only, no components (the pre-#7 behaviour)",
     )
     up.set_defaults(run=_cmd_up)
 
@@ -76,14 +101,66 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         log.info("broker epoch %s", epoch)
         report = await collect_status(settings, catalog, names)
         print(render_status(report))
-        print(f"ready: broker {endpoints.bootstrap_servers} · Ctrl-C to stop", flush=True)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=args.exit_after)
-        except TimeoutError:
-            log.info("--exit-after %.0f s reached", args.exit_after)
-        print("stopping…", flush=True)
+        supervisor = _supervisor(args, settings, [s.id for s in catalog.sectors])
+        if args.exit_after is not None:
+            loop.call_later(args.exit_after, stop.set)
+        if supervisor is None:
+            print(f"ready: broker {endpoints.bootstrap_servers} · Ctrl-C to stop", flush=True)
+            await stop.wait()
+            print("stopping…", flush=True)
+        else:
+            supervising = asyncio.create_task(supervisor.run(stop), name="supervisor")
+            try:
+                await _announce(supervisor, settings, stop)
+                await supervising
+            finally:
+                supervising.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await supervising
+                print("stopping…", flush=True)
+                supervisor.stop_all(timeout=STOP_TIMEOUT)
     print("stopped", flush=True)
     return 0
+
+
+# Ctrl-C / SIGTERM → every child gets SIGTERM, and SIGKILL after this; the services stop
+# after them, so the whole platform is down within 10 s.
+STOP_TIMEOUT = 6.0
+
+
+def _supervisor(args: argparse.Namespace, settings: Settings, sectors: list[str]) -> Any:
+    from ioc.components import SimulatorPlan, platform_children
+    from ioc.supervisor import Supervisor
+
+    if args.services_only:
+        return None
+    plan = None
+    if not args.no_simulate:
+        plan = SimulatorPlan(
+            rate=args.rate, scenarios=tuple(args.scenario), scenario_after=args.scenario_after
+        )
+    only = args.only.split(",") if args.only else None
+    children = platform_children(sectors, simulate=plan, only=only)
+    return Supervisor(children, state_dir=settings.state_dir.resolve(), env=None)
+
+
+async def _announce(supervisor: Any, settings: Settings, stop: asyncio.Event) -> None:
+    """Print the component table once every child started (or after 15 s), then `ready:`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15.0
+    while not stop.is_set() and loop.time() < deadline:
+        if all(c.state in ("running", "backoff", "failed") for c in supervisor.children):
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.2)
+    if stop.is_set():
+        return
+    print("components:")
+    for child in supervisor.children:
+        pid = child.pid if child.pid is not None else "-"
+        log_path = supervisor.log_path(child.spec.name)
+        print(f"  {child.spec.name:<16} {child.state:<8} pid {pid!s:<8} log {log_path}")
+    print("ready: Ctrl-C to stop", flush=True)
 
 
 async def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:

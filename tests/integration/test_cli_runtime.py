@@ -57,7 +57,7 @@ def test_up_status_kill_and_restart_leave_no_orphans(
     """SIGKILL of `ioc up` takes its broker and PostgreSQL along; the data survives a restart."""
     state = state_dir
     env = {"IOC_STATE_DIR": str(state)}
-    up = ioc_process("up", env=env)
+    up = ioc_process("up", "--services-only", env=env)
     up.wait_for_output("ready:")
 
     status = ioc_cli("status", "--json", env=env)
@@ -79,7 +79,7 @@ def test_up_status_kill_and_restart_leave_no_orphans(
     up.proc.wait(10)
     wait_until(lambda: not broker.alive() and not postgres.alive(), 20, "children to die with ioc")
 
-    again = ioc_process("up", env=env)
+    again = ioc_process("up", "--services-only", env=env)
     again.wait_for_output("ready:")
     with psycopg.connect(str(_runtime(state)["database_url"])) as conn:
         assert conn.execute("SELECT note FROM survives").fetchall() == [("còn đây",)]
@@ -116,8 +116,8 @@ def test_second_up_on_the_same_state_dir_is_refused(
 ) -> None:
     """Two owners of one embedded runtime would fight; the second gets a clear error."""
     env = {"IOC_STATE_DIR": str(state_dir)}
-    ioc_process("up", env=env).wait_for_output("ready:")
-    second = ioc_cli("up", "--exit-after", "1", env=env)
+    ioc_process("up", "--services-only", env=env).wait_for_output("ready:")
+    second = ioc_cli("up", "--services-only", "--exit-after", "1", env=env)
     assert second.returncode != 0
     assert second.stderr.startswith("ioc: error [state_dir_locked]")
 
@@ -140,7 +140,7 @@ def test_bad_settings_give_one_clear_line(ioc_cli: Cli, tmp_path: Path, database
     """Unreachable broker, wrong DSN, port in use, unwritable state dir, bad value: a line each."""
     state = str(tmp_path / "state")
     unreachable = ioc_cli(
-        "up", "--exit-after", "1",
+        "up", "--services-only", "--exit-after", "1",
         env={"IOC_STATE_DIR": state, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_closed_port()}",
              "IOC_CONNECT_TIMEOUT": "3"},
     )  # fmt: skip
@@ -148,7 +148,11 @@ def test_bad_settings_give_one_clear_line(ioc_cli: Cli, tmp_path: Path, database
 
     wrong_password = database_url.replace("postgres:", "postgres:wrong", 1).replace("@", "x@", 1)
     wrong_dsn = ioc_cli(
-        "up", "--exit-after", "1", env={"IOC_STATE_DIR": state, "DATABASE_URL": wrong_password}
+        "up",
+        "--services-only",
+        "--exit-after",
+        "1",
+        env={"IOC_STATE_DIR": state, "DATABASE_URL": wrong_password},
     )
     _assert_one_clear_line(wrong_dsn, "database_unreachable")
 
@@ -157,14 +161,20 @@ def test_bad_settings_give_one_clear_line(ioc_cli: Cli, tmp_path: Path, database
         busy.listen()
         port = busy.getsockname()[1]
         in_use = ioc_cli(
-            "up", "--exit-after", "1", env={"IOC_STATE_DIR": state, "IOC_BROKER_PORT": str(port)}
+            "up",
+            "--services-only",
+            "--exit-after",
+            "1",
+            env={"IOC_STATE_DIR": state, "IOC_BROKER_PORT": str(port)},
         )
     _assert_one_clear_line(in_use, "port_in_use")
     assert str(port) in in_use.stderr
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    unwritable = ioc_cli("up", "--exit-after", "1", env={"IOC_STATE_DIR": str(blocker / "state")})
+    unwritable = ioc_cli(
+        "up", "--services-only", "--exit-after", "1", env={"IOC_STATE_DIR": str(blocker / "state")}
+    )
     _assert_one_clear_line(unwritable, "state_dir_unwritable")
 
     bad_value = ioc_cli("status", env={"IOC_TOPIC_PARTITIONS": "many"})
