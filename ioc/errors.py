@@ -15,6 +15,7 @@ Every error a user can cause carries a machine-readable ``code``; the CLI prints
      ├── NotRunningError          runtime_not_running
      ├── TopicError               topic_create_failed
      ├── CatalogError             catalog_invalid
+     │    └── RoutingError        routing_invalid
      ├── DatabaseError            database_error
      ├── MigrationError           migration_failed
      │    └── MigrationChecksumError  migration_checksum_mismatch
@@ -35,6 +36,7 @@ __all__ = [
     "MigrationError",
     "NotRunningError",
     "PortInUseError",
+    "RoutingError",
     "SettingsError",
     "StateDirError",
     "StateDirLockedError",
@@ -126,6 +128,12 @@ class CatalogError(IocError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
+
+
+class RoutingError(CatalogError):
+    """The notifier's routing file is invalid; ``problems`` lists each with file:line."""
+
+    code = "routing_invalid"
 
 
 class DatabaseError(IocError):

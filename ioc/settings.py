@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ioc.errors import SettingsError
@@ -63,6 +63,36 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535, description="0: a free port")
     worker_session_timeout: float = Field(default=10.0, ge=1, le=300, description="seconds")
     worker_checkpoint_interval: float = Field(default=1.0, gt=0, le=60, description="seconds")
+
+    # The notifier (`ioc notifier`): routing file, grouping, retries, rate limit, channels.
+    # Secrets live here (env), never in the routing file.
+    notifier_group: str = Field(default="ioc-notifier", pattern=r"^[A-Za-z0-9._-]+$")
+    notifier_routing: Path | None = None  # None: the built-in Bình Phước demo routing
+    notifier_metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    notifier_metrics_port: int = Field(default=9104, ge=0, le=65535, description="0: a free port")
+    notifier_session_timeout: float = Field(default=10.0, ge=1, le=300, description="seconds")
+    notifier_group_wait: float = Field(default=30.0, ge=0, le=3600, description="seconds")
+    notifier_max_age: float = Field(default=3600.0, gt=0, description="older transitions skipped")
+    notifier_rate_limit: int = Field(default=20, ge=1, description="messages per period")
+    notifier_rate_period: float = Field(default=3600.0, gt=0, description="seconds")
+    notifier_max_attempts: int = Field(default=8, ge=1, le=100)
+    notifier_retry_base: float = Field(default=1.0, gt=0, le=600, description="seconds")
+    notifier_retry_max: float = Field(default=300.0, gt=0, le=86400, description="seconds")
+    notifier_request_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds")
+    notifier_poll_interval: float = Field(default=0.25, gt=0, le=10, description="seconds")
+    notifier_concurrency: int = Field(default=4, ge=1, le=64, description="messages in flight")
+    notifier_webhook_base_url: str = "http://127.0.0.1:8090"
+    notifier_webhook_secret: SecretStr | None = None
+    notifier_telegram_base_url: str = "https://api.telegram.org"
+    notifier_telegram_bot_token: SecretStr | None = None
+    notifier_zalo_base_url: str = "https://openapi.zalo.me"
+    notifier_zalo_access_token: SecretStr | None = None
+    notifier_smtp_host: str | None = None
+    notifier_smtp_port: int = Field(default=25, ge=1, le=65535)
+    notifier_smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    notifier_smtp_username: str | None = None
+    notifier_smtp_password: SecretStr | None = None
+    notifier_smtp_from: str = "IOC Bình Phước <ioc@binhphuoc.gov.vn>"
 
     connect_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds")
     log_level: LogLevel = "info"
