@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -74,8 +76,20 @@ async def collect_status(
         "broker": asdict(broker_status),
         "database": asdict(db_status),
         "topics": topics,
+        "components": _components(settings.state_dir),
         "ok": broker_status.reachable and db_status.reachable,
     }
+
+
+def _components(state_dir: Path) -> list[dict[str, Any]]:
+    """The children `ioc up` supervises, as it last wrote them (none when it is not running)."""
+    try:
+        raw = json.loads((state_dir / "children.json").read_text())
+        if not psutil.pid_exists(int(raw["supervisor_pid"])):
+            return []
+        return [dict(row) for row in raw["children"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 async def _existing_topics(bootstrap: str, timeout: float) -> set[str]:
@@ -114,4 +128,8 @@ def render_status(report: dict[str, Any]) -> str:
     if "present" in topics:
         missing = f" (missing: {', '.join(topics['missing'])})" if topics["missing"] else ""
         lines.append(f"  topics    {topics['present']}/{topics['expected']} present{missing}")
+    for child in report.get("components", []):
+        restarts = f", {child['restarts']} restarts" if child["restarts"] else ""
+        pid = f"pid {child['pid']}" if child["pid"] else "-"
+        lines.append(f"  {child['name']:<16} {child['state']:<8} {pid}{restarts}")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.plugins.services import IocProcess, wait_until
+from tests.plugins.services import CliResult, IocProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def _children(state_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def test_a_killed_component_is_restarted_and_sigterm_stops_everything(
-    ioc_process: StartIoc, state_dir: Path
+    ioc_process: StartIoc, ioc_cli: Callable[..., CliResult], state_dir: Path
 ) -> None:
     """SIGKILL the worker: it comes back; SIGTERM `ioc up`: no child is left running."""
     env = {
@@ -40,6 +40,8 @@ def test_a_killed_component_is_restarted_and_sigterm_stops_everything(
     up.wait_for_output("ready:", timeout=90)
     assert "sim-health" in up.output() and "worker" in up.output()
 
+    status = ioc_cli("status", env=env)
+    assert "sim-health" in status.stdout and "worker" in status.stdout, status.stdout
     first = _children(state_dir)["worker"]
     assert first["state"] == "running" and first["pid"]
     os.kill(first["pid"], signal.SIGKILL)
