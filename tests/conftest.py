@@ -1,3 +1,8 @@
 """Test configuration: the service fixtures live in a plugin module."""
 
-pytest_plugins = ["tests.plugins.services", "tests.plugins.worker"]
+pytest_plugins = [
+    "tests.plugins.services",
+    "tests.plugins.worker",
+    "tests.plugins.notify",
+    "tests.plugins.alerts",
+]

@@ -6,7 +6,14 @@ import re
 import string
 from typing import Annotated, Literal, NewType
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from streams.topics import event_topic
 
@@ -236,16 +243,17 @@ class EscalationPolicy(_Strict):
     levels: list[EscalationLevel] = Field(default_factory=_default_levels, min_length=1)
     flapping: Flapping = Field(default_factory=Flapping)
 
-    @model_validator(mode="after")
-    def _levels_in_order(self) -> EscalationPolicy:
-        for index, level in enumerate(self.levels):
+    @field_validator("levels")
+    @classmethod
+    def _levels_in_order(cls, levels: list[EscalationLevel]) -> list[EscalationLevel]:
+        for index, level in enumerate(levels):
             if level.level != index:
                 raise ValueError(f"levels must be numbered 0, 1, 2 … in order (got {level.level})")
             if index == 0 and level.after is not None:
                 raise ValueError("level 0 is reached when the alert fires: no 'after'")
             if index > 0 and level.after is None:
                 raise ValueError(f"level {index} needs 'after' (e.g. 10m)")
-        return self
+        return levels
 
     @property
     def max_level(self) -> int:
