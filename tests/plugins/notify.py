@@ -230,7 +230,7 @@ class _SmtpHandler:
             raw if isinstance(raw, bytes) else raw.encode(), policy=email.policy.default
         )
         body = mail.get_body(preferencelist=("plain",))
-        text = body.get_content() if body is not None else ""  # type: ignore[attr-defined]
+        text = body.get_content() if body is not None else ""
         for rcpt in envelope.rcpt_tos:
             self._servers._accept(
                 Received("email", rcpt, text, str(mail["Subject"]), headers=dict(mail.items()))
