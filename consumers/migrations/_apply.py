@@ -2,6 +2,11 @@
 
 A session-level advisory lock serialises concurrent migrators (two `ioc` processes starting
 at once): the second waits, then finds nothing left to do.
+
+Before the first migration with parts for one storage path, the database's path is chosen once
+and recorded in `storage_path`: `timescaledb` when `CREATE EXTENSION timescaledb` succeeds (or
+is already done), else `plain-postgresql`. It never changes afterwards: the tables of the two
+paths differ (hypertables vs native partitions).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Literal
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -17,13 +23,17 @@ from psycopg.rows import TupleRow
 from consumers.migrations._files import (
     AppliedMigration,
     Migration,
+    StoragePath,
     load_migrations,
     pending_migrations,
 )
-from ioc.errors import DatabaseError, DatabaseUnreachableError, MigrationError
+from ioc.errors import DatabaseError, DatabaseUnreachableError, MigrationError, StoragePathError
 from ioc.probes import redact_url
 
-__all__ = ["MIGRATION_LOCK_KEY", "MigrationReport", "migrate"]
+__all__ = ["MIGRATION_LOCK_KEY", "MigrationReport", "StorageChoice", "migrate"]
+
+# What the operator asks for (IOC_STORAGE_PATH); "auto" takes TimescaleDB when it can.
+StorageChoice = Literal["auto", "plain-postgresql", "timescaledb"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +49,14 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 
+_CREATE_STORAGE_PATH = """
+CREATE TABLE IF NOT EXISTS storage_path (
+    singleton boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    path      text        NOT NULL CHECK (path IN ('plain-postgresql', 'timescaledb')),
+    chosen_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
 
 @dataclass(frozen=True)
 class MigrationReport:
@@ -47,6 +65,7 @@ class MigrationReport:
     applied: list[Migration] = field(default_factory=list)
     already_applied: int = 0
     unknown_versions: list[int] = field(default_factory=list)
+    storage_path: StoragePath | None = None  # None: no migration needed a path yet
 
 
 async def migrate(
@@ -55,6 +74,7 @@ async def migrate(
     connect_timeout: float,
     lock_timeout: float = 120.0,
     migrations: list[Migration] | None = None,
+    storage: StorageChoice = "auto",
 ) -> MigrationReport:
     """Apply every pending migration to the database at url."""
     wanted = load_migrations() if migrations is None else migrations
@@ -70,7 +90,7 @@ async def migrate(
     async with conn:
         await _lock(conn, lock_timeout)
         try:
-            return await _apply_pending(conn, wanted)
+            return await _apply_pending(conn, wanted, storage)
         finally:
             # Closing the session releases the lock anyway; a broken one must not mask the error.
             with contextlib.suppress(psycopg.Error):
@@ -93,7 +113,7 @@ async def _lock(conn: psycopg.AsyncConnection[TupleRow], timeout: float) -> None
 
 
 async def _apply_pending(
-    conn: psycopg.AsyncConnection[TupleRow], wanted: list[Migration]
+    conn: psycopg.AsyncConnection[TupleRow], wanted: list[Migration], storage: StorageChoice
 ) -> MigrationReport:
     try:
         await conn.execute(_CREATE_TABLE)
@@ -107,11 +127,22 @@ async def _apply_pending(
     if unknown:
         # A newer release migrated this database; running older code against it is allowed.
         log.warning("database has migrations this release does not know: %s", unknown)
+    pending = pending_migrations(wanted, applied)
+    path = await _recorded_path(conn)
+    if path is not None and storage not in ("auto", path):
+        raise StoragePathError(
+            f"IOC_STORAGE_PATH={storage}, but this database was set up for {path}; "
+            "the path of a database never changes (use a new database, or unset it)"
+        )
+    if path is None and any(m.path_specific for m in pending):
+        path = await _choose_path(conn, storage)
     done: list[Migration] = []
-    for migration in pending_migrations(wanted, applied):
+    for migration in pending:
+        # path is set whenever a path-specific migration is pending; others run whole.
+        sql = migration.sql_for(path) if path is not None else migration.sql
         try:
             async with conn.transaction():
-                await conn.execute(migration.sql.encode())
+                await conn.execute(sql.encode())
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                     (migration.version, migration.name, migration.checksum),
@@ -127,7 +158,52 @@ async def _apply_pending(
         applied=done,
         already_applied=len(wanted) - len(done),
         unknown_versions=unknown,
+        storage_path=path,
     )
+
+
+async def _recorded_path(conn: psycopg.AsyncConnection[TupleRow]) -> StoragePath | None:
+    try:
+        cursor = await conn.execute("SELECT to_regclass('storage_path') IS NOT NULL")
+        exists = await cursor.fetchone()
+        if not exists or not exists[0]:
+            return None
+        cursor = await conn.execute("SELECT path FROM storage_path")
+        row = await cursor.fetchone()
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot read storage_path: {_first_line(exc)}") from exc
+    if row is None:
+        return None
+    return "timescaledb" if row[0] == "timescaledb" else "plain-postgresql"
+
+
+async def _choose_path(
+    conn: psycopg.AsyncConnection[TupleRow], storage: StorageChoice
+) -> StoragePath:
+    """Decide this database's storage path once (we hold the migration lock) and record it."""
+    path: StoragePath = "plain-postgresql"
+    if storage != "plain-postgresql":
+        try:
+            async with conn.transaction():
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            path = "timescaledb"
+        except psycopg.Error as exc:
+            if storage == "timescaledb":
+                raise StoragePathError(
+                    f"IOC_STORAGE_PATH=timescaledb, but CREATE EXTENSION timescaledb failed: "
+                    f"{_first_line(exc)}"
+                ) from exc
+            log.info("TimescaleDB is not available (%s): plain PostgreSQL path", _first_line(exc))
+    try:
+        async with conn.transaction():
+            await conn.execute(_CREATE_STORAGE_PATH)
+            await conn.execute(
+                "INSERT INTO storage_path (path) VALUES (%s) ON CONFLICT DO NOTHING", (path,)
+            )
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot record the storage path: {_first_line(exc)}") from exc
+    log.info("storage path: %s", path)
+    return path
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,4 +1,17 @@
-"""Migration files and the plan: which ones a database still needs (pure, no I/O to PostgreSQL)."""
+"""Migration files and the plan: which ones a database still needs (pure, no I/O to PostgreSQL).
+
+A file may hold parts for one storage path only, after a marker line::
+
+    -- ioc:storage plain-postgresql
+    CREATE TABLE events (...) PARTITION BY RANGE (occurred_at);
+    -- ioc:storage timescaledb
+    CREATE TABLE events (...);
+    SELECT create_hypertable(...);
+    -- ioc:storage all
+
+Lines before the first marker, and after `-- ioc:storage all`, run on both paths. The checksum
+covers the whole file, so it is the same whichever path a database took.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +21,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
+from typing import Final, Literal
 
 from ioc.errors import MigrationChecksumError, MigrationError
 
-__all__ = ["AppliedMigration", "Migration", "load_migrations", "pending_migrations"]
+__all__ = [
+    "STORAGE_PATHS",
+    "AppliedMigration",
+    "Migration",
+    "StoragePath",
+    "load_migrations",
+    "pending_migrations",
+    "sql_for_path",
+]
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+StoragePath = Literal["plain-postgresql", "timescaledb"]
+STORAGE_PATHS: Final[tuple[StoragePath, ...]] = ("plain-postgresql", "timescaledb")
+_MARKER = re.compile(r"^--\s*ioc:storage\s+(\S+)\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +55,15 @@ class Migration:
     def label(self) -> str:
         return f"{self.version:04d}_{self.name}"
 
+    @property
+    def path_specific(self) -> bool:
+        """True when the file has parts for one storage path only."""
+        return any(_MARKER.match(line) for line in self.sql.splitlines())
+
+    def sql_for(self, path: StoragePath) -> str:
+        """The statements to run on a database of that storage path."""
+        return sql_for_path(self.sql, path, label=self.label)
+
 
 @dataclass(frozen=True, slots=True)
 class AppliedMigration:
@@ -42,6 +77,26 @@ class AppliedMigration:
 def checksum(sql: str) -> str:
     """sha256 of the SQL text; CRLF checkouts give the same checksum as LF ones."""
     return hashlib.sha256(sql.replace("\r\n", "\n").encode()).hexdigest()
+
+
+def sql_for_path(sql: str, path: StoragePath, *, label: str = "migration") -> str:
+    """Keep the lines of `sql` meant for `path` (see the module docstring)."""
+    keep: list[str] = []
+    current = "all"
+    for line in sql.splitlines():
+        marker = _MARKER.match(line)
+        if marker is None:
+            if current in ("all", path):
+                keep.append(line)
+            continue
+        current = marker.group(1)
+        if current != "all" and current not in STORAGE_PATHS:
+            raise MigrationError(
+                f"{label}: unknown storage path {current!r} in a marker "
+                f"(expected all, {', '.join(STORAGE_PATHS)})"
+            )
+        keep.append("")  # keep line numbers of error messages meaningful
+    return "\n".join(keep) + "\n"
 
 
 def load_migrations(directory: Traversable | None = None) -> list[Migration]:
@@ -61,7 +116,9 @@ def load_migrations(directory: Traversable | None = None) -> list[Migration]:
                 f"{found[version].label}.sql and {entry.name}"
             )
         sql = entry.read_text(encoding="utf-8")
-        found[version] = Migration(version, match.group(2), sql, checksum(sql))
+        migration = Migration(version, match.group(2), sql, checksum(sql))
+        migration.sql_for("plain-postgresql")  # a bad marker fails at load, not mid-migration
+        found[version] = migration
     return [found[version] for version in sorted(found)]
 
 

@@ -25,9 +25,15 @@ async def _cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from ioc.runtime import resolve_database_url
 
     url = resolve_database_url(settings)
-    report = await migrate(url, connect_timeout=settings.connect_timeout)
+    report = await migrate(
+        url, connect_timeout=settings.connect_timeout, storage=settings.storage_path
+    )
     for migration in report.applied:
         print(f"  applied  {migration.label}")
+    if report.storage_path is not None:
+        print(f"  storage path: {report.storage_path}")
+    if report.storage_path == "timescaledb":
+        await _timescale_jobs(url, settings)
     if report.unknown_versions:
         newer = ", ".join(f"{v:04d}" for v in report.unknown_versions)
         print(f"  note: the database also has migrations from a newer release: {newer}")
@@ -36,3 +42,21 @@ async def _cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
         f" ({redact_url(url)})"
     )
     return 0
+
+
+async def _timescale_jobs(url: str, settings: Settings) -> None:
+    """Retention, compression and rollup-refresh jobs from the settings (replaced, not stacked)."""
+    import psycopg
+
+    from consumers.storage import apply_timescale_policies
+    from ioc.commands.writer import storage_policy
+    from ioc.errors import DatabaseError
+
+    try:
+        async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=max(int(settings.connect_timeout), 1)
+        ) as conn:
+            statements = await apply_timescale_policies(conn, storage_policy(settings))
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot install the TimescaleDB jobs: {exc}") from exc
+    print(f"  timescaledb jobs: {len(statements) // 2} installed")

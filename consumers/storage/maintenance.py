@@ -1,0 +1,164 @@
+"""Storage upkeep: partitions ahead, retention, rollups (plain path); TimescaleDB jobs.
+
+    report = await run_maintenance(conn, path=path, policy=policy, now=time.time())
+
+On the plain path each run creates the partitions from today to `partitions_ahead_days`
+ahead, drops the partitions entirely past retention, and recomputes the hourly and daily
+rollups of the hours the writer marked in `kpi_rollup_pending`. On the TimescaleDB path
+TimescaleDB's own jobs do all of that; `apply_timescale_policies` installs them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Final
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from consumers.migrations import StoragePath
+from consumers.storage.partitions import plan_partitions
+from consumers.storage.policy import TIME_SERIES_TABLES, StoragePolicy
+from consumers.storage.sink import PARTITION_LOCK_KEY, create_partition
+from consumers.storage.timescale import policy_statements
+
+__all__ = [
+    "MaintenanceReport",
+    "apply_timescale_policies",
+    "read_storage_path",
+    "refresh_rollups",
+    "run_maintenance",
+]
+
+log = logging.getLogger(__name__)
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+# The province's day (UTC+7, no daylight saving) for the daily rollups; same as the
+# continuous aggregate's time_bucket(..., timezone => 'Asia/Ho_Chi_Minh').
+ROLLUP_TIMEZONE: Final = "Asia/Ho_Chi_Minh"
+
+_ROLLUP_SELECT: Final = """
+    SELECT p.series, p.kpi, p.sector, p.grp, {bucket} AS bucket,
+           count(*), avg(p.value), min(p.value), max(p.value), sum(p.value),
+           (array_agg(p.value ORDER BY p.window_start DESC))[1], sum(p.sample_count)::bigint
+    FROM kpi_points p
+    JOIN {keys} d ON p.series = d.series
+                 AND p.window_start >= d.bucket AND p.window_start < d.bucket + {width}
+    GROUP BY p.series, p.kpi, p.sector, p.grp, {bucket}
+"""
+_ROLLUP_COLUMNS: Final = (
+    "series, kpi, sector, grp, bucket, points, value_avg, value_min, value_max, value_sum,"
+    " value_last, samples"
+)
+_ROLLUP_SET: Final = ", ".join(
+    f"{c} = EXCLUDED.{c}"
+    for c in (
+        "kpi", "sector", "grp", "points", "value_avg", "value_min", "value_max", "value_sum",
+        "value_last", "samples",
+    )
+)  # fmt: skip
+
+_HOURLY_SELECT: Final = _ROLLUP_SELECT.format(
+    bucket="date_trunc('hour', p.window_start, 'UTC')", keys="hours", width="INTERVAL '1 hour'"
+)
+_DAILY_SELECT: Final = _ROLLUP_SELECT.format(
+    bucket=f"date_trunc('day', p.window_start, '{ROLLUP_TIMEZONE}')",
+    keys="days",
+    width="INTERVAL '1 day'",
+)
+
+# One statement, so one snapshot: an hour marked by a writer transaction that commits after
+# this snapshot stays marked (its DELETE does not see it) and is rolled up next time.
+_REFRESH_ROLLUPS: Final = f"""
+WITH done AS (DELETE FROM kpi_rollup_pending RETURNING series, bucket),
+hours AS (SELECT DISTINCT series, bucket FROM done),
+days AS (
+    SELECT DISTINCT series, date_trunc('day', bucket, '{ROLLUP_TIMEZONE}') AS bucket FROM done
+),
+hourly AS (
+    INSERT INTO kpi_rollup_1h ({_ROLLUP_COLUMNS}) {_HOURLY_SELECT}
+    ON CONFLICT (series, bucket) DO UPDATE SET {_ROLLUP_SET}
+    RETURNING 1
+),
+daily AS (
+    INSERT INTO kpi_rollup_1d ({_ROLLUP_COLUMNS}) {_DAILY_SELECT}
+    ON CONFLICT (series, bucket) DO UPDATE SET {_ROLLUP_SET}
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM hours), (SELECT count(*) FROM hourly), (SELECT count(*) FROM daily)
+"""  # noqa: S608 - fixed identifiers, no input
+
+
+@dataclass
+class MaintenanceReport:
+    """What one maintenance run did."""
+
+    created: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    rollup_hours: int = 0
+    rollup_rows: dict[str, int] = field(default_factory=dict)
+
+
+async def read_storage_path(conn: Connection) -> StoragePath | None:
+    """The path recorded by the migrations, or None before they ran."""
+    cursor = await conn.execute("SELECT to_regclass('storage_path') IS NOT NULL")
+    exists = await cursor.fetchone()
+    if not exists or not exists[0]:
+        return None
+    cursor = await conn.execute("SELECT path FROM storage_path")
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    return "timescaledb" if row[0] == "timescaledb" else "plain-postgresql"
+
+
+async def run_maintenance(
+    conn: Connection, *, path: StoragePath, policy: StoragePolicy, now: float
+) -> MaintenanceReport:
+    """One round of upkeep; `now` is injected so tests can move through days."""
+    report = MaintenanceReport()
+    if path == "timescaledb":
+        return report  # TimescaleDB's jobs do it
+    for table in TIME_SERIES_TABLES:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK_KEY,))
+            cursor = await conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = %s::regclass",
+                (table.name,),
+            )
+            existing = [str(name) for (name,) in await cursor.fetchall()]
+            plan = plan_partitions(table, existing, now=now, policy=policy)
+            for partition in plan.create:
+                if await create_partition(conn, partition):
+                    report.created.append(partition.name)
+            for partition in plan.drop:
+                await conn.execute(f"DROP TABLE IF EXISTS {partition.name}")
+                report.dropped.append(partition.name)
+    if report.created or report.dropped:
+        log.info("partitions created %s, dropped %s", report.created, report.dropped)
+    await refresh_rollups(conn, report)
+    return report
+
+
+async def refresh_rollups(conn: Connection, report: MaintenanceReport | None = None) -> int:
+    """Recompute the rollups of every marked hour (and its day); the number of hours."""
+    async with conn.transaction():
+        cursor = await conn.execute(_REFRESH_ROLLUPS)
+        row = await cursor.fetchone()
+    hours, hourly, daily = (int(v) for v in row) if row else (0, 0, 0)
+    if report is not None:
+        report.rollup_hours = hours
+        report.rollup_rows = {"kpi_rollup_1h": hourly, "kpi_rollup_1d": daily}
+    return hours
+
+
+async def apply_timescale_policies(conn: Connection, policy: StoragePolicy) -> list[str]:
+    """(Re)install retention, compression and refresh jobs from the settings."""
+    statements = policy_statements(policy)
+    async with conn.transaction():
+        for statement in statements:
+            await conn.execute(statement.encode())
+    return statements

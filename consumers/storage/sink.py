@@ -1,0 +1,226 @@
+"""Write a RowBatch to PostgreSQL in one transaction: COPY into temp staging tables, then upsert.
+
+Idempotent by construction, so a batch written twice (a crash between the database commit
+and the Kafka offset commit) leaves the same rows:
+
+    events             (source, event_id, occurred_at) — first copy wins
+    kpi_points         (series, window_start) — a higher revision replaces, a lower never does
+    alert_transitions  (fingerprint, seq) — first copy wins
+    alerts_current     fingerprint — the highest seq wins
+    dead_letters       (dl_partition, dl_offset, received_at) — first copy wins
+    source_freshness   source — the latest changed_at wins
+    sector_last_seen   sector — the latest last_seen wins
+
+On the plain path the batch first makes sure the partitions it needs exist (creators are
+serialised by an advisory lock), and every changed KPI point marks its hour in
+`kpi_rollup_pending` in the same transaction, for the maintenance loop to roll up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from consumers.migrations import StoragePath
+from consumers.storage.partitions import Partition, partition_for
+from consumers.storage.policy import TIME_SERIES_TABLES, StoragePolicy
+from consumers.storage.rows import (
+    ALERT_CURRENT_COLUMNS,
+    ALERT_TRANSITION_COLUMNS,
+    DEAD_LETTER_COLUMNS,
+    EVENT_COLUMNS,
+    FRESHNESS_COLUMNS,
+    KPI_POINT_COLUMNS,
+    SECTOR_SEEN_COLUMNS,
+    Row,
+    RowBatch,
+)
+
+__all__ = ["PARTITION_LOCK_KEY", "StorageSink", "WriteResult", "create_partition"]
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+# Advisory lock taken by whoever creates or drops partitions ("ioc" + "part").
+PARTITION_LOCK_KEY: Final = 0x696F63_70617274
+
+_COLUMNS: Final = {
+    "events": EVENT_COLUMNS,
+    "kpi_points": KPI_POINT_COLUMNS,
+    "source_freshness": FRESHNESS_COLUMNS,
+    "sector_last_seen": SECTOR_SEEN_COLUMNS,
+    "alert_transitions": ALERT_TRANSITION_COLUMNS,
+    "alerts_current": ALERT_CURRENT_COLUMNS,
+    "dead_letters": DEAD_LETTER_COLUMNS,
+}
+
+
+def _set(columns: Sequence[str], *, skip: int) -> str:
+    return ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[skip:])
+
+
+_KPI_UPSERT: Final = f"""
+INSERT INTO kpi_points AS k SELECT * FROM stage_kpi_points
+ON CONFLICT (series, window_start) DO UPDATE SET {_set(KPI_POINT_COLUMNS, skip=1)}
+WHERE k.revision < EXCLUDED.revision
+"""  # noqa: S608 - fixed identifiers, no input
+
+_UPSERTS: Final = {
+    "events": (
+        "INSERT INTO events SELECT * FROM stage_events"
+        " ON CONFLICT (source, event_id, occurred_at) DO NOTHING"
+    ),
+    "kpi_points": _KPI_UPSERT,
+    "source_freshness": (
+        "INSERT INTO source_freshness AS f SELECT * FROM stage_source_freshness"  # noqa: S608 - fixed
+        f" ON CONFLICT (source) DO UPDATE SET {_set(FRESHNESS_COLUMNS, skip=1)}"
+        " WHERE f.changed_at < EXCLUDED.changed_at"
+    ),
+    "sector_last_seen": (
+        "INSERT INTO sector_last_seen AS s SELECT * FROM stage_sector_last_seen"  # noqa: S608 - fixed
+        f" ON CONFLICT (sector) DO UPDATE SET {_set(SECTOR_SEEN_COLUMNS, skip=1)}"
+        " WHERE s.last_seen < EXCLUDED.last_seen"
+    ),
+    "alert_transitions": (
+        "INSERT INTO alert_transitions SELECT * FROM stage_alert_transitions"
+        " ON CONFLICT (fingerprint, seq) DO NOTHING"
+    ),
+    "alerts_current": (
+        "INSERT INTO alerts_current AS a SELECT * FROM stage_alerts_current"  # noqa: S608 - fixed
+        f" ON CONFLICT (fingerprint) DO UPDATE SET {_set(ALERT_CURRENT_COLUMNS, skip=1)}"
+        " WHERE a.seq < EXCLUDED.seq"
+    ),
+    "dead_letters": (
+        "INSERT INTO dead_letters SELECT * FROM stage_dead_letters"
+        " ON CONFLICT (dl_partition, dl_offset, received_at) DO NOTHING"
+    ),
+}
+
+# Plain path: changed points mark their UTC hour for the rollup maintenance, atomically.
+_KPI_UPSERT_MARKING: Final = f"""
+WITH changed AS ({_KPI_UPSERT} RETURNING k.series, k.window_start),
+marked AS (
+    INSERT INTO kpi_rollup_pending (series, bucket)
+    SELECT DISTINCT series, date_trunc('hour', window_start, 'UTC') FROM changed
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) FROM changed
+"""  # noqa: S608 - fixed identifiers, no input
+
+
+@dataclass
+class WriteResult:
+    """Rows per table that the batch inserted or changed, and those it left unchanged."""
+
+    written: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+    partitions_created: list[str] = field(default_factory=list)
+
+
+class StorageSink:
+    """The batch write of `ioc writer` (and of bench/writer.py)."""
+
+    def __init__(
+        self,
+        *,
+        path: StoragePath,
+        policy: StoragePolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self._policy = policy
+        self._clock = clock
+        self._staged_backends: set[int] = set()  # connections that have the staging tables
+        self.known_partitions: set[str] = set()
+
+    async def write(self, conn: Connection, batch: RowBatch) -> WriteResult:
+        """Write batch in one transaction; any error rolls it all back (then retry it)."""
+        now = self._clock()
+        batch.drop_expired(
+            {
+                t.name: datetime.fromtimestamp(self._policy.horizon(t.name, now), tz=UTC)
+                for t in TIME_SERIES_TABLES
+            }
+        )
+        result = WriteResult()
+        try:
+            async with conn.transaction():
+                await self._stage(conn)
+                if self.path == "plain-postgresql":
+                    result.partitions_created = await self._ensure_partitions(conn, batch)
+                for table, rows in batch.tables().items():
+                    if rows:
+                        await self._upsert(conn, table, rows, result)
+        except BaseException:
+            # A failed batch may have created partitions that rolled back with it.
+            self.known_partitions.clear()
+            raise
+        return result
+
+    async def _stage(self, conn: Connection) -> None:
+        backend = conn.info.backend_pid
+        if backend in self._staged_backends:
+            return
+        for table in _COLUMNS:
+            await conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS stage_{table}"
+                f" (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+        self._staged_backends.add(backend)
+
+    async def _upsert(
+        self, conn: Connection, table: str, rows: list[Row], result: WriteResult
+    ) -> None:
+        columns = ", ".join(_COLUMNS[table])
+        async with conn.cursor() as cursor:
+            async with cursor.copy(f"COPY stage_{table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    await copy.write_row(row)
+            if table == "kpi_points" and self.path == "plain-postgresql":
+                await cursor.execute(_KPI_UPSERT_MARKING)
+                counted = await cursor.fetchone()
+                written = int(counted[0]) if counted else 0
+            else:
+                await cursor.execute(_UPSERTS[table])
+                written = max(cursor.rowcount, 0)
+        result.written[table] = written
+        result.unchanged[table] = len(rows) - written
+
+    async def _ensure_partitions(self, conn: Connection, batch: RowBatch) -> list[str]:
+        needed: set[Partition] = set()
+        for table, rows, column in (
+            (TIME_SERIES_TABLES[0], batch.events, 4),
+            (TIME_SERIES_TABLES[1], batch.kpi_points.values(), 4),
+            (TIME_SERIES_TABLES[2], batch.dead_letters.values(), 8),
+        ):
+            days = {row[column].timestamp() // 86_400 for row in rows}
+            for day in days:
+                partition = partition_for(table, day * 86_400)
+                if partition.name not in self.known_partitions:
+                    needed.add(partition)
+        created = []
+        for partition in sorted(needed):
+            if await create_partition(conn, partition):
+                created.append(partition.name)
+            self.known_partitions.add(partition.name)
+        return created
+
+
+async def create_partition(conn: Connection, partition: Partition) -> bool:
+    """Create one partition unless it exists (inside the caller's transaction)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK_KEY,))
+    cursor = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (partition.name,))
+    exists: Any = await cursor.fetchone()
+    if exists and exists[0]:
+        return False
+    start, end = partition.bounds_sql()
+    await conn.execute(
+        f"CREATE TABLE {partition.name} PARTITION OF {partition.table}"
+        f" FOR VALUES FROM ('{start}') TO ('{end}')"
+    )
+    return True
