@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "ioc.commands.catalog",
     "ioc.commands.publish",
     "ioc.commands.worker",
+    "ioc.commands.writer",
     "ioc.commands.notifier",
     "ioc.commands.db",
     "ioc.commands.keys",

@@ -18,7 +18,8 @@ Every error a user can cause carries a machine-readable ``code``; the CLI prints
      │    └── RoutingError        routing_invalid
      ├── DatabaseError            database_error
      ├── MigrationError           migration_failed
-     │    └── MigrationChecksumError  migration_checksum_mismatch
+     │    ├── MigrationChecksumError  migration_checksum_mismatch
+     │    └── StoragePathError        storage_path_unavailable
      ├── UnknownSourceError       unknown_source
      └── UnknownApiKeyError       unknown_api_key
 """
@@ -40,6 +41,7 @@ __all__ = [
     "SettingsError",
     "StateDirError",
     "StateDirLockedError",
+    "StoragePathError",
     "TopicError",
     "UnknownApiKeyError",
     "UnknownSourceError",
@@ -152,6 +154,12 @@ class MigrationChecksumError(MigrationError):
     """An applied migration's file changed since it ran; applied migrations are immutable."""
 
     code = "migration_checksum_mismatch"
+
+
+class StoragePathError(MigrationError):
+    """The storage path asked for (IOC_STORAGE_PATH) cannot be used on this database."""
+
+    code = "storage_path_unavailable"
 
 
 class UnknownSourceError(IocError):

@@ -102,6 +102,13 @@ async def probe_postgres(url: str, *, timeout: float, mode: str = "external") ->
                 available, installed = row if row else (None, None)
                 status.details["timescaledb_available"] = available is not None
                 status.details["timescaledb_version"] = installed
+                # The path the migrations chose for this database (None before they ran).
+                cur = await conn.execute(
+                    "SELECT CASE WHEN to_regclass('storage_path') IS NOT NULL"
+                    " THEN (SELECT path FROM storage_path) END"
+                )
+                row = await cur.fetchone()
+                status.details["storage_path_recorded"] = row[0] if row else None
                 status.reachable = True
     except TimeoutError:
         status.error = f"no answer from {redact_url(url)} within {timeout:g} s"

@@ -94,6 +94,24 @@ class Settings(BaseSettings):
     notifier_smtp_password: SecretStr | None = None
     notifier_smtp_from: str = "IOC Bình Phước <ioc@binhphuoc.gov.vn>"
 
+    # Storage (`ioc db migrate`, `ioc writer`). auto: TimescaleDB when the extension can be
+    # created, else plain PostgreSQL; chosen once per database.
+    storage_path: Literal["auto", "plain-postgresql", "timescaledb"] = "auto"
+    retention_events_days: int = Field(default=90, ge=1, le=36500)
+    retention_kpi_points_days: int = Field(default=730, ge=1, le=36500)
+    retention_dead_letters_days: int = Field(default=90, ge=1, le=36500)
+    partitions_ahead_days: int = Field(default=7, ge=1, le=366, description="plain path")
+
+    # The storage writer (`ioc writer`); writers of one group share the partitions.
+    writer_group: str = Field(default="ioc-writer", pattern=r"^[A-Za-z0-9._-]+$")
+    writer_metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    writer_metrics_port: int = Field(default=9105, ge=0, le=65535, description="0: a free port")
+    writer_batch_rows: int = Field(default=5000, ge=1, le=100_000)
+    writer_linger: float = Field(default=0.5, gt=0, le=60, description="seconds")
+    writer_maintenance_interval: float = Field(default=30.0, gt=0, le=3600, description="s")
+    writer_retry_max: float = Field(default=10.0, gt=0, le=600, description="seconds")
+    writer_session_timeout: float = Field(default=10.0, ge=1, le=300, description="seconds")
+
     connect_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds")
     log_level: LogLevel = "info"
 

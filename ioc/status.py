@@ -58,7 +58,7 @@ async def collect_status(
 
     broker_status, db_status = await asyncio.gather(broker(), database())
     if db_status.reachable:
-        db_status.details["storage_path"] = (
+        db_status.details["storage_path"] = db_status.details.get("storage_path_recorded") or (
             "timescaledb" if db_status.details.get("timescaledb_version") else "plain-postgresql"
         )
     topics: dict[str, Any] = {"expected": len(expected_topics)}
