@@ -33,6 +33,9 @@ COMMAND_MODULES = (
     "ioc.commands.ingest",
     "ioc.commands.simulate",
     "ioc.commands.replay",
+    "ioc.commands.gateway",
+    "ioc.commands.tokens",
+    "ioc.commands.alerts",
 )
 
 

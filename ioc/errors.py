@@ -21,6 +21,7 @@ Every error a user can cause carries a machine-readable ``code``; the CLI prints
      │    ├── MigrationChecksumError  migration_checksum_mismatch
      │    └── StoragePathError        storage_path_unavailable
      ├── UnknownSourceError       unknown_source
+     ├── UnknownSectorError       unknown_sector
      └── UnknownApiKeyError       unknown_api_key
 """
 
@@ -44,6 +45,7 @@ __all__ = [
     "StoragePathError",
     "TopicError",
     "UnknownApiKeyError",
+    "UnknownSectorError",
     "UnknownSourceError",
     "UnreachableError",
 ]
@@ -166,6 +168,12 @@ class UnknownSourceError(IocError):
     """A source id that is not in the catalog."""
 
     code = "unknown_source"
+
+
+class UnknownSectorError(IocError):
+    """A sector id that is not in the catalog (e.g. a token's --sectors)."""
+
+    code = "unknown_sector"
 
 
 class UnknownApiKeyError(IocError):

@@ -94,6 +94,18 @@ class Settings(BaseSettings):
     notifier_smtp_password: SecretStr | None = None
     notifier_smtp_from: str = "IOC Bình Phước <ioc@binhphuoc.gov.vn>"
 
+    # The WebSocket gateway and wall page (`ioc gateway`), and its tokens (`ioc tokens create`).
+    gateway_host: str = Field(default="127.0.0.1", min_length=1)
+    gateway_port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    # None: a secret generated once and kept in the state dir (one machine); a cluster of
+    # gateways must share one, so set it there.
+    gateway_token_secret: SecretStr | None = Field(default=None, min_length=16)
+    gateway_heartbeat: float = Field(default=10.0, ge=0.5, le=300, description="seconds")
+    gateway_client_queue: int = Field(default=256, ge=4, le=100_000, description="updates")
+    gateway_resume_buffer: int = Field(default=5000, ge=0, le=1_000_000, description="per channel")
+    gateway_send_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds")
+    gateway_replay_seconds: float = Field(default=600.0, ge=0, le=86400, description="seconds")
+
     # Storage (`ioc db migrate`, `ioc writer`). auto: TimescaleDB when the extension can be
     # created, else plain PostgreSQL; chosen once per database.
     storage_path: Literal["auto", "plain-postgresql", "timescaledb"] = "auto"

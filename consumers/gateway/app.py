@@ -1,0 +1,129 @@
+"""`run_gateway`: cold start, Kafka feed, server, heartbeats; stops cleanly on `stop`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from consumers.gateway.actions import ActionSink, KafkaActionSink
+from consumers.gateway.coldstart import load_cold_start
+from consumers.gateway.fanout import Hub
+from consumers.gateway.feed import KafkaFeed
+from consumers.gateway.metrics import GatewayMetrics
+from consumers.gateway.server import GatewayServer, ServerOptions
+from consumers.gateway.state import GatewayState
+from ioc.errors import BrokerUnreachableError, IocError
+from streams.catalog import Catalog
+from streams.topics import ALERT_ACTIONS, ALERTS, KPI
+
+__all__ = ["GatewayConfig", "run_gateway"]
+
+log = logging.getLogger("ioc.gateway")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayConfig:
+    """Everything `run_gateway` needs, resolved from the settings by the command."""
+
+    bootstrap_servers: str
+    database_url: str | None  # None: no cold start from the database (Kafka replay only)
+    host: str
+    port: int
+    secret: bytes
+    heartbeat: float
+    queue_limit: int
+    resume_buffer: int
+    send_timeout: float
+    replay_seconds: float
+    connect_timeout: float
+    # The contract's topics; tests give their own to read nothing but what they produce.
+    kpi_topic: str = KPI
+    alerts_topic: str = ALERTS
+    actions_topic: str = ALERT_ACTIONS
+
+
+async def run_gateway(
+    config: GatewayConfig,
+    *,
+    catalog: Catalog,
+    stop: asyncio.Event,
+    announce: Callable[[str], None],
+    registry: CollectorRegistry | None = None,
+    actions: ActionSink | None = None,
+) -> None:
+    """Serve until `stop` is set; an IocError when a service is missing or the feed dies."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = GatewayMetrics.create(registry)
+    state = GatewayState()
+    if config.database_url is not None:
+        loaded = await load_cold_start(state, config.database_url, timeout=config.connect_timeout)
+        log.info(
+            "cold start: %d KPI rows, %d open alerts (%d known)",
+            loaded.kpi_rows,
+            loaded.open_alerts,
+            loaded.known_alerts,
+        )
+    hub = Hub(state, epoch=secrets.token_hex(6), buffer_size=config.resume_buffer, metrics=metrics)
+    feed = KafkaFeed(
+        hub,
+        bootstrap_servers=config.bootstrap_servers,
+        replay_seconds=config.replay_seconds,
+        metrics=metrics,
+        timeout=config.connect_timeout,
+        kpi_topic=config.kpi_topic,
+        alerts_topic=config.alerts_topic,
+    )
+    own_sink: KafkaActionSink | None = None
+    if actions is None:
+        own_sink = KafkaActionSink(
+            bootstrap_servers=config.bootstrap_servers,
+            timeout=config.connect_timeout,
+            topic=config.actions_topic,
+        )
+        await own_sink.start()
+        actions = own_sink
+    server = GatewayServer(
+        hub=hub,
+        ready=feed.ready,
+        catalog=catalog,
+        secret=config.secret,
+        actions=actions,
+        metrics=metrics,
+        registry=registry,
+        options=ServerOptions(
+            heartbeat=config.heartbeat,
+            queue_limit=config.queue_limit,
+            send_timeout=config.send_timeout,
+        ),
+    )
+    feed_task = asyncio.create_task(feed.run(), name="gateway-feed")
+    stop_task = asyncio.create_task(stop.wait(), name="gateway-stop")
+    try:
+        port = await server.start(config.host, config.port)
+        ready_task = asyncio.create_task(feed.ready.wait())
+        await asyncio.wait({feed_task, stop_task, ready_task}, return_when=asyncio.FIRST_COMPLETED)
+        ready_task.cancel()
+        if feed.ready.is_set():
+            announce(f"http://{config.host}:{port}/")
+        await asyncio.wait({feed_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if feed_task.done():
+            exc = feed_task.exception()
+            if isinstance(exc, IocError):
+                raise exc
+            raise BrokerUnreachableError(f"the Kafka feed stopped: {exc!r}") from exc
+    finally:
+        stop_task.cancel()
+        feed_task.cancel()
+        await server.stop()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await feed_task
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop_task
+        if own_sink is not None:
+            await own_sink.stop()

@@ -1,0 +1,124 @@
+"""Cold start: the latest KPI points and the alerts, read from the writer's tables.
+
+`kpi_points` (one row per series and window, highest revision) gives each series' latest
+point and the points of the last hour (the sparklines); `alerts_current` gives the open
+alerts whole and, for resolved ones, the last seq (so a replayed older transition is
+dropped). A database without these tables yet (the writer's migration has not run) is not
+an error: the gateway starts from Kafka alone and says so in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from consumers.gateway.state import SPARK_SECONDS, GatewayState
+from ioc.errors import DatabaseError, DatabaseUnreachableError
+from ioc.probes import redact_url
+
+__all__ = ["ColdStart", "load_cold_start"]
+
+log = logging.getLogger("ioc.gateway.coldstart")
+
+# A series silent for more than 2 days starts empty (its tile says stale).
+_KPI_QUERY = """
+WITH latest AS (
+    SELECT DISTINCT ON (series) series, window_start
+    FROM kpi_points
+    WHERE window_end >= now() - interval '2 days'
+    ORDER BY series, window_start DESC
+)
+SELECT p.series, p.kpi, p.sector, p.grp,
+       extract(epoch FROM p.window_start)::float8,
+       extract(epoch FROM p.window_end)::float8,
+       p.value, p.sample_count, p.final, p.revision,
+       extract(epoch FROM p.emitted_at)::float8
+FROM kpi_points p
+WHERE p.window_end >= now() - make_interval(secs => %s)
+   OR (p.series, p.window_start) IN (SELECT series, window_start FROM latest)
+ORDER BY p.window_start, p.series
+"""
+
+_ALERTS_QUERY = """
+SELECT fingerprint, seq, sector, state, record FROM alerts_current ORDER BY fingerprint
+"""
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """What the load found (for the log and /healthz)."""
+
+    kpi_rows: int
+    open_alerts: int
+    known_alerts: int
+    missing_tables: tuple[str, ...]
+
+
+def _kpi_record(row: tuple[Any, ...]) -> dict[str, Any]:
+    series, kpi, sector, grp, start, end, value, count, final, revision, emitted = row
+    return {
+        "kind": "kpi",
+        "series": series,
+        "kpi": kpi,
+        "sector": sector,
+        "group": grp,
+        "window_start": start,
+        "window_end": end,
+        "value": value,
+        "count": count,
+        "final": bool(final),
+        "revision": int(revision),
+        "emitted_at": emitted,
+        "newest": None,
+    }
+
+
+async def load_cold_start(state: GatewayState, database_url: str, *, timeout: float) -> ColdStart:
+    """Fill `state` from the database; DatabaseUnreachableError/DatabaseError when it fails."""
+    try:
+        async with asyncio.timeout(timeout):
+            conn = await psycopg.AsyncConnection.connect(
+                database_url, connect_timeout=max(int(timeout), 1), autocommit=True
+            )
+    except (psycopg.OperationalError, TimeoutError, OSError) as exc:
+        raise DatabaseUnreachableError(
+            f"cannot connect to {redact_url(database_url)}: {exc}"
+        ) from exc
+    missing: list[str] = []
+    kpi_rows = open_alerts = known_alerts = 0
+    try:
+        async with conn:
+            await conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)", (f"{int(timeout * 1000)}ms",)
+            )
+            try:
+                cursor = await conn.execute(_KPI_QUERY, (SPARK_SECONDS,))
+                for row in await cursor.fetchall():
+                    state.apply_kpi(_kpi_record(row))
+                    kpi_rows += 1
+            except psycopg.errors.UndefinedTable:
+                missing.append("kpi_points")
+            try:
+                cursor = await conn.execute(_ALERTS_QUERY)
+                for fingerprint, seq, sector, alert_state, record in await cursor.fetchall():
+                    known_alerts += 1
+                    if alert_state != "resolved" and isinstance(record, dict):
+                        state.apply_alert(record)
+                        open_alerts += 1
+                    else:
+                        state.know_alert(str(fingerprint), int(seq), str(sector))
+            except psycopg.errors.UndefinedTable:
+                missing.append("alerts_current")
+    except psycopg.Error as exc:
+        raise DatabaseError(f"gateway cold start failed: {exc}") from exc
+    if missing:
+        log.warning(
+            "cold start: table(s) %s not found (writer not migrated yet?); "
+            "starting from the Kafka replay alone",
+            ", ".join(missing),
+        )
+    return ColdStart(kpi_rows, open_alerts, known_alerts, tuple(missing))

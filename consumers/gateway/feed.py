@@ -1,0 +1,194 @@
+"""Follow `ioc.kpi` and `ioc.alerts` from Kafka into the hub (thin I/O around the state).
+
+No consumer group: every gateway instance reads every partition. Where each partition starts
+is decided once, at start: the first record of the last `replay_seconds` (see offsets.py);
+the database load has everything older, and the state drops what both hold. Ready means
+every partition's position has reached the high watermark seen when the feed started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from alerts.model import AlertTransition, RecordError
+from consumers.gateway.fanout import Hub
+from consumers.gateway.metrics import GatewayMetrics
+from consumers.gateway.offsets import first_offset_at
+from consumers.gateway.state import Change
+from ioc.errors import BrokerUnreachableError
+from streams.topics import ALERTS, KPI
+
+__all__ = ["KafkaFeed"]
+
+log = logging.getLogger("ioc.gateway.feed")
+
+_FETCH_MAX_WAIT_MS = 100  # the embedded broker answers a waiting fetch only at its max wait
+_DEFAULT_PARTITIONS = 4
+
+
+class KafkaFeed:
+    """Reads all partitions of ioc.kpi and ioc.alerts and hands every record to the hub."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        bootstrap_servers: str,
+        replay_seconds: float,
+        metrics: GatewayMetrics,
+        timeout: float,
+        kpi_topic: str = KPI,
+        alerts_topic: str = ALERTS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._hub = hub
+        self._kpi_topic = kpi_topic
+        self._alerts_topic = alerts_topic
+        self._bootstrap = bootstrap_servers
+        self._replay_seconds = replay_seconds
+        self._metrics = metrics
+        self._timeout = timeout
+        self._clock = clock
+        self.ready = asyncio.Event()
+        self.records = 0
+        self._in_kpi = metrics.records_in.labels(kpi_topic)
+        self._in_alerts = metrics.records_in.labels(alerts_topic)
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
+            request_timeout_ms=int(self._timeout * 1000) + 5000,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+
+    async def _start(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                await consumer.start()
+        except (KafkaError, TimeoutError, OSError) as exc:
+            await consumer.stop()
+            raise BrokerUnreachableError(
+                f"cannot reach Kafka at {self._bootstrap}: {exc!r}"
+            ) from exc
+
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        assignment = []
+        for topic in (self._kpi_topic, self._alerts_topic):
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                await consumer.topics()  # a metadata refresh (creates it if auto-create is on)
+                partitions = consumer.partitions_for_topic(topic) or set(range(_DEFAULT_PARTITIONS))
+            assignment += [TopicPartition(topic, p) for p in sorted(partitions)]
+        return assignment
+
+    async def _start_offsets(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, tuple[int, int]]:
+        """(start offset, high watermark) per partition for the replay window."""
+        target_ms = int((self._clock() - self._replay_seconds) * 1000)
+        beginnings = await consumer.beginning_offsets(partitions)
+        lows = {tp: beginnings.get(tp, 0) for tp in partitions}
+        # One fetch round for all: which partitions hold records, and their high watermarks.
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, lows[tp])
+        found: dict[TopicPartition, tuple[int, int]] = {}
+        non_empty: dict[TopicPartition, int] = {}
+        async with asyncio.timeout(self._timeout):
+            while len(found) + len(non_empty) < len(partitions):
+                batch = await consumer.getmany(timeout_ms=200)
+                for tp, records in batch.items():
+                    if records and tp not in found:
+                        non_empty[tp] = records[0].offset
+                for tp in partitions:
+                    highwater = consumer.highwater(tp)
+                    if tp not in non_empty and highwater is not None and highwater <= lows[tp]:
+                        found[tp] = (lows[tp], lows[tp])
+        for tp, first in non_empty.items():
+            consumer.assign([tp])
+
+            async def probe(offset: int, tp: TopicPartition = tp) -> tuple[int, int] | None:
+                consumer.seek(tp, offset)
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+                records = batch.get(tp) or []
+                return (records[0].offset, records[0].timestamp) if records else None
+
+            high = max(consumer.highwater(tp) or 0, first + 1)
+            start = await first_offset_at(lows[tp], high, target_ms, probe)
+            found[tp] = (start, high)
+        return found
+
+    async def run(self) -> None:
+        """Follow the topics until cancelled."""
+        consumer = self._consumer()
+        await self._start(consumer)
+        try:
+            partitions = await self._partitions(consumer)
+            started = time.monotonic()
+            offsets = await self._start_offsets(consumer, partitions)
+            consumer.assign(partitions)
+            for tp, (start, _high) in offsets.items():
+                consumer.seek(tp, start)
+            backlog = sum(high - start for start, high in offsets.values())
+            log.info(
+                "feed: %d partitions, replaying %d records of the last %.0f s (found in %.2f s)",
+                len(partitions),
+                backlog,
+                self._replay_seconds,
+                time.monotonic() - started,
+            )
+            targets = {tp: high for tp, (_start, high) in offsets.items()}
+            while True:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                changes = []
+                for tp, records in batch.items():
+                    for record in records:
+                        changes.extend(self._decode(tp.topic, record.key, record.value))
+                    if tp in targets and records and records[-1].offset + 1 >= targets[tp]:
+                        del targets[tp]
+                if changes:
+                    self._hub.publish(changes)
+                if not self.ready.is_set():
+                    if targets and not batch:
+                        for tp in list(targets):
+                            if await consumer.position(tp) >= targets[tp]:
+                                del targets[tp]
+                    if not targets:
+                        log.info(
+                            "feed: caught up in %.2f s (%d records)",
+                            time.monotonic() - started,
+                            self.records,
+                        )
+                        self.ready.set()
+                self._metrics.series.set(self._hub.state.series_count)
+                self._metrics.open_alerts.set(self._hub.state.open_alert_count)
+        finally:
+            await consumer.stop()
+
+    def _decode(self, topic: str, key: bytes | None, value: bytes | None) -> list[Change]:
+        self.records += 1
+        state = self._hub.state
+        try:
+            if topic == self._alerts_topic:
+                self._in_alerts.inc()
+                transition = AlertTransition.decode(value or b"")
+                return state.apply_alert(transition.to_json())
+            self._in_kpi.inc()
+            record = json.loads(value or b"")
+            if not isinstance(record, dict):
+                raise RecordError("bad_json")
+            return state.apply_record(key.decode() if key else None, record)
+        except (RecordError, ValueError, KeyError, TypeError) as exc:
+            self._metrics.bad_records.labels(topic).inc()
+            log.debug("skipped a record of %s: %r", topic, exc)
+            return []

@@ -1,0 +1,371 @@
+"""The gateway's server: the wall page, /healthz, /metrics and the WebSocket on one port.
+
+`websockets` (asyncio API) serves plain HTTP GETs through `process_request` (the page, its
+static files, `/config.json`, `/healthz`, `/metrics`) and upgrades `/ws?token=…`. Each
+connection gets a `ClientSession` (bounded outbox + writer task) and a reader loop that
+handles the client's messages; both end together, and the session leaves the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import errno
+import json
+import logging
+import mimetypes
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from alerts.model import AlertAction, Fingerprint
+from consumers.gateway.actions import ActionPublishError, ActionSink
+from consumers.gateway.channels import ChannelDeniedError, expand_channels
+from consumers.gateway.fanout import ClientGoneError, ClientSession, Hub
+from consumers.gateway.metrics import GatewayMetrics
+from consumers.gateway.protocol import (
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHORIZED,
+    ActionRequest,
+    Ping,
+    ProtocolError,
+    Resume,
+    Resync,
+    Subscribe,
+    Unsubscribe,
+    action_result,
+    error,
+    heartbeat,
+    hello,
+    parse_client_message,
+    pong,
+    subscribed,
+)
+from consumers.gateway.tokens import TokenClaims, TokenRejectedError, verify_token
+from consumers.gateway.wall_config import wall_config
+from ioc.errors import PortInUseError
+from streams.catalog import Catalog
+
+__all__ = ["STATIC_DIR", "GatewayServer", "ServerOptions"]
+
+log = logging.getLogger("ioc.gateway")
+
+STATIC_DIR = Path(__file__).with_name("static")
+_READY_WAIT = 30.0  # a client connecting during the start-up replay waits at most this long
+
+
+class ServerOptions:
+    """The knobs of the server, grouped (keyword-only)."""
+
+    def __init__(
+        self,
+        *,
+        heartbeat: float,
+        queue_limit: int,
+        send_timeout: float,
+        close_timeout: float = 5.0,
+    ) -> None:
+        self.heartbeat = heartbeat
+        self.queue_limit = queue_limit
+        self.send_timeout = send_timeout
+        self.close_timeout = close_timeout
+
+
+class _WsTransport:
+    def __init__(self, connection: ServerConnection) -> None:
+        self._connection = connection
+
+    async def send(self, frame: str) -> None:
+        try:
+            await self._connection.send(frame)
+        except ConnectionClosed as exc:
+            raise ClientGoneError(str(exc)) from exc
+
+
+def _response(status: int, reason: str, body: bytes, content_type: str) -> Response:
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Length", str(len(body))),
+            ("Content-Type", content_type),
+            ("Cache-Control", "no-cache"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+    )
+    return Response(status, reason, headers, body)
+
+
+class GatewayServer:
+    """Serves the page and the socket; owns the sessions and the heartbeat task."""
+
+    def __init__(
+        self,
+        *,
+        hub: Hub,
+        ready: asyncio.Event,
+        catalog: Catalog,
+        secret: bytes,
+        actions: ActionSink,
+        metrics: GatewayMetrics,
+        registry: CollectorRegistry,
+        options: ServerOptions,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._hub = hub
+        self._ready = ready
+        self._sectors = [s.id for s in catalog.sectors]
+        self._secret = secret
+        self._actions = actions
+        self._metrics = metrics
+        self._registry = registry
+        self._options = options
+        self._clock = clock
+        self._sessions: set[ClientSession] = set()
+        self._roles: Counter[str] = Counter()
+        self._server: Server | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._files = self._load_files(catalog)
+
+    @staticmethod
+    def _load_files(catalog: Catalog) -> dict[str, tuple[bytes, str]]:
+        files: dict[str, tuple[bytes, str]] = {}
+        for path in sorted(STATIC_DIR.iterdir()):
+            if path.is_file():
+                kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                if kind.startswith("text/") or kind.endswith(("javascript", "json")):
+                    kind += "; charset=utf-8"
+                files[f"/{path.name}"] = (path.read_bytes(), kind)
+        files["/"] = files["/index.html"]
+        config = json.dumps(wall_config(catalog), ensure_ascii=False).encode()
+        files["/config.json"] = (config, "application/json; charset=utf-8")
+        return files
+
+    # -- life cycle
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the bound port (port 0 picks one). PortInUseError if taken."""
+        try:
+            self._server = await serve(
+                self._handle,
+                host,
+                port,
+                process_request=self._process_request,
+                compression=None,  # per-message deflate costs CPU per client and message
+                max_size=64 * 1024,  # client messages are small
+                close_timeout=self._options.close_timeout,
+                logger=logging.getLogger("ioc.gateway.ws"),
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUseError(
+                    f"gateway port {host}:{port} is in use (set IOC_GATEWAY_PORT, 0 for any)"
+                ) from exc
+            raise
+        self._heartbeat_task = asyncio.create_task(self._heartbeats())
+        bound = port
+        for sock in self._server.sockets:
+            bound = int(sock.getsockname()[1])
+        return bound
+
+    async def stop(self) -> None:
+        """Close every connection (1001 going away) and stop listening."""
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def health(self) -> dict[str, Any]:
+        roles = {role: n for role, n in self._roles.items() if n}
+        return {
+            "ok": self._ready.is_set(),
+            "ready": self._ready.is_set(),
+            "epoch": self._hub.epoch,
+            "clients": roles,
+            "walls": roles.get("wall", 0),
+            "series": self._hub.state.series_count,
+            "open_alerts": self._hub.state.open_alert_count,
+        }
+
+    # -- HTTP
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/ws":
+            return None
+        if path == "/healthz":
+            report = self.health()
+            body = json.dumps(report).encode()
+            status = 200 if report["ok"] else 503
+            reason = "OK" if status == 200 else "Service Unavailable"
+            return _response(status, reason, body, "application/json")
+        if path == "/metrics":
+            return _response(200, "OK", generate_latest(self._registry), CONTENT_TYPE_LATEST)
+        found = self._files.get(path)
+        if found is None:
+            return _response(404, "Not Found", b"not found\n", "text/plain; charset=utf-8")
+        body, kind = found
+        return _response(200, "OK", body, kind)
+
+    # -- WebSocket
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        query = parse_qs(urlsplit(connection.request.path if connection.request else "").query)
+        tokens = query.get("token")
+        token = tokens[0] if tokens else None
+        try:
+            claims = verify_token(self._secret, token, now=self._clock())
+        except TokenRejectedError as exc:
+            self._metrics.auth_failures.labels(exc.reason).inc()
+            log.info("refused a connection from %s: %s", connection.remote_address, exc.reason)
+            await connection.close(CLOSE_UNAUTHORIZED, exc.reason)
+            return
+        unknown = [s for s in claims.sectors or () if s not in self._sectors]
+        if unknown:
+            self._metrics.auth_failures.labels("unknown_sector").inc()
+            await connection.close(CLOSE_FORBIDDEN, "unknown_sector")
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_READY_WAIT):
+                await self._ready.wait()
+        session = ClientSession(
+            transport=_WsTransport(connection),
+            epoch=self._hub.epoch,
+            queue_limit=self._options.queue_limit,
+            send_timeout=self._options.send_timeout,
+            metrics=self._metrics,
+        )
+        self._sessions.add(session)
+        self._roles[claims.role] += 1
+        self._metrics.clients.labels(claims.role).inc()
+        session.push(
+            hello(
+                epoch=self._hub.epoch,
+                role=claims.role,
+                name=claims.name,
+                sectors=claims.sectors,
+                heartbeat=self._options.heartbeat,
+                now=self._clock(),
+                may_act=claims.may_act,
+            ),
+            "control",
+        )
+        writer = asyncio.create_task(session.run())
+        reader = asyncio.create_task(self._read(connection, session, claims))
+        try:
+            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._hub.drop(session)
+            session.close()
+            self._sessions.discard(session)
+            self._roles[claims.role] -= 1
+            self._metrics.clients.labels(claims.role).dec()
+            for task in (reader, writer):
+                task.cancel()
+            await asyncio.gather(reader, writer, return_exceptions=True)
+        if session.close_code is not None:
+            await connection.close(*session.close_code)
+
+    async def _read(
+        self, connection: ServerConnection, session: ClientSession, claims: TokenClaims
+    ) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in connection:
+                if session.closed:
+                    return
+                try:
+                    await self._on_message(session, claims, message)
+                except ProtocolError as exc:
+                    session.push(error(exc.code, exc.message), "control")
+                except ChannelDeniedError as exc:
+                    session.push(
+                        error(exc.reason, f"channel {exc.channel!r}", channel=exc.channel),
+                        "control",
+                    )
+
+    def _concrete(self, channel: str, claims: TokenClaims) -> str:
+        expanded = expand_channels([channel], sectors=self._sectors, scope=claims.sectors)
+        if expanded != [channel]:
+            raise ChannelDeniedError("not_concrete", channel)
+        return channel
+
+    async def _on_message(
+        self, session: ClientSession, claims: TokenClaims, message: str | bytes
+    ) -> None:
+        request = parse_client_message(message)
+        hub = self._hub
+        if isinstance(request, Subscribe):
+            channels = expand_channels(
+                request.channels, sectors=self._sectors, scope=claims.sectors
+            )
+            session.push(subscribed(channels), "control")
+            for channel in channels:
+                hub.subscribe(session, channel)
+        elif isinstance(request, Resume):
+            channels = [self._concrete(c, claims) for c in request.seqs]
+            session.push(subscribed(channels), "control")
+            for channel in channels:
+                hub.resume(session, channel, request.epoch, request.seqs[channel])
+        elif isinstance(request, Unsubscribe):
+            for channel in expand_channels(
+                request.channels, sectors=self._sectors, scope=claims.sectors
+            ):
+                hub.unsubscribe(session, channel)
+        elif isinstance(request, Resync):
+            hub.resync(session, self._concrete(request.channel, claims), "gap")
+        elif isinstance(request, Ping):
+            session.push(pong(request.nonce, self._clock()), "control")
+        elif isinstance(request, ActionRequest):
+            session.push(await self._act(request, claims), "control")
+
+    async def _act(self, request: ActionRequest, claims: TokenClaims) -> str:
+        def refuse(code: str, message: str) -> str:
+            self._metrics.actions.labels(request.action, code).inc()
+            return action_result(request.request_id, ok=False, code=code, message=message)
+
+        if not claims.may_act:
+            return refuse("forbidden_action", f"a {claims.role} token cannot act on alerts")
+        sector = self._hub.state.alert_sector(request.fingerprint)
+        if sector is None:
+            return refuse("unknown_alert", "this gateway has not seen that alert")
+        if not claims.allows_sector(sector):
+            return refuse("forbidden_sector", f"the token does not cover sector {sector}")
+        action = AlertAction(
+            action_id=uuid.uuid4().hex,
+            action=request.action,  # type: ignore[arg-type]  # checked by the parser
+            by=claims.name,
+            at=self._clock(),
+            fingerprint=Fingerprint(request.fingerprint),
+            note=request.note,
+            assignee=request.assignee,
+        )
+        try:
+            await self._actions.publish(action)
+        except ActionPublishError as exc:
+            log.warning("could not publish %s on %s: %s", action.action, action.fingerprint, exc)
+            return refuse("publish_failed", "the action was not recorded; try again")
+        self._metrics.actions.labels(request.action, "ok").inc()
+        log.info("%s %s by %s (%s)", action.action, action.fingerprint, claims.name, claims.role)
+        return action_result(request.request_id, ok=True, action_id=action.action_id)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self._options.heartbeat)
+            frame = heartbeat(self._clock())
+            for session in list(self._sessions):
+                if session.queued < 2:
+                    session.push(frame, "heartbeat")

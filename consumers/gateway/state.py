@@ -1,0 +1,189 @@
+"""What the gateway knows: the latest KPI point per series, freshness, open alerts (pure).
+
+Records from `ioc.kpi` and `ioc.alerts` (and rows of the cold-start load) go in through
+`apply_*`; each returns the changes it caused, one per channel it belongs to. A record the
+state has already seen (at-least-once delivery, the overlap between the database load and
+the Kafka replay) changes nothing and returns no change:
+
+- a KPI point is new when its revision is higher than any seen for its (series, window_start);
+- a freshness record when its `changed_at` is newer (same instant: a different state);
+  a sector last-seen record when its `last_seen` is newer;
+- an alert transition when its `seq` is higher than any seen for its fingerprint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumers.gateway.channels import alerts_channels, freshness_channels, kpi_channel
+
+__all__ = ["SPARK_SECONDS", "Change", "GatewayState"]
+
+SPARK_SECONDS = 3600.0  # a sparkline covers the last hour
+_SPARK_BUCKET = 60.0  # at most one sample a minute
+_WINDOWS_KEPT = 64  # revisions remembered per series, for dedupe of late revisions
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One new item on one channel; `key` names what it replaces (series, source, alert)."""
+
+    channel: str
+    key: str
+    item: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Series:
+    latest: dict[str, Any]
+    revisions: dict[float, int] = field(default_factory=dict)
+    spark: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=64))
+
+    def seen(self, window_start: float, revision: int) -> bool:
+        known = self.revisions.get(window_start)
+        return known is not None and revision <= known
+
+    def remember(self, window_start: float, revision: int) -> None:
+        self.revisions[window_start] = revision
+        if len(self.revisions) > _WINDOWS_KEPT:
+            for old in sorted(self.revisions)[: len(self.revisions) - _WINDOWS_KEPT]:
+                del self.revisions[old]
+
+    def sample(self, at: float, value: float) -> None:
+        bucket = math.floor(at / _SPARK_BUCKET)
+        if self.spark and math.floor(self.spark[-1][0] / _SPARK_BUCKET) == bucket:
+            self.spark[-1] = (at, value)
+        elif not self.spark or at > self.spark[-1][0]:
+            self.spark.append((at, value))
+        while self.spark and self.spark[0][0] < at - SPARK_SECONDS:
+            self.spark.popleft()
+
+
+class GatewayState:
+    """Latest values per channel key; `snapshot(channel)` is what a new subscriber gets."""
+
+    def __init__(self) -> None:
+        self._series: dict[str, _Series] = {}
+        self._series_of_sector: dict[str, set[str]] = {}
+        self._freshness: dict[str, dict[str, Any]] = {}
+        self._alerts: dict[str, dict[str, Any]] = {}  # open (not resolved) alerts
+        self._alert_seq: dict[str, int] = {}
+        self._alert_sector: dict[str, str] = {}
+
+    # -- counts, for /healthz and tests
+
+    @property
+    def series_count(self) -> int:
+        return len(self._series)
+
+    @property
+    def open_alert_count(self) -> int:
+        return len(self._alerts)
+
+    def alert_sector(self, fingerprint: str) -> str | None:
+        """The sector of an alert this gateway has seen, or None."""
+        return self._alert_sector.get(fingerprint)
+
+    # -- records in
+
+    def apply_record(self, key: str | None, record: dict[str, Any]) -> list[Change]:
+        """Dispatch one decoded record of `ioc.kpi` or `ioc.alerts` by its `kind`."""
+        kind = record.get("kind")
+        if kind == "kpi":
+            return self.apply_kpi(record)
+        if kind == "freshness" or kind == "sector_seen":
+            return self.apply_freshness(key, record)
+        if kind == "alert":
+            return self.apply_alert(record)
+        return []
+
+    def apply_kpi(self, point: dict[str, Any]) -> list[Change]:
+        series_key = str(point["series"])
+        sector = str(point["sector"])
+        window_start = float(point["window_start"])
+        revision = int(point["revision"])
+        series = self._series.get(series_key)
+        if series is None:
+            series = _Series(latest=point)
+            self._series[series_key] = series
+            self._series_of_sector.setdefault(sector, set()).add(series_key)
+        elif series.seen(window_start, revision):
+            return []
+        series.remember(window_start, revision)
+        latest_start = float(series.latest["window_start"])
+        if window_start > latest_start or (
+            window_start == latest_start and revision >= int(series.latest["revision"])
+        ):
+            series.latest = point
+            value = point.get("value")
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                series.sample(float(point.get("emitted_at") or point["window_end"]), float(value))
+        return [Change(kpi_channel(sector), series_key, point)]
+
+    def apply_freshness(self, key: str | None, record: dict[str, Any]) -> list[Change]:
+        if record["kind"] == "sector_seen":
+            item_key = key or f"sector|{record['sector']}"
+            known = self._freshness.get(item_key)
+            if known is not None and float(record["last_seen"]) <= float(known["last_seen"]):
+                return []
+        else:
+            item_key = key or f"freshness|{record['source']}"
+            known = self._freshness.get(item_key)
+            if known is not None:
+                changed, known_changed = float(record["changed_at"]), float(known["changed_at"])
+                if changed < known_changed or (
+                    changed == known_changed and record["state"] == known["state"]
+                ):
+                    return []
+        self._freshness[item_key] = record
+        return [Change(c, item_key, record) for c in freshness_channels(str(record["sector"]))]
+
+    def apply_alert(self, record: dict[str, Any]) -> list[Change]:
+        fingerprint = str(record["fingerprint"])
+        seq = int(record["seq"])
+        if seq <= self._alert_seq.get(fingerprint, -1):
+            return []
+        self._alert_seq[fingerprint] = seq
+        sector = str(record["labels"]["sector"])
+        self._alert_sector[fingerprint] = sector
+        if record["state"] == "resolved":
+            self._alerts.pop(fingerprint, None)
+        else:
+            self._alerts[fingerprint] = record
+        return [Change(c, fingerprint, record) for c in alerts_channels(sector)]
+
+    def know_alert(self, fingerprint: str, seq: int, sector: str) -> None:
+        """Remember an alert's last seq (cold start: resolved alerts are not loaded whole)."""
+        if seq > self._alert_seq.get(fingerprint, -1):
+            self._alert_seq[fingerprint] = seq
+        self._alert_sector[fingerprint] = sector
+
+    # -- snapshots
+
+    def snapshot(self, channel: str) -> list[tuple[str, dict[str, Any]]]:
+        """(key, item) of everything a new subscriber of `channel` must know, in key order."""
+        kind, _, sector = channel.partition(":")
+        if kind == "kpi":
+            items = []
+            for series_key in sorted(self._series_of_sector.get(sector, ())):
+                series = self._series[series_key]
+                item = dict(series.latest)
+                item["spark"] = [[round(t, 3), v] for t, v in series.spark]
+                items.append((series_key, item))
+            return items
+        if kind == "freshness":
+            return sorted(
+                (k, r)
+                for k, r in self._freshness.items()
+                if not sector or r.get("sector") == sector
+            )
+        if kind == "alerts":
+            return sorted(
+                (fp, r)
+                for fp, r in self._alerts.items()
+                if not sector or self._alert_sector.get(fp) == sector
+            )
+        return []
