@@ -35,7 +35,6 @@ COMMAND_MODULES = (
     "ioc.commands.replay",
     "ioc.commands.gateway",
     "ioc.commands.tokens",
-    "ioc.commands.alerts",
 )
 
 

@@ -3,7 +3,6 @@
 pytest_plugins = [
     "tests.plugins.services",
     "tests.plugins.worker",
-    "tests.plugins.storage",
     "tests.plugins.notify",
     "tests.plugins.alerts",
     "tests.plugins.gateway",
