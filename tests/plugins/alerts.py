@@ -179,9 +179,14 @@ def kinds(transitions: Iterable[AlertTransition]) -> list[str]:
     return [t.transition for t in transitions]
 
 
-def check_stream(transitions: Iterable[AlertTransition]) -> None:
-    """What consumers rely on: per fingerprint, seq 1, 2, 3 … and a chain of states."""
-    last: dict[str, AlertTransition] = {}
+def check_stream(
+    transitions: Iterable[AlertTransition], *, after: Iterable[AlertTransition] = ()
+) -> None:
+    """What consumers rely on: per fingerprint, seq 1, 2, 3 … and a chain of states.
+
+    `after`: the last transitions already published (the stream continues from them).
+    """
+    last: dict[str, AlertTransition] = {t.fingerprint: t for t in after}
     for t in transitions:
         before = last.get(t.fingerprint)
         assert t.seq == (before.seq + 1 if before else 1), t
