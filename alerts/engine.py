@@ -378,11 +378,14 @@ class AlertEngine:
         if kpi is None or spec.kpi_key is None or self._watch_since is None:
             return []
         since = self._kpi_seen.get(spec.kpi_key, self._watch_since)
+        alert = self._alerts.get(self._fingerprint(spec, spec.labels()))
+        if alert is not None:
+            if alert.latched:
+                return []
+            if alert.state == "resolved":  # resolved by an officer: a whole new silence
+                since = max(since, alert.current.at)
         duration = spec.rule.for_ or kpi.window.size
         if now - since < duration:
-            return []
-        alert = self._alerts.get(self._fingerprint(spec, spec.labels()))
-        if alert is not None and alert.latched:
             return []
         return self._condition(spec, spec.labels(), True, None, None, now, now)
 

@@ -4,14 +4,11 @@ Pure: every method takes `now` and returns the transitions it made (each with se
 The engine decides *when* a rule's condition holds; this module decides what that means for
 the alert. A rule-driven change has `actor=None`; an officer's action carries their name.
 
-    (condition true, for > 0)         (for elapsed)             (officer: ack)
-    ───────────────────────▶ pending ──────────────▶ firing ──────────────▶ acknowledged
-                               │  ▲ (for = 0: straight to firing)  │                 │
-             (condition clears │  │                                │ (condition      │ (condition
-              before for:      │  │ (condition true again)         │  clears, or     │  clears, or
-              cancel)          ▼  │                                ▼  officer)       ▼  officer)
-                              resolved ◀─────────────────────────────────────────────┘
-                              (condition true again, for = 0: refire)
+    no alert ──(condition true)──▶ pending ──(for elapsed: fire)──▶ firing ──(ack)──▶ acknowledged
+    no alert ──(condition true, for = 0: fire)──▶ firing
+    pending ──(condition clears before `for`: cancel)──▶ resolved
+    firing, acknowledged ──(condition clears, or an officer: resolve)──▶ resolved
+    resolved ──(condition true again)──▶ pending, or firing (refire) when for = 0
 
 Flags change without changing the state, each with its own transition: `stale` (computed
 from stale data: never escalated), `silenced_by` (a silence matches), `flapping` (fired or

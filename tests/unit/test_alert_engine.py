@@ -12,6 +12,7 @@ from tests.plugins.alerts import (
     KPI_ABSENCE,
     MIN,
     T0,
+    action,
     check_stream,
     fp_of,
     freshness,
@@ -225,6 +226,16 @@ def test_absence_of_a_kpi_fires_on_tick_and_clears_on_data(new_engine: Engine) -
     assert kinds(back) == ["resolve"]
     assert engine.tick(T0 + 21 * MIN) == []
     assert kinds(engine.tick(T0 + 22 * MIN)) == ["refire"]
+
+
+def test_an_officer_resolved_kpi_absence_needs_a_whole_new_silence(new_engine: Engine) -> None:
+    """Resolved by hand while still no data: it fires again only `for` after the resolve."""
+    engine = new_engine(health_rules=[KPI_ABSENCE])
+    engine.tick(T0)
+    engine.tick(T0 + 10 * MIN)
+    engine.on_action(action("resolve", WAIT_ABSENT, at=T0 + 11 * MIN), T0 + 11 * MIN)
+    assert engine.tick(T0 + 21 * MIN - 1) == []
+    assert kinds(engine.tick(T0 + 21 * MIN)) == ["refire"]
 
 
 def test_kpi_alerts_are_stale_when_every_source_of_the_sector_is(new_engine: Engine) -> None:
