@@ -64,8 +64,9 @@ async def run_gateway(
     if config.database_url is not None:
         loaded = await load_cold_start(state, config.database_url, timeout=config.connect_timeout)
         log.info(
-            "cold start: %d KPI rows, %d open alerts (%d known)",
+            "cold start: %d KPI rows, %d freshness rows, %d open alerts (%d known)",
             loaded.kpi_rows,
+            loaded.freshness_rows,
             loaded.open_alerts,
             loaded.known_alerts,
         )

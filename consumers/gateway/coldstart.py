@@ -1,7 +1,8 @@
-"""Cold start: the latest KPI points and the alerts, read from the writer's tables.
+"""Cold start: the latest KPI points, freshness and alerts, read from the writer's tables.
 
 `kpi_points` (one row per series and window, highest revision) gives each series' latest
-point and the points of the last hour (the sparklines); `alerts_current` gives the open
+point and the points of the last hour (the sparklines); `source_freshness` and
+`sector_last_seen` the freshness records; `alerts_current` gives the open
 alerts whole and, for resolved ones, the last seq (so a replayed older transition is
 dropped). A database without these tables yet (the writer's migration has not run) is not
 an error: the gateway starts from Kafka alone and says so in the log.
@@ -43,6 +44,17 @@ WHERE p.window_end >= now() - make_interval(secs => %s)
 ORDER BY p.window_start, p.series
 """
 
+_FRESHNESS_QUERY = """
+SELECT source, sector, state, extract(epoch FROM last_seen)::float8,
+       extract(epoch FROM changed_at)::float8, stale_after
+FROM source_freshness ORDER BY source
+"""
+
+_SECTOR_SEEN_QUERY = """
+SELECT sector, extract(epoch FROM last_seen)::float8, extract(epoch FROM emitted_at)::float8
+FROM sector_last_seen ORDER BY sector
+"""
+
 _ALERTS_QUERY = """
 SELECT fingerprint, seq, sector, state, record FROM alerts_current ORDER BY fingerprint
 """
@@ -53,6 +65,7 @@ class ColdStart:
     """What the load found (for the log and /healthz)."""
 
     kpi_rows: int
+    freshness_rows: int
     open_alerts: int
     known_alerts: int
     missing_tables: tuple[str, ...]
@@ -89,7 +102,7 @@ async def load_cold_start(state: GatewayState, database_url: str, *, timeout: fl
             f"cannot connect to {redact_url(database_url)}: {exc}"
         ) from exc
     missing: list[str] = []
-    kpi_rows = open_alerts = known_alerts = 0
+    kpi_rows = freshness_rows = open_alerts = known_alerts = 0
     try:
         async with conn:
             await conn.execute(
@@ -102,6 +115,39 @@ async def load_cold_start(state: GatewayState, database_url: str, *, timeout: fl
                     kpi_rows += 1
             except psycopg.errors.UndefinedTable:
                 missing.append("kpi_points")
+            try:
+                cursor = await conn.execute(_FRESHNESS_QUERY)
+                for (
+                    source,
+                    sector,
+                    fresh_state,
+                    last_seen,
+                    changed,
+                    stale_after,
+                ) in await cursor.fetchall():
+                    record = {
+                        "kind": "freshness",
+                        "source": source,
+                        "sector": sector,
+                        "state": fresh_state,
+                        "last_seen": last_seen,
+                        "changed_at": changed,
+                        "stale_after": stale_after,
+                    }
+                    state.apply_freshness(f"freshness|{source}", record)
+                    freshness_rows += 1
+                cursor = await conn.execute(_SECTOR_SEEN_QUERY)
+                for sector, last_seen, emitted in await cursor.fetchall():
+                    record = {
+                        "kind": "sector_seen",
+                        "sector": sector,
+                        "last_seen": last_seen,
+                        "emitted_at": emitted,
+                    }
+                    state.apply_freshness(f"sector|{sector}", record)
+                    freshness_rows += 1
+            except psycopg.errors.UndefinedTable:
+                missing.append("source_freshness")
             try:
                 cursor = await conn.execute(_ALERTS_QUERY)
                 for fingerprint, seq, sector, alert_state, record in await cursor.fetchall():
@@ -121,4 +167,4 @@ async def load_cold_start(state: GatewayState, database_url: str, *, timeout: fl
             "starting from the Kafka replay alone",
             ", ".join(missing),
         )
-    return ColdStart(kpi_rows, open_alerts, known_alerts, tuple(missing))
+    return ColdStart(kpi_rows, freshness_rows, open_alerts, known_alerts, tuple(missing))

@@ -26,8 +26,14 @@
       connecting: "○ Đang kết nối…",
       stale: (d) => `◷ dữ liệu cũ ${d}`,
       no_data: "◌ chưa có dữ liệu",
-      normal: "✓ Bình thường",
-      n_alerts: (n) => `${n} cảnh báo`,
+      status_title: { ok: "Bình thường", stale: "Dữ liệu cũ", alerts: "Cảnh báo đang mở" },
+      sources: "Nguồn dữ liệu",
+      sources_live: (n, total) => `● <b>${n}</b>/${total} nguồn đang gửi đúng hạn`,
+      sources_stale: (n) => `◷ <b>${n}</b> nguồn chậm gửi:`,
+      sources_all_ok: "✓ Không có nguồn nào chậm gửi",
+      latest: (t) => `Số liệu mới nhất lúc ${t}`,
+      normal: "✓",
+      n_alerts: (n) => `${n}`,
       provisional: "tạm tính",
       final: "chốt",
       target: (op, v) => `mục tiêu ${op} ${v}`,
@@ -61,8 +67,14 @@
       connecting: "○ Connecting…",
       stale: (d) => `◷ stale data, ${d}`,
       no_data: "◌ no data yet",
-      normal: "✓ Normal",
-      n_alerts: (n) => `${n} alert${n === 1 ? "" : "s"}`,
+      status_title: { ok: "Normal", stale: "Stale data", alerts: "Open alerts" },
+      sources: "Data sources",
+      sources_live: (n, total) => `● <b>${n}</b>/${total} sources sending on time`,
+      sources_stale: (n) => `◷ <b>${n}</b> source${n === 1 ? "" : "s"} late:`,
+      sources_all_ok: "✓ No source is late",
+      latest: (t) => `Latest figures at ${t}`,
+      normal: "✓",
+      n_alerts: (n) => `${n}`,
       provisional: "provisional",
       final: "final",
       target: (op, v) => `target ${op} ${v}`,
@@ -369,18 +381,23 @@
   }
 
   function sparkPoints(kpi, entries) {
-    // One value a minute over the last hour, from each series' samples carried forward.
+    // The tile's value over the last hour: at each minute where some series has a sample,
+    // the combination of every series' latest sample (carried forward).
     const end = nowS();
     const out = [];
     const cursors = entries.map(() => -1);
     for (let b = 0; b < 60; b += 1) {
       const edge = end - 3600 + (b + 1) * 60;
       const values = [];
+      let moved = false;
       entries.forEach((entry, i) => {
-        while (cursors[i] + 1 < entry.spark.length && entry.spark[cursors[i] + 1][0] <= edge) cursors[i] += 1;
+        while (cursors[i] + 1 < entry.spark.length && entry.spark[cursors[i] + 1][0] <= edge) {
+          cursors[i] += 1;
+          moved = true;
+        }
         if (cursors[i] >= 0) values.push(entry.spark[cursors[i]][1]);
       });
-      if (values.length) out.push([edge, combine(kpi.aggregation, values)]);
+      if (moved && values.length) out.push([edge, combine(kpi.aggregation, values)]);
     }
     return out;
   }
@@ -436,6 +453,9 @@
     if (state.alerts.length) {
       status = `${SEVERITY_ICON[state.worst]} ${L.n_alerts(state.alerts.length)}`;
       statusClass = state.worst === "info" ? "warning" : state.worst;
+    } else if (state.staleFor !== null) {
+      status = "◷";
+      statusClass = "stale";
     } else {
       status = L.normal;
       statusClass = "ok";
@@ -468,16 +488,49 @@
         <div class="kpi-meta">${meta.join("")}</div></div>`;
     });
     if (!state.alerts.length && !anyData) {
-      status = L.no_data;
+      status = "◌";
       statusClass = "stale";
     }
-    const stale = state.staleFor !== null ? `<div class="stale-note">${esc(L.stale(fmtDuration(state.staleFor)))}</div>` : "";
+    const title = state.alerts.length ? L.status_title.alerts : statusClass === "ok" ? L.status_title.ok : L.status_title.stale;
+    let stale = state.staleFor !== null ? `<div class="stale-note">${esc(L.stale(fmtDuration(state.staleFor)))}</div>` : "";
+    if (!anyData && state.staleFor === null) stale = `<div class="stale-note">${esc(L.no_data)}</div>`;
     const classes = ["tile"];
     if (state.alerts.length) classes.push(`sev-${state.worst}`);
     if (state.staleFor !== null) classes.push("stale");
     return `<article class="${classes.join(" ")}" data-sector="${esc(sector.id)}" data-stale="${state.staleFor !== null}" data-alerts="${state.alerts.length}">
-      <div class="tile-head"><div class="tile-name">${esc(name)}</div><div class="tile-status ${statusClass}">${esc(status)}</div></div>
+      <div class="tile-head"><div class="tile-name">${esc(name)}</div><div class="tile-status ${statusClass}" title="${esc(title)}">${esc(status)}</div></div>
       ${stale}${rows.join("")}</article>`;
+  }
+
+  function renderSources() {
+    const L = t();
+    const now = nowS();
+    const names = {};
+    let total = 0;
+    for (const sector of S.config.sectors) {
+      for (const source of sector.sources) {
+        names[source.id] = S.lang === "vi" ? source.name_vi : source.name_en;
+        total += 1;
+      }
+    }
+    const stale = [...S.fresh.values()]
+      .filter((r) => r.kind === "freshness" && r.state === "stale")
+      .sort((a, b) => a.last_seen - b.last_seen);
+    let latest = 0;
+    for (const r of S.fresh.values()) if (r.kind === "sector_seen") latest = Math.max(latest, r.last_seen);
+    for (const entry of S.series.values()) latest = Math.max(latest, entry.point.emitted_at || 0);
+    const lines = [`<div class="line ok">${L.sources_live(total - stale.length, total)}</div>`];
+    if (stale.length) {
+      lines.push(`<div class="line">${L.sources_stale(stale.length)}</div>`);
+      const shown = stale.slice(0, 4).map((r) => `<li>${esc(fmtDuration(now - r.last_seen))} · ${esc(names[r.source] || r.source)}</li>`);
+      if (stale.length > 4) shown.push(`<li>…</li>`);
+      lines.push(`<ul>${shown.join("")}</ul>`);
+    } else {
+      lines.push(`<div class="line ok">${esc(L.sources_all_ok)}</div>`);
+    }
+    if (latest) lines.push(`<div class="line muted">${esc(L.latest(fmtClock(new Date(latest * 1000), false)))}</div>`);
+    return `<article class="tile sources" data-sector="_sources">
+      <div class="tile-head"><div class="tile-name">${esc(L.sources)}</div></div>${lines.join("")}</article>`;
   }
 
   function sortedAlerts() {
@@ -573,7 +626,7 @@
     if (S.hello) $("who").textContent = L.who(S.hello.name, S.hello.role);
     if (!S.config) return;
     $("province").textContent = S.lang === "vi" ? S.config.province.name_vi : S.config.province.name_en;
-    $("tiles").innerHTML = S.config.sectors.map(renderTile).join("");
+    $("tiles").innerHTML = S.config.sectors.map(renderTile).join("") + renderSources();
     const alerts = renderAlerts();
     const staleSectors = document.querySelectorAll('.tile[data-stale="true"]').length;
     renderSummary(alerts, staleSectors);
