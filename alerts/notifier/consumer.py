@@ -89,13 +89,17 @@ class AlertConsumer:
             request_timeout_ms=max(40_000, session_ms + 5_000),
         )
         consumer.subscribe([self._topic], listener=_Assignment(self._on_assigned))
+        # start() also joins the group: after a member was killed, the join waits out its
+        # session, so the bound is the connection timeout plus a few sessions.
+        join_timeout = self._connect_timeout + 3 * self._session_timeout
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(join_timeout):
                 await consumer.start()
         except (TimeoutError, KafkaError) as exc:
             await consumer.stop()
             raise BrokerUnreachableError(
-                f"notifier: cannot reach the broker at {self._bootstrap}: {exc}"
+                f"notifier: cannot reach the broker at {self._bootstrap} and join group "
+                f"{self._group} within {join_timeout:g} s: {type(exc).__name__} {exc}".rstrip()
             ) from exc
         try:
             while not stop.is_set():
