@@ -1,0 +1,145 @@
+"""The gateway's state: dedupe of at-least-once input, latest per key, snapshots, sparklines."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from consumers.gateway.state import GatewayState
+from consumers.gateway.wall_config import MAX_TILE_KPIS, wall_config
+from streams.catalog import load_catalog
+
+
+def point(
+    *,
+    start: float = 0.0,
+    revision: int = 0,
+    value: float = 1.0,
+    emitted: float = 100.0,
+    sector: str = "health",
+    group: str = "*",
+) -> dict[str, Any]:
+    return {
+        "kind": "kpi",
+        "series": f"{sector}.k|{group}",
+        "kpi": "k",
+        "sector": sector,
+        "group": group,
+        "window_start": start,
+        "window_end": start + 60,
+        "value": value,
+        "count": 1,
+        "final": False,
+        "revision": revision,
+        "emitted_at": emitted,
+        "newest": emitted,
+    }
+
+
+def alert(fp: str, seq: int, state: str = "firing", sector: str = "health") -> dict[str, Any]:
+    return {
+        "kind": "alert",
+        "fingerprint": fp,
+        "seq": seq,
+        "state": state,
+        "labels": {"sector": sector},
+        "severity": "critical",
+    }
+
+
+def test_kpi_points_dedupe_by_window_and_revision():
+    state = GatewayState()
+    assert [c.channel for c in state.apply_kpi(point(revision=0))] == ["kpi:health"]
+    assert state.apply_kpi(point(revision=0)) == []  # duplicate
+    assert state.apply_kpi(point(revision=2, value=3)) != []
+    assert state.apply_kpi(point(revision=1, value=2)) == []  # older revision
+    ((_key, latest),) = state.snapshot("kpi:health")
+    assert (latest["revision"], latest["value"]) == (2, 3)
+
+
+def test_a_late_revision_of_an_older_window_is_news_but_not_the_latest():
+    state = GatewayState()
+    state.apply_kpi(point(start=0, revision=0, value=1))
+    state.apply_kpi(point(start=60, revision=0, value=5))
+    changes = state.apply_kpi(point(start=0, revision=1, value=2))
+    assert len(changes) == 1  # clients may want revisions of past windows
+    ((_key, latest),) = state.snapshot("kpi:health")
+    assert (latest["window_start"], latest["value"]) == (60, 5)
+
+
+def test_sparkline_keeps_one_sample_a_minute_for_an_hour():
+    state = GatewayState()
+    for i in range(200):  # every 30 s for 100 minutes, one window each
+        state.apply_kpi(point(start=i * 30, value=float(i), emitted=1000.0 + i * 30))
+    ((_key, latest),) = state.snapshot("kpi:health")
+    spark = latest["spark"]
+    assert spark[-1] == [1000.0 + 199 * 30, 199.0]
+    assert all(later[0] - earlier[0] >= 30 for earlier, later in itertools.pairwise(spark))
+    assert spark[-1][0] - spark[0][0] <= 3600
+    assert 55 <= len(spark) <= 61
+
+
+def test_snapshot_is_per_sector():
+    state = GatewayState()
+    state.apply_kpi(point(sector="health"))
+    state.apply_kpi(point(sector="traffic", group="dong-xoai"))
+    assert [k for k, _ in state.snapshot("kpi:traffic")] == ["traffic.k|dong-xoai"]
+    assert state.series_count == 2
+
+
+@pytest.mark.parametrize("resolved_first", [False, True])
+def test_alerts_follow_seq_and_resolved_ones_leave_the_snapshot(resolved_first):
+    state = GatewayState()
+    if resolved_first:  # cold start: only the seq of a resolved alert is known
+        state.know_alert("fp", 3, "health")
+        assert state.apply_alert(alert("fp", 2)) == []  # an old firing must not reopen it
+        assert state.snapshot("alerts") == []
+        return
+    changes = state.apply_alert(alert("fp", 1))
+    assert [c.channel for c in changes] == ["alerts", "alerts:health"]
+    assert state.apply_alert(alert("fp", 1)) == []
+    assert [k for k, _ in state.snapshot("alerts:health")] == ["fp"]
+    assert state.snapshot("alerts:traffic") == []
+    assert state.apply_alert(alert("fp", 2, "resolved")) != []
+    assert state.snapshot("alerts") == [] and state.open_alert_count == 0
+    assert state.alert_sector("fp") == "health"
+
+
+def test_freshness_records_keep_the_newest_change():
+    state = GatewayState()
+    stale = {
+        "kind": "freshness",
+        "source": "s1",
+        "sector": "health",
+        "state": "stale",
+        "last_seen": 10.0,
+        "changed_at": 100.0,
+        "stale_after": 30.0,
+    }
+    assert len(state.apply_freshness("freshness|s1", stale)) == 2
+    assert state.apply_freshness("freshness|s1", dict(stale)) == []
+    assert state.apply_freshness("freshness|s1", {**stale, "changed_at": 90.0}) == []
+    assert state.apply_freshness("freshness|s1", {**stale, "state": "fresh"}) != []
+    seen = {"kind": "sector_seen", "sector": "health", "last_seen": 50.0, "emitted_at": 51.0}
+    assert state.apply_freshness("sector|health", seen) != []
+    assert state.apply_freshness("sector|health", {**seen, "last_seen": 40.0}) == []
+    assert {k for k, _ in state.snapshot("freshness:health")} == {"freshness|s1", "sector|health"}
+    assert state.snapshot("freshness:traffic") == []
+
+
+def test_records_of_unknown_kinds_are_ignored():
+    assert GatewayState().apply_record(None, {"kind": "weather"}) == []
+
+
+def test_wall_config_has_every_sector_with_two_or_three_kpis_and_targets():
+    config = wall_config(load_catalog())
+    assert config["province"]["name_vi"] == "Bình Phước"
+    assert len(config["sectors"]) == 11
+    for sector in config["sectors"]:
+        assert 2 <= len(sector["kpis"]) <= MAX_TILE_KPIS, sector["id"]
+    health = config["sectors"][0]
+    assert [k["id"] for k in health["kpis"]][:2] == ["er_admissions_per_hour", "bed_occupancy_pct"]
+    assert health["kpis"][1]["target"] == {"value": 90.0, "direction": "at_most"}
+    assert config["severity"]["critical"]["vi"] == "nghiêm trọng"
