@@ -103,7 +103,12 @@ class AlertConsumer:
             ) from exc
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=250, max_records=500)
+                try:
+                    batch = await consumer.getmany(timeout_ms=250, max_records=500)
+                except KafkaError as exc:  # the client reconnects by itself; say it and go on
+                    log.warning("fetching ioc.alerts failed (retrying): %s", exc)
+                    await _sleep_unless(stop, 1.0)
+                    continue
                 self.last_ok = time.monotonic()
                 if not batch:
                     continue
@@ -160,16 +165,23 @@ class AlertConsumer:
                     raise
                 self._metrics.database_errors.labels("record").inc()
                 log.warning("cannot record deliveries (retrying in %.1f s): %s", delay, exc)
-                try:
-                    async with asyncio.timeout(delay):
-                        await stop.wait()
+                if await _sleep_unless(stop, delay):
                     return False
-                except TimeoutError:
-                    delay = min(delay * 2, 30.0)
-                    continue
+                delay = min(delay * 2, 30.0)
+                continue
             for row in added:
                 if row.status == "held":
                     self._metrics.notifications.labels(row.channel, "held").inc()
             if any(row.status == "pending" for row in added):
                 self._on_recorded()
             return True
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait `seconds` or until stop; True when stopping."""
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        return False
+    return True

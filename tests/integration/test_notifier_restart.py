@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 
+import aiohttp
 import pytest
 
 from tests.plugins.notify import (
@@ -82,6 +84,16 @@ async def test_sigkill_and_restart_neither_loses_nor_duplicates(
     )
     assert webhook_items == Counter(dict.fromkeys(every, 1))
     assert notify_servers.bad_signatures == 0
+    metrics_url = re.search(r"notifier metrics: (\S+)", second.output())
+    assert metrics_url is not None
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        async with http.get(metrics_url.group(1).replace("/metrics", "/healthz")) as health:
+            assert health.status == 200
+        async with http.get(metrics_url.group(1)) as response:
+            exported = await response.text()
+    # b, c and d went out after the restart: 3 items per channel, in 1 to 3 messages.
+    assert 'ioc_notifier_notifications_total{channel="zalo",status="sent"} 3.0' in exported
+    assert "ioc_notifier_delivery_latency_seconds_bucket" in exported
     second.proc.terminate()
     assert second.proc.wait(30) == 0
     assert "stopped" in second.output()
