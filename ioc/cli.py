@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "ioc.commands.replay",
     "ioc.commands.gateway",
     "ioc.commands.tokens",
+    "ioc.commands.alerts",
 )
 
 

@@ -14,9 +14,11 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from alerts.engine import AlertEngine
+from streams.alert_stage import AlertStage
 from streams.catalog import Catalog
 from streams.checkpoints import CheckpointStore
-from streams.topics import KPI_PARTIALS
+from streams.topics import ALERT_ACTIONS, ALERT_INPUT, KPI_PARTIALS
 from streams.worker import StreamWorker
 from streams.worker_metrics import WorkerMetrics
 
@@ -53,6 +55,7 @@ class WorkerConfig:
     data_dir: Path
     session_timeout: float = 10.0
     flush_interval: float = 0.1  # stage 1 hands panes on, stage 2 publishes due points
+    alert_tick_interval: float = 1.0  # `for` durations, escalations, absences
     checkpoint_interval: float = 1.0
     checkpoint_stale_after: float = (
         30.0  # /healthz fails when no checkpoint succeeded for this long
@@ -105,6 +108,16 @@ def create_app(
     )
     metrics = WorkerMetrics.create(registry)
     partitions = config.partitions
+    alerts = AlertStage(
+        engine=AlertEngine(catalog),
+        store=store,
+        sink=_FaustSink(app),
+        metrics=metrics,
+        watched_kpis={f"{s.id}.{r.kpi}" for s in catalog.sectors for r in s.alerts if r.kpi},
+        sectors={s.id for s in catalog.sectors},
+        group=config.group,
+        epoch=config.epoch,
+    )
     worker = StreamWorker(
         catalog=catalog,
         store=store,
@@ -113,9 +126,12 @@ def create_app(
         partition_of=lambda key: (murmur2(key.encode()) & 0x7FFFFFFF) % partitions,
         group=config.group,
         epoch=config.epoch,
+        alert_feed=alerts.offer,
     )
     event_topics = app.topic(*catalog.sector_topics, key_serializer="raw", value_serializer="raw")
     partial_topic = app.topic(KPI_PARTIALS, key_serializer="raw", value_serializer="raw")
+    action_topic = app.topic(ALERT_ACTIONS, key_serializer="raw", value_serializer="raw")
+    alert_input = app.topic(ALERT_INPUT, key_serializer="raw", value_serializer="raw")
 
     async def seek(tp: tuple[str, int], offset: int) -> None:
         # seek_wait runs in the consumer's own thread; a plain seek from here races its fetcher.
@@ -124,13 +140,17 @@ def create_app(
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types no async receiver
     async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         assigned: set[TP] = args[0] if args else kwargs["assigned"]
-        await worker.assign({(tp.topic, tp.partition) for tp in assigned}, seek)
+        tps = {(tp.topic, tp.partition) for tp in assigned}
+        await worker.assign(tps, seek)
+        await alerts.assign(tps, seek)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types no async receiver
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[TP] = args[0] if args else kwargs["revoked"]
+        tps = {(tp.topic, tp.partition) for tp in revoked}
         try:
-            await worker.revoke({(tp.topic, tp.partition) for tp in revoked})
+            await worker.revoke(tps)
+            await alerts.revoke(tps)
         except Exception:  # the next owner then resumes from the previous checkpoint
             log.exception("checkpoint on revoke failed")
 
@@ -148,15 +168,34 @@ def create_app(
             message = event.message
             await worker.on_partial_record(message.partition, message.offset, message.value)
 
+    @app.agent(action_topic)
+    async def forward_actions(stream: Any) -> None:
+        async for event in stream.events():
+            await alerts.forward_action(event.message.value)
+
+    @app.agent(alert_input)
+    async def alert_stage(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            await alerts.on_input_record(
+                message.partition, message.offset, message.value, message.timestamp
+            )
+
     @app.timer(interval=config.flush_interval)  # type: ignore[untyped-decorator]
     async def flush() -> None:  # one timer: each tick of a Faust timer has its own cost
         await worker.flush_stage1()
         await worker.flush_stage2()
+        await alerts.flush_feed()
+
+    @app.timer(interval=config.alert_tick_interval)  # type: ignore[untyped-decorator]
+    async def alert_tick() -> None:
+        await alerts.tick()
 
     @app.timer(interval=config.checkpoint_interval)  # type: ignore[untyped-decorator]
     async def checkpoint() -> None:
         try:
             await worker.checkpoint()
+            await alerts.checkpoint()
         except Exception as exc:  # database down or slow: keep running, state stays in memory
             metrics.checkpoint_failures.inc()
             failing = time.time() - worker.last_checkpoint_ok

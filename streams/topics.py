@@ -7,6 +7,7 @@ from typing import Final
 __all__ = [
     "ALERTS",
     "ALERT_ACTIONS",
+    "ALERT_INPUT",
     "DEADLETTER",
     "EPOCH",
     "EVENTS_PREFIX",
@@ -31,7 +32,11 @@ KPI_PARTIALS: Final = "ioc.internal.kpi-partials"
 # (the embedded one forgets everything on restart) gets a new one, so that worker checkpoints
 # of the old topics' offsets are not applied to the new topics.
 EPOCH: Final = "ioc.internal.epoch"
-INTERNAL_TOPICS: Final = (KPI_PARTIALS, EPOCH)
+# The alert stage's one ordered input: KPI points and freshness changes (from the worker's
+# stages) and officers' actions (forwarded from ioc.alert-actions), all on partition 0, so
+# exactly one worker of the group owns the alert state and sees them in one order.
+ALERT_INPUT: Final = "ioc.internal.alert-input"
+INTERNAL_TOPICS: Final = (KPI_PARTIALS, EPOCH, ALERT_INPUT)
 
 
 def event_topic(sector_id: str) -> str:

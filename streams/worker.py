@@ -81,8 +81,11 @@ class StreamWorker:
         group: str = "ioc-worker",
         epoch: str = "",
         clock: Callable[[], float] = time.time,
+        alert_feed: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._index = ContractIndex(catalog)
+        # KPI points and freshness changes are also handed to the alert stage.
+        self._alert_feed = alert_feed or (lambda _record: None)
         self._plan = KpiPlan(catalog)
         self._store = store
         self._sink = sink
@@ -284,9 +287,9 @@ class StreamWorker:
                 )
             for change in slot.freshness.changes(now):
                 self._metrics.freshness_changes.labels(change.state).inc()
-                await self._sink.send(
-                    KPI, f"freshness|{change.source}".encode(), _encode(change.to_json())
-                )
+                record = change.to_json()
+                await self._sink.send(KPI, f"freshness|{change.source}".encode(), _encode(record))
+                self._alert_feed(record)
                 slot.changed = True
             stale += slot.freshness.stale_count()
         self._metrics.stale_sources.set(stale)
@@ -321,7 +324,9 @@ class StreamWorker:
         now = self._clock()
         for slot in list(self._partials.values()):
             for point in slot.book.due(now):
-                await self._sink.send(KPI, point.series.encode(), _encode(point.to_json()))
+                record = point.to_json()
+                await self._sink.send(KPI, point.series.encode(), _encode(record))
+                self._alert_feed(record)
                 self._metrics.kpi_points_out.labels(str(point.final).lower()).inc()
                 if point.newest:
                     self._metrics.event_to_kpi_latency.observe(max(0.0, now - point.newest))

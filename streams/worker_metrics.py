@@ -24,6 +24,11 @@ class WorkerMetrics:
     owned_partitions: Gauge
     checkpoint_failures: Counter
     checkpoint_seconds: Histogram
+    alert_transitions: Counter
+    escalations: Counter
+    open_alerts: Gauge
+    alert_actions: Counter
+    alert_feed_dropped: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WorkerMetrics:
@@ -82,6 +87,35 @@ class WorkerMetrics:
             checkpoint_seconds=Histogram(
                 "ioc_worker_checkpoint_seconds",
                 "Time to write one round of checkpoints",
+                registry=registry,
+            ),
+            alert_transitions=Counter(
+                "ioc_alert_transitions",
+                "Alert transitions published on ioc.alerts",
+                ["transition", "severity", "sector"],
+                registry=registry,
+            ),
+            escalations=Counter(
+                "ioc_alert_escalations",
+                "Escalations of unacknowledged alerts to the next level",
+                ["sector"],
+                registry=registry,
+            ),
+            open_alerts=Gauge(
+                "ioc_alerts_open",
+                "Alerts not resolved, by state, severity and sector (on the alert stage's owner)",
+                ["state", "severity", "sector"],
+                registry=registry,
+            ),
+            alert_actions=Counter(
+                "ioc_alert_actions",
+                "Officers' actions taken in, by action and outcome (applied or a reason)",
+                ["action", "outcome"],
+                registry=registry,
+            ),
+            alert_feed_dropped=Counter(
+                "ioc_alert_feed_dropped",
+                "KPI records not handed to the alert stage because its feed was full",
                 registry=registry,
             ),
         )

@@ -21,6 +21,13 @@ SHORT_CATALOG = """\
 version: 1
 province: {{id: test, name_vi: Tỉnh thử, name_en: Test province}}
 stale_factor: 3
+escalation:
+  min_severity: critical
+  levels:
+    - {{level: 0, role: duty_officer, name_vi: Trực ban, name_en: Duty officer}}
+    - {{level: 1, role: sector_vice_chairman, after: 3s, name_vi: Phó Chủ tịch,
+       name_en: Vice-Chairman}}
+    - {{level: 2, role: chairman, after: 600s, name_vi: Chủ tịch, name_en: Chairman}}
 districts:
   - {{code: dong-xoai, name_vi: Đồng Xoài, name_en: Dong Xoai}}
   - {{code: binh-long, name_vi: Bình Long, name_en: Binh Long}}
@@ -44,6 +51,10 @@ sectors:
          aggregation: sum, unit: u, window: {{size: 60s, grace: 10m}}, group_by: [district]}}
       - {{id: mean_hopping, name_vi: Trung bình, name_en: Mean, event_type: reading,
          aggregation: avg, unit: u, window: {{size: 120s, hop: 60s, grace: 10m}}}}
+    alerts:
+      - {{id: burst_high, kind: threshold, kpi: n_short, op: above, raise: 30, clear: 10,
+         severity: critical, message_vi: "Số bản ghi {{value:.0f}} vượt ngưỡng {{raise:.0f}}",
+         message_en: "Count {{value:.0f}} above {{raise:.0f}}"}}
 """
 
 

@@ -1,0 +1,188 @@
+"""`ioc alerts`: list the current alerts; ack, assign, note, resolve, silence (as actions)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from ioc.errors import BrokerUnreachableError, SettingsError
+from ioc.settings import Settings
+
+__all__ = ["register"]
+
+_STATES = ("pending", "firing", "acknowledged", "resolved", "open")
+
+
+def register(commands: Any) -> None:
+    alerts = commands.add_parser(
+        "alerts", help="current alerts (from the database); act on one with a sub-command"
+    )
+    alerts.add_argument(
+        "--state", choices=_STATES, default="open",
+        help="which alerts to list (default: open = not resolved)",
+    )  # fmt: skip
+    alerts.add_argument("--sector", help="only this sector")
+    alerts.add_argument("--json", action="store_true", help="one JSON object per line")
+    alerts.set_defaults(run=_cmd_list)
+    actions = alerts.add_subparsers(dest="alerts_command", metavar="ACTION")
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
+        parser.add_argument("--by", required=True, help="your name, as the audit trail shows it")
+        parser.set_defaults(run=_cmd_action, action=name)
+        return parser
+
+    ack = action("ack", "acknowledge an alert: stops its escalation")
+    ack.add_argument("fingerprint")
+    ack.add_argument("--note", help="a note kept with the alert")
+    assign = action("assign", "assign an alert to an officer")
+    assign.add_argument("fingerprint")
+    assign.add_argument("--to", required=True, dest="assignee", help="the officer's name")
+    note = action("note", "add a note to an alert")
+    note.add_argument("fingerprint")
+    note.add_argument("--text", required=True, dest="note")
+    resolve = action("resolve", "resolve an alert by hand")
+    resolve.add_argument("fingerprint")
+    resolve.add_argument("--note", help="why")
+    silence = action("silence", "hold notifications of matching alerts for a while")
+    silence.add_argument(
+        "--match", action="append", required=True, metavar="LABEL=VALUE",
+        help="label matcher (sector, kpi, district, source, rule); repeatable, all must match",
+    )  # fmt: skip
+    silence.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h")
+    silence.add_argument("--reason", required=True)
+    unsilence = action("unsilence", "end a silence early")
+    unsilence.add_argument("silence_id")
+
+
+async def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from alerts.model import SEVERITY_LABELS, SEVERITY_RANK, STATE_LABELS
+    from ioc.errors import DatabaseError, DatabaseUnreachableError
+    from ioc.runtime import resolve_database_url
+
+    url = resolve_database_url(settings)
+    query = "SELECT record FROM alerts_current WHERE true"
+    params: list[object] = []
+    if args.state == "open":
+        query += " AND state <> 'resolved'"
+    else:
+        query += " AND state = %s"
+        params.append(args.state)
+    if args.sector:
+        query += " AND sector = %s"
+        params.append(args.sector)
+    query += " ORDER BY updated_at DESC LIMIT 500"
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            url, connect_timeout=int(settings.connect_timeout), row_factory=dict_row
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnreachableError(f"cannot connect to the database: {exc}") from exc
+    try:
+        async with conn:
+            cursor = await conn.execute(query, params)
+            rows = [row["record"] for row in await cursor.fetchall()]
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot read alerts: {exc} (has `ioc db migrate` run?)") from exc
+    rows.sort(key=lambda r: (-SEVERITY_RANK.get(r["severity"], 0), -r["started_at"]))
+    if args.json:
+        for record in rows:
+            print(json.dumps(record, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("không có cảnh báo · no alerts")
+        return 0
+    now = time.time()
+    for r in rows:
+        since = _elapsed(now - r["started_at"])
+        flags = "".join(
+            f" [{flag}]" for flag, on in (
+                ("dữ liệu cũ", r.get("stale")), ("dao động", r.get("flapping")),
+                ("tạm im lặng", r.get("silenced_by")),
+            ) if on
+        )  # fmt: skip
+        print(
+            f"{r['fingerprint']}  {SEVERITY_LABELS[r['severity']][0]:<12} "
+            f"{STATE_LABELS[r['state']][0]:<14} {since:>7}  {r['labels']['sector']:<12} "
+            f"{r['message_vi']}{flags}"
+        )
+    return 0
+
+
+async def _cmd_action(args: argparse.Namespace, settings: Settings) -> int:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    from alerts.model import AlertAction, Fingerprint, Silence
+    from ioc.runtime import resolve_bootstrap_servers
+    from streams.catalog._model import parse_duration
+    from streams.topics import ALERT_ACTIONS
+
+    now = time.time()
+    silence = None
+    fingerprint = getattr(args, "fingerprint", None)
+    if args.action == "silence":
+        matchers = dict(_matcher(m) for m in args.match)
+        try:
+            seconds = parse_duration(args.duration)
+        except ValueError as exc:
+            raise SettingsError(f"--for: {exc}") from exc
+        silence = Silence(
+            id=f"sil-{uuid.uuid4().hex[:8]}", matchers=matchers, starts_at=now,
+            ends_at=now + seconds, author=args.by, reason=args.reason,
+        )  # fmt: skip
+    elif args.action == "unsilence":
+        silence = Silence(
+            id=args.silence_id, matchers={}, starts_at=now, ends_at=now, author=args.by, reason=""
+        )
+    action = AlertAction(
+        action_id=str(uuid.uuid4()),
+        action=args.action,
+        by=args.by,
+        at=now,
+        fingerprint=Fingerprint(fingerprint) if fingerprint else None,
+        note=getattr(args, "note", None),
+        assignee=getattr(args, "assignee", None),
+        silence=silence,
+    )
+    bootstrap = resolve_bootstrap_servers(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        request_timeout_ms=int(settings.connect_timeout * 1000),
+    )
+    try:
+        async with asyncio.timeout(settings.connect_timeout * 2):
+            await producer.start()
+            try:
+                meta = await producer.send_and_wait(ALERT_ACTIONS, action.encode(), key=action.key)
+            finally:
+                await producer.stop()
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise BrokerUnreachableError(f"cannot publish the action to {bootstrap}: {exc}") from exc
+    target = fingerprint or (silence.id if silence else "")
+    stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+    print(f"{args.action} {target} by {args.by} at {stamp} → {ALERT_ACTIONS}@{meta.offset}")
+    return 0
+
+
+def _matcher(text: str) -> tuple[str, str]:
+    label, sep, value = text.partition("=")
+    if not sep or not label.strip() or not value.strip():
+        raise SettingsError(f"--match: expected LABEL=VALUE, got {text!r}")
+    return label.strip(), value.strip()
+
+
+def _elapsed(seconds: float) -> str:
+    minutes = int(max(0.0, seconds) // 60)
+    if minutes < 60:
+        return f"{minutes} phút"
+    return f"{minutes // 60} giờ {minutes % 60:02d}"
