@@ -29,24 +29,34 @@ def register(commands: Any) -> None:
         "--no-simulate", action="store_true", help="do not run the 11 sector simulators"
     )
     up.add_argument(
-        "--rate", type=float, default=50.0, metavar="EV_PER_S",
+        "--rate",
+        type=float,
+        default=50.0,
+        metavar="EV_PER_S",
         help="simulated events per second over all sectors (default 50)",
     )
     up.add_argument(
-        "--scenario", action="append", default=[], metavar="NAME[:SECTOR[:SOURCE]]",
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="NAME[:SECTOR[:SOURCE]]",
         help="an anomaly for the simulators (see `ioc simulate --help`); repeatable",
     )
     up.add_argument(
-        "--scenario-after", type=float, metavar="SECONDS",
+        "--scenario-after",
+        type=float,
+        metavar="SECONDS",
         help="scenarios start this long after the simulators (default 60)",
     )
     up.add_argument(
-        "--only", metavar="NAMES",
+        "--only",
+        metavar="NAMES",
         help="run only these components (comma-separated: worker, writer, notifier, gateway, "
         "ingest-api, simulators, sim-<sector>); default: all",
     )
     up.add_argument(
-        "--services-only", action="store_true",
+        "--services-only",
+        action="store_true",
         help="run the broker and the database only, no components (the pre-#7 behaviour)",
     )
     up.set_defaults(run=_cmd_up)
@@ -160,7 +170,25 @@ async def _announce(supervisor: Any, settings: Settings, stop: asyncio.Event) ->
         pid = child.pid if child.pid is not None else "-"
         log_path = supervisor.log_path(child.spec.name)
         print(f"  {child.spec.name:<16} {child.state:<8} pid {pid!s:<8} log {log_path}")
+    if any(c.spec.name == "gateway" for c in supervisor.children):
+        print(f"wall: {_wall_url(settings)}")
     print("ready: Ctrl-C to stop", flush=True)
+
+
+def _wall_url(settings: Settings) -> str:
+    """The wall page's address with a fresh wall token (a day long) for this demo."""
+    import time
+
+    from consumers.gateway.secret import token_secret
+    from consumers.gateway.tokens import issue_token
+
+    token, _claims = issue_token(
+        token_secret(settings), role="wall", name="Màn hình tường IOC", sectors=None,
+        now=time.time(), ttl=86400.0,
+    )  # fmt: skip
+    if settings.gateway_port == 0:
+        return f"(IOC_GATEWAY_PORT=0: see the gateway's log for its port) ?token={token}"
+    return f"http://{settings.gateway_host}:{settings.gateway_port}/?token={token}"
 
 
 async def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
