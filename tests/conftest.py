@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.plugins.services",
     "tests.plugins.worker",
+    "tests.plugins.storage",
     "tests.plugins.notify",
     "tests.plugins.alerts",
     "tests.plugins.gateway",

@@ -234,16 +234,16 @@ def _object(value: bytes | None, kind: str) -> dict[str, Any]:
 def _add_kpi(batch: RowBatch, record: dict[str, Any]) -> None:
     kind = record.get("kind")
     if kind == "kpi":
-        start = _time(_number(record, "window_start", "kpi"))
         row: Row = (
             _string(record, "series", "kpi"), _string(record, "kpi", "kpi"),
             _string(record, "sector", "kpi"), _string(record, "group", "kpi"),
-            start, _time(_number(record, "window_end", "kpi")),
+            _time(_number(record, "window_start", "kpi")),
+            _time(_number(record, "window_end", "kpi")),
             _optional_number(record, "value", "kpi"), _integer(record, "count", "kpi"),
             _boolean(record, "final", "kpi"), _integer(record, "revision", "kpi"),
             _time(_number(record, "emitted_at", "kpi")),
         )  # fmt: skip
-        key = (row[0], start)
+        key = (row[0], row[4])
         held = batch.kpi_points.get(key)
         if held is None or held[9] < row[9]:
             batch.kpi_points[key] = row

@@ -11,9 +11,10 @@ and the Kafka offset commit) leaves the same rows:
     source_freshness   source — the latest changed_at wins
     sector_last_seen   sector — the latest last_seen wins
 
-On the plain path the batch first makes sure the partitions it needs exist (creators are
-serialised by an advisory lock), and every changed KPI point marks its hour in
-`kpi_rollup_pending` in the same transaction, for the maintenance loop to roll up.
+On the plain path the batch first makes sure the partitions it needs exist (in a short
+transaction of its own; creators are serialised by an advisory lock), and every changed KPI
+point marks its hour in `kpi_rollup_pending` in the batch's transaction, for the maintenance
+loop to roll up.
 """
 
 from __future__ import annotations
@@ -148,16 +149,18 @@ class StorageSink:
             }
         )
         result = WriteResult()
+        if self.path == "plain-postgresql":
+            # In a short transaction of its own: creating a partition locks its parent table
+            # exclusively, and readers must not wait for a whole batch behind that lock.
+            result.partitions_created = await self._ensure_partitions(conn, batch)
         try:
             async with conn.transaction():
                 await self._stage(conn)
-                if self.path == "plain-postgresql":
-                    result.partitions_created = await self._ensure_partitions(conn, batch)
                 for table, rows in batch.tables().items():
                     if rows:
                         await self._upsert(conn, table, rows, result)
         except BaseException:
-            # A failed batch may have created partitions that rolled back with it.
+            # Maybe a partition vanished (retention elsewhere): look again next time.
             self.known_partitions.clear()
             raise
         return result
@@ -204,10 +207,12 @@ class StorageSink:
                 if partition.name not in self.known_partitions:
                     needed.add(partition)
         created = []
-        for partition in sorted(needed):
-            if await create_partition(conn, partition):
-                created.append(partition.name)
-            self.known_partitions.add(partition.name)
+        if needed:
+            async with conn.transaction():
+                for partition in sorted(needed):
+                    if await create_partition(conn, partition):
+                        created.append(partition.name)
+            self.known_partitions.update(p.name for p in needed)
         return created
 
 

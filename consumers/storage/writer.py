@@ -192,15 +192,21 @@ class StorageWriter:
     ) -> None:
         for record in records:
             self._metrics.records_in.labels(record.topic).inc()
-            self._decoder.add(
-                batch,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
-                value=record.value,
-                timestamp_ms=record.timestamp if record.timestamp is not None else -1,
-            )
+            try:
+                self._decoder.add(
+                    batch,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=record.value,
+                    timestamp_ms=record.timestamp if record.timestamp is not None else -1,
+                )
+            except Exception:  # a bug must not turn one record into a crash loop
+                log.exception(
+                    "cannot decode %s[%d]@%d", record.topic, record.partition, record.offset
+                )
+                batch.skipped["decode_error"] += 1
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
 
