@@ -53,7 +53,12 @@ def _sasl_login(settings: Settings) -> tuple[str, str]:
 
 
 def kafka_client_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for AIOKafkaProducer/Consumer/AdminClient/Client: protocol, TLS, SASL."""
+    """Keyword arguments for AIOKafkaProducer/Consumer/AdminClient/Client: protocol, TLS, SASL.
+
+    The embedded broker (no KAFKA_BOOTSTRAP_SERVERS) speaks PLAINTEXT only, whatever is set.
+    """
+    if settings.embedded_broker:
+        return {"security_protocol": "PLAINTEXT"}
     protocol = settings.kafka_security_protocol
     options: dict[str, Any] = {"security_protocol": protocol}
     context = kafka_ssl_context(settings)
@@ -71,6 +76,8 @@ def faust_broker_credentials(settings: Settings) -> CredentialsT | None:
     """The same choice as Faust `broker_credentials` (None: PLAINTEXT)."""
     from faust.auth import SASLCredentials, SSLCredentials
 
+    if settings.embedded_broker:
+        return None
     protocol = settings.kafka_security_protocol
     context = kafka_ssl_context(settings)
     if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):

@@ -48,12 +48,18 @@ def _quiet(logger_name: str) -> Any:
 
 
 async def probe_kafka(
-    bootstrap_servers: str, *, timeout: float, mode: str = "external"
+    bootstrap_servers: str,
+    *,
+    timeout: float,
+    mode: str = "external",
+    kafka_options: dict[str, Any] | None = None,
 ) -> ServiceStatus:
     """Bootstrap metadata from the broker and read its API versions."""
     status = ServiceStatus(service="broker", mode=mode, address=bootstrap_servers)
     client = AIOKafkaClient(
-        bootstrap_servers=bootstrap_servers, request_timeout_ms=max(int(timeout * 1000), 1000)
+        bootstrap_servers=bootstrap_servers,
+        request_timeout_ms=max(int(timeout * 1000), 1000),
+        **(kafka_options or {}),
     )
     with _quiet("aiokafka"):
         try:

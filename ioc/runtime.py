@@ -27,6 +27,7 @@ from ioc.errors import (
     StateDirError,
     StateDirLockedError,
 )
+from ioc.kafka_client import kafka_client_options
 from ioc.probes import probe_kafka, probe_postgres
 from ioc.settings import Settings
 
@@ -144,7 +145,9 @@ class Runtime:
         timeout = settings.connect_timeout
         if settings.kafka_bootstrap_servers:
             bootstrap = settings.kafka_bootstrap_servers
-            status = await probe_kafka(bootstrap, timeout=timeout)
+            status = await probe_kafka(
+                bootstrap, timeout=timeout, kafka_options=kafka_client_options(settings)
+            )
             if not status.reachable:
                 raise BrokerUnreachableError(f"KAFKA_BOOTSTRAP_SERVERS: {status.error}")
             broker_version = status.version

@@ -13,6 +13,7 @@ import psutil
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from ioc.kafka_client import kafka_client_options
 from ioc.probes import ServiceStatus, probe_kafka, probe_postgres, redact_url
 from ioc.runtime import read_runtime_file
 from ioc.settings import Settings
@@ -32,7 +33,11 @@ async def collect_status(
 
     async def broker() -> ServiceStatus:
         if settings.kafka_bootstrap_servers:
-            return await probe_kafka(settings.kafka_bootstrap_servers, timeout=timeout)
+            return await probe_kafka(
+                settings.kafka_bootstrap_servers,
+                timeout=timeout,
+                kafka_options=kafka_client_options(settings),
+            )
         if running is None:
             return ServiceStatus("broker", "embedded", "-", error=_NOT_RUNNING)
         status = await probe_kafka(running.bootstrap_servers, timeout=timeout, mode="embedded")
@@ -63,7 +68,9 @@ async def collect_status(
         )
     topics: dict[str, Any] = {"expected": len(expected_topics)}
     if broker_status.reachable:
-        present = await _existing_topics(broker_status.address, timeout)
+        present = await _existing_topics(
+            broker_status.address, timeout, kafka_client_options(settings)
+        )
         topics["missing"] = [t for t in expected_topics if t not in present]
         topics["present"] = len(expected_topics) - len(topics["missing"])
     return {
@@ -92,8 +99,12 @@ def _components(state_dir: Path) -> list[dict[str, Any]]:
         return []
 
 
-async def _existing_topics(bootstrap: str, timeout: float) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+async def _existing_topics(
+    bootstrap: str, timeout: float, kafka_options: dict[str, Any]
+) -> set[str]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **kafka_options
+    )
     try:
         async with asyncio.timeout(timeout):
             await admin.start()

@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -58,10 +58,13 @@ async def create_topics(
     partitions: int,
     replication_factor: int,
     timeout: float,
+    kafka_options: dict[str, Any] | None = None,
 ) -> list[TopicResult]:
     """Create the missing topics; report existing ones with their partition count."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, request_timeout_ms=max(int(timeout * 1000), 1000)
+        bootstrap_servers=bootstrap_servers,
+        request_timeout_ms=max(int(timeout * 1000), 1000),
+        **(kafka_options or {}),
     )
     try:
         async with asyncio.timeout(timeout):
@@ -104,15 +107,21 @@ async def create_topics(
     ]
 
 
-async def ensure_epoch(bootstrap_servers: str, *, timeout: float) -> str:
+async def ensure_epoch(
+    bootstrap_servers: str, *, timeout: float, kafka_options: dict[str, Any] | None = None
+) -> str:
     """The broker's epoch (first record of `ioc.internal.epoch`), written if there is none yet.
 
     Two processes racing here may both write; everyone reads the first record, so all agree.
     """
-    epoch = await _first_epoch(bootstrap_servers, timeout=min(timeout, 2.0))
+    epoch = await _first_epoch(
+        bootstrap_servers, timeout=min(timeout, 2.0), kafka_options=kafka_options
+    )
     if epoch is not None:
         return epoch
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers, acks="all", **(kafka_options or {})
+    )
     try:
         async with asyncio.timeout(timeout):
             await producer.start()
@@ -125,15 +134,19 @@ async def ensure_epoch(bootstrap_servers: str, *, timeout: float) -> str:
     finally:
         with contextlib.suppress(Exception):
             await producer.stop()
-    epoch = await _first_epoch(bootstrap_servers, timeout=timeout)
+    epoch = await _first_epoch(bootstrap_servers, timeout=timeout, kafka_options=kafka_options)
     if epoch is None:
         raise TopicError(f"{EPOCH}: the epoch record just written cannot be read back")
     return epoch
 
 
-async def _first_epoch(bootstrap_servers: str, *, timeout: float) -> str | None:
+async def _first_epoch(
+    bootstrap_servers: str, *, timeout: float, kafka_options: dict[str, Any] | None = None
+) -> str | None:
     # Never ask for end offsets (wrong on the embedded broker): read from the start, briefly.
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, **(kafka_options or {})
+    )
     try:
         async with asyncio.timeout(timeout + 10):
             await consumer.start()
