@@ -22,7 +22,8 @@ Every error a user can cause carries a machine-readable ``code``; the CLI prints
      │    └── StoragePathError        storage_path_unavailable
      ├── UnknownSourceError       unknown_source
      ├── UnknownSectorError       unknown_sector
-     └── UnknownApiKeyError       unknown_api_key
+     ├── UnknownApiKeyError       unknown_api_key
+     └── HistoryQueryError        (its own code: bad_range, range_too_long, unknown_kpi, …)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "DatabaseError",
     "DatabaseUnreachableError",
     "EmbeddedStartError",
+    "HistoryQueryError",
     "IocError",
     "MigrationChecksumError",
     "MigrationError",
@@ -180,3 +182,18 @@ class UnknownApiKeyError(IocError):
     """An API key id that is not in the key store."""
 
     code = "unknown_api_key"
+
+
+class HistoryQueryError(IocError):
+    """A history query that cannot be answered as asked; ``status`` is its HTTP status.
+
+    The code varies with the cause (``bad_range``, ``range_too_long``, ``bad_page_size``,
+    ``unknown_kpi``, ``unknown_sector``, ``forbidden``, …), so it is set per instance.
+    """
+
+    code = "bad_query"
+
+    def __init__(self, code: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
