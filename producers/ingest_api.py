@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ioc.errors import BrokerUnreachableError, DatabaseError, PortInUseError, SettingsError
+from ioc.kafka_client import kafka_client_options
 from ioc.settings import Settings
 from producers.ingest_metrics import IngestMetrics
 from producers.ingest_rules import (
@@ -293,7 +294,11 @@ async def run_ingest_api(
         await store.check_schema()
         keys = KeyCache(lookup=store, ttl=settings.ingest_key_cache_ttl)
         publisher = Publisher(
-            bootstrap_servers=bootstrap_servers, catalog=catalog, retries=3, request_timeout=10.0
+            bootstrap_servers=bootstrap_servers,
+            catalog=catalog,
+            retries=3,
+            request_timeout=10.0,
+            kafka_options=kafka_client_options(settings),
         )
         try:
             async with asyncio.timeout(timeout):

@@ -100,6 +100,8 @@ class Publisher:
         request_timeout: float = 30.0,
         acks: Literal[0, 1, "all"] = "all",
         client_id: str = "ioc-publisher",
+        # security (ioc.kafka_client.kafka_client_options)
+        kafka_options: dict[str, Any] | None = None,
     ) -> None:
         if (
             not 0 < max_batch_events <= MAX_BATCH_EVENTS
@@ -120,6 +122,7 @@ class Publisher:
             max_batch_size=256 * 1024,
             max_request_size=2 * MAX_RECORD_BYTES,
             request_timeout_ms=int(request_timeout * 1000),
+            **(kafka_options or {}),
         )
         self._pending: dict[str, _Pending] = {}
         self._capacity = asyncio.Semaphore(max_pending_events)

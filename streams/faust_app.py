@@ -60,6 +60,7 @@ class WorkerConfig:
     checkpoint_stale_after: float = (
         30.0  # /healthz fails when no checkpoint succeeded for this long
     )
+    broker_credentials: Any = None  # ioc.kafka_client.faust_broker_credentials
 
 
 class _FaustSink:
@@ -90,6 +91,7 @@ def create_app(
     app = faust.App(
         config.group,
         broker=[f"kafka://{host}" for host in config.bootstrap_servers.split(",")],
+        broker_credentials=config.broker_credentials,
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,

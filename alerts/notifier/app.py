@@ -28,6 +28,7 @@ from alerts.notifier.metrics import NotifierMetrics
 from alerts.notifier.store import PostgresDeliveryStore
 from alerts.routing import CHANNELS, PlannedDelivery, Target, check_roles, load_routing
 from alerts.routing import plan_deliveries as route
+from ioc.kafka_client import kafka_client_options
 from ioc.settings import Settings
 from streams.catalog import load_catalog
 
@@ -176,6 +177,7 @@ async def run_notifier(
                 metrics=metrics,
                 on_recorded=dispatcher.wake,
                 on_assigned=assigned,
+                kafka_options=kafka_client_options(settings),
             )
             on_ready(handle)
             await _run_both(consumer, dispatcher, stop)

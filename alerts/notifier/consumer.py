@@ -56,7 +56,9 @@ class AlertConsumer:
         on_assigned: Callable[[int], None] = lambda _n: None,
         clock: Callable[[], float] = time.time,
         topic: str = ALERTS,
+        kafka_options: dict[str, Any] | None = None,
     ) -> None:
+        self._kafka_options = kafka_options or {}
         self._bootstrap = bootstrap_servers
         self._group = group
         self._session_timeout = session_timeout
@@ -87,6 +89,7 @@ class AlertConsumer:
             rebalance_timeout_ms=session_ms,
             fetch_max_wait_ms=100,  # the embedded broker answers a long-poll only at its end
             request_timeout_ms=max(40_000, session_ms + 5_000),
+            **self._kafka_options,
         )
         consumer.subscribe([self._topic], listener=_Assignment(self._on_assigned))
         # start() also joins the group: after a member was killed, the join waits out its

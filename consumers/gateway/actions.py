@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -28,7 +28,12 @@ class KafkaActionSink:
     """Publishes actions keyed by fingerprint, waiting for the broker's acknowledgement."""
 
     def __init__(
-        self, *, bootstrap_servers: str, timeout: float, topic: str = ALERT_ACTIONS
+        self,
+        *,
+        bootstrap_servers: str,
+        timeout: float,
+        topic: str = ALERT_ACTIONS,
+        kafka_options: dict[str, Any] | None = None,
     ) -> None:
         self._timeout = timeout
         self._topic = topic
@@ -37,6 +42,7 @@ class KafkaActionSink:
             acks="all",
             enable_idempotence=False,  # not on the embedded broker (no transactions/idempotence)
             request_timeout_ms=int(timeout * 1000),
+            **(kafka_options or {}),
         )
 
     async def start(self) -> None:

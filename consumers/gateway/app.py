@@ -8,6 +8,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -46,6 +47,7 @@ class GatewayConfig:
     kpi_topic: str = KPI
     alerts_topic: str = ALERTS
     actions_topic: str = ALERT_ACTIONS
+    kafka_options: dict[str, Any] | None = None  # ioc.kafka_client.kafka_client_options
 
 
 async def run_gateway(
@@ -79,6 +81,7 @@ async def run_gateway(
         timeout=config.connect_timeout,
         kpi_topic=config.kpi_topic,
         alerts_topic=config.alerts_topic,
+        kafka_options=config.kafka_options,
     )
     own_sink: KafkaActionSink | None = None
     if actions is None:
@@ -86,6 +89,7 @@ async def run_gateway(
             bootstrap_servers=config.bootstrap_servers,
             timeout=config.connect_timeout,
             topic=config.actions_topic,
+            kafka_options=config.kafka_options,
         )
         await own_sink.start()
         actions = own_sink

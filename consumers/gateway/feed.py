@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -49,7 +50,9 @@ class KafkaFeed:
         kpi_topic: str = KPI,
         alerts_topic: str = ALERTS,
         clock: Callable[[], float] = time.time,
+        kafka_options: dict[str, Any] | None = None,
     ) -> None:
+        self._kafka_options = kafka_options or {}
         self._hub = hub
         self._kpi_topic = kpi_topic
         self._alerts_topic = alerts_topic
@@ -71,6 +74,7 @@ class KafkaFeed:
             fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
             request_timeout_ms=int(self._timeout * 1000) + 5000,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **self._kafka_options,
         )
 
     async def _start(self, consumer: AIOKafkaConsumer) -> None:

@@ -71,6 +71,7 @@ class WriterConfig:
     session_timeout: float = 10.0
     connect_timeout: float = 10.0
     write_timeout: float = 60.0
+    kafka_options: dict[str, Any] | None = None  # ioc.kafka_client.kafka_client_options
 
 
 def writer_topics(catalog: Catalog) -> list[str]:
@@ -137,6 +138,7 @@ class StorageWriter:
             # The embedded broker answers a waiting fetch only at its max wait (README).
             fetch_max_wait_ms=100,
             request_timeout_ms=int(max(self._config.connect_timeout, 5) * 4000),
+            **(self._config.kafka_options or {}),
         )
         await consumer.start()
         maintenance = asyncio.create_task(self._maintenance_loop(stop), name="writer-maintenance")

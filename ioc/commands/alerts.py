@@ -122,6 +122,7 @@ async def _cmd_action(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaError
 
     from alerts.model import AlertAction, Fingerprint, Silence
+    from ioc.kafka_client import kafka_client_options
     from ioc.runtime import resolve_bootstrap_servers
     from streams.catalog._model import parse_duration
     from streams.topics import ALERT_ACTIONS
@@ -158,6 +159,7 @@ async def _cmd_action(args: argparse.Namespace, settings: Settings) -> int:
         bootstrap_servers=bootstrap,
         acks="all",
         request_timeout_ms=int(settings.connect_timeout * 1000),
+        **kafka_client_options(settings),
     )
     try:
         async with asyncio.timeout(settings.connect_timeout * 2):

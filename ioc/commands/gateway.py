@@ -28,6 +28,7 @@ def register(commands: Any) -> None:
 async def _cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.gateway.app import GatewayConfig, run_gateway
     from consumers.gateway.secret import token_secret
+    from ioc.kafka_client import kafka_client_options
     from ioc.runtime import resolve_bootstrap_servers, resolve_database_url
     from streams.catalog import load_catalog
 
@@ -44,6 +45,7 @@ async def _cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
         send_timeout=settings.gateway_send_timeout,
         replay_seconds=settings.gateway_replay_seconds,
         connect_timeout=settings.connect_timeout,
+        kafka_options=kafka_client_options(settings),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -33,6 +33,7 @@ def register(commands: Any) -> None:
 
 
 async def _cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.kafka_client import kafka_client_options
     from ioc.runtime import resolve_bootstrap_servers
     from producers.sdk import Publisher
     from streams.catalog import load_catalog
@@ -56,7 +57,10 @@ async def _cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             raise SettingsError(f"--data: not JSON: {exc}") from exc
     async with Publisher(
-        bootstrap_servers=resolve_bootstrap_servers(settings), catalog=catalog, linger=0
+        bootstrap_servers=resolve_bootstrap_servers(settings),
+        catalog=catalog,
+        linger=0,
+        kafka_options=kafka_client_options(settings),
     ) as publisher:
         report = await publisher.send(event)
     if args.json:

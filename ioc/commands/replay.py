@@ -52,6 +52,7 @@ def register(commands: Any) -> None:
 async def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaError
 
+    from ioc.kafka_client import kafka_client_options
     from ioc.runtime import resolve_bootstrap_servers
     from producers._tally import DeliveryTally
     from producers.replay import Pacer, ProgressBar, index_file, replay
@@ -70,7 +71,12 @@ async def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     print(f"replay: {len(index):,} events, {index.bad_count:,} bad lines{when}", flush=True)
 
     bootstrap = resolve_bootstrap_servers(settings)
-    publisher = Publisher(bootstrap_servers=bootstrap, catalog=catalog, client_id="ioc-replay")
+    publisher = Publisher(
+        bootstrap_servers=bootstrap,
+        catalog=catalog,
+        client_id="ioc-replay",
+        kafka_options=kafka_client_options(settings),
+    )
     try:
         async with asyncio.timeout(settings.connect_timeout):
             await publisher.start()

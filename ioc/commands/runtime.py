@@ -84,6 +84,7 @@ def register(commands: Any) -> None:
 
 async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.migrations import migrate
+    from ioc.kafka_client import kafka_client_options
     from ioc.runtime import Runtime
     from ioc.status import collect_status, render_status
     from ioc.topics import contract_topics, create_topics, ensure_epoch
@@ -99,15 +100,19 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         applied, before = len(migrated.applied), migrated.already_applied
         print(f"schema: {applied} migrations applied, {before} already")
         names = contract_topics(catalog)
+        options = kafka_client_options(settings)
         results = await create_topics(
             endpoints.bootstrap_servers,
             names,
             partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
             timeout=settings.connect_timeout,
+            kafka_options=options,
         )
         print_topic_results(results)
-        epoch = await ensure_epoch(endpoints.bootstrap_servers, timeout=settings.connect_timeout)
+        epoch = await ensure_epoch(
+            endpoints.bootstrap_servers, timeout=settings.connect_timeout, kafka_options=options
+        )
         log.info("broker epoch %s", epoch)
         report = await collect_status(settings, catalog, names)
         print(render_status(report))
@@ -203,21 +208,25 @@ async def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.kafka_client import kafka_client_options
     from ioc.runtime import resolve_bootstrap_servers
     from ioc.topics import contract_topics, create_topics, ensure_epoch
     from streams.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     bootstrap = resolve_bootstrap_servers(settings)
+    options = kafka_client_options(settings)
     results = await create_topics(
         bootstrap,
         contract_topics(catalog),
         partitions=settings.topic_partitions,
         replication_factor=settings.topic_replication_factor,
         timeout=settings.connect_timeout,
+        kafka_options=options,
     )
     print_topic_results(results, verbose=True)
-    print(f"broker epoch: {await ensure_epoch(bootstrap, timeout=settings.connect_timeout)}")
+    epoch = await ensure_epoch(bootstrap, timeout=settings.connect_timeout, kafka_options=options)
+    print(f"broker epoch: {epoch}")
     return 0
 
 

@@ -194,11 +194,20 @@ async def _publishers(
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
+    from ioc.kafka_client import kafka_client_options
     from producers.sdk import Publisher
 
-    publisher = Publisher(bootstrap_servers=bootstrap, catalog=catalog, client_id="ioc-simulate")
+    options = kafka_client_options(settings)
+    publisher = Publisher(
+        bootstrap_servers=bootstrap,
+        catalog=catalog,
+        client_id="ioc-simulate",
+        kafka_options=options,
+    )
     raw_producer = (
-        AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="ioc-simulate-raw", acks="all")
+        AIOKafkaProducer(
+            bootstrap_servers=bootstrap, client_id="ioc-simulate-raw", acks="all", **options
+        )
         if raw
         else None
     )

@@ -34,6 +34,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from prometheus_client import CollectorRegistry
 
     from consumers.migrations import migrate
+    from ioc.kafka_client import faust_broker_credentials, kafka_client_options
     from ioc.observability import start_observability_server
     from ioc.runtime import ensure_state_dir, resolve_bootstrap_servers, resolve_database_url
     from ioc.topics import ensure_epoch
@@ -47,7 +48,13 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     state_dir = ensure_state_dir(settings.state_dir)
     # The checkpoint table must exist before the first assignment.
     asyncio.run(migrate(database_url, connect_timeout=settings.connect_timeout))
-    epoch = asyncio.run(ensure_epoch(bootstrap, timeout=settings.connect_timeout))
+    epoch = asyncio.run(
+        ensure_epoch(
+            bootstrap,
+            timeout=settings.connect_timeout,
+            kafka_options=kafka_client_options(settings),
+        )
+    )
     asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs on the current loop
 
     registry = CollectorRegistry()
@@ -61,6 +68,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         data_dir=state_dir / "faust",
         session_timeout=settings.worker_session_timeout,
         checkpoint_interval=settings.worker_checkpoint_interval,
+        broker_credentials=faust_broker_credentials(settings),
     )
     app, worker, _metrics = create_app(config, catalog=catalog, store=store, registry=registry)
 

@@ -53,6 +53,7 @@ async def _cmd_writer(args: argparse.Namespace, settings: Settings) -> int:
 
     from consumers.migrations import migrate
     from consumers.storage import StorageWriter, WriterConfig, WriterMetrics
+    from ioc.kafka_client import kafka_client_options
     from ioc.observability import start_observability_server
     from ioc.runtime import resolve_bootstrap_servers, resolve_database_url
     from ioc.topics import contract_topics, create_topics
@@ -71,6 +72,7 @@ async def _cmd_writer(args: argparse.Namespace, settings: Settings) -> int:
         partitions=settings.topic_partitions,
         replication_factor=settings.topic_replication_factor,
         timeout=settings.connect_timeout,
+        kafka_options=kafka_client_options(settings),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -88,6 +90,7 @@ async def _cmd_writer(args: argparse.Namespace, settings: Settings) -> int:
         retry_max=settings.writer_retry_max,
         session_timeout=settings.writer_session_timeout,
         connect_timeout=settings.connect_timeout,
+        kafka_options=kafka_client_options(settings),
     )
     writer = StorageWriter(
         config,
