@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal, cast
 
 __all__ = [
     "CLOSE_FORBIDDEN",
@@ -51,6 +51,7 @@ CLOSE_FORBIDDEN: Final = 4403  # a valid token that may not use this gateway (un
 CLOSE_SLOW: Final = 4408  # the client did not read for too long; reconnect and resync
 
 _MAX_CHANNELS = 256
+SocketAction = Literal["ack", "assign", "note", "resolve"]  # what a token may do over the socket
 _ACTIONS: Final = ("ack", "assign", "note", "resolve")
 _MAX_TEXT = 2000
 
@@ -93,7 +94,7 @@ class Ping:
 @dataclass(frozen=True, slots=True)
 class ActionRequest:
     request_id: str
-    action: str
+    action: SocketAction
     fingerprint: str
     note: str | None
     assignee: str | None
@@ -170,7 +171,7 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
             raise ProtocolError("bad_message", "a note action needs `note`")
         if action == "assign" and not assignee:
             raise ProtocolError("bad_message", "an assign action needs `assignee`")
-        return ActionRequest(request_id, str(action), fingerprint, note, assignee)
+        return ActionRequest(request_id, cast(SocketAction, action), fingerprint, note, assignee)
     raise ProtocolError("unknown_type", f"unknown message type {kind!r}")
 
 

@@ -346,7 +346,7 @@ class GatewayServer:
             return refuse("forbidden_sector", f"the token does not cover sector {sector}")
         action = AlertAction(
             action_id=uuid.uuid4().hex,
-            action=request.action,  # type: ignore[arg-type]  # checked by the parser
+            action=request.action,
             by=claims.name,
             at=self._clock(),
             fingerprint=Fingerprint(request.fingerprint),
