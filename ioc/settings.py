@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     ingest_key_cache_ttl: float = Field(
         default=30.0, ge=0, le=3600, description="seconds a looked-up API key is trusted"
     )
+    # The history API (GET /v1/history/…, served by the ingest API's server).
+    history_query_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="seconds a history query may take"
+    )
 
     # The stream worker (`ioc worker`); workers of one group share the partitions.
     worker_group: str = Field(default="ioc-worker", pattern=r"^[A-Za-z0-9._-]+$")
