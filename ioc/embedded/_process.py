@@ -164,6 +164,9 @@ def _wait_gone(record: PidRecord, timeout: float) -> bool:
 def port_is_free(host: str, port: int) -> bool:
     """True when nothing listens on host:port (we could bind it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers themselves bind: connections of a just-stopped server linger in
+        # TIME_WAIT for a minute and must not make its port look taken (a listener still does).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
