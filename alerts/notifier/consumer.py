@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
@@ -97,7 +98,9 @@ class AlertConsumer:
         join_timeout = self._connect_timeout + 3 * self._session_timeout
         try:
             async with asyncio.timeout(join_timeout):
-                await consumer.start()
+                if not await _unless_stopped(consumer.start(), stop):
+                    await consumer.stop()
+                    return
         except (TimeoutError, KafkaError) as exc:
             await consumer.stop()
             raise BrokerUnreachableError(
@@ -187,4 +190,22 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
             await stop.wait()
     except TimeoutError:
         return False
+    return True
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run work unless stop comes first (then cancel it); True when work finished."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        await asyncio.gather(stopping, return_exceptions=True)
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        return False
+    task.result()  # raises what start() raised
     return True

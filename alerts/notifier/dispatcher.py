@@ -216,7 +216,15 @@ class Dispatcher:
         digest = digest_id(rows)
         started = time.monotonic()
         try:
-            await channel.send(Envelope(plan.recipient, plan.address, message, digest))
+            try:
+                await channel.send(Envelope(plan.recipient, plan.address, message, digest))
+            except DeliveryError:
+                raise
+            except Exception as unexpected:  # a bug or an odd library error: count it, retry
+                log.exception("unexpected error sending to %s on %s", plan.recipient, plan.channel)
+                raise DeliveryError(
+                    f"{plan.channel}: {type(unexpected).__name__}: {unexpected}", permanent=False
+                ) from unexpected
         except DeliveryError as exc:
             self._metrics.attempt_seconds.labels(plan.channel).observe(time.monotonic() - started)
             at = self._clock()

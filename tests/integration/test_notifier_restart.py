@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -39,7 +40,8 @@ async def test_sigkill_and_restart_neither_loses_nor_duplicates(
     ioc_process: Callable[..., IocProcess],
 ) -> None:
     """Kill -9 while two alerts wait in group_wait and a third is unread; restart; count."""
-    env = notifier_env(notify_case, notify_servers, kafka_bootstrap, IOC_NOTIFIER_GROUP_WAIT="3")
+    # group_wait 8 s: b and c stay pending long enough to be killed in that state.
+    env = notifier_env(notify_case, notify_servers, kafka_bootstrap, IOC_NOTIFIER_GROUP_WAIT="8")
     sector = notify_case.sector
     a, b, c, d = (notify_case.fingerprint(n) for n in "abcd")
 
@@ -86,12 +88,18 @@ async def test_sigkill_and_restart_neither_loses_nor_duplicates(
     assert notify_servers.bad_signatures == 0
     metrics_url = re.search(r"notifier metrics: (\S+)", second.output())
     assert metrics_url is not None
+    # b, c and d went out after the restart: 3 deliveries per channel (metrics move just
+    # after the log's commit, so poll).
+    exported = ""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         async with http.get(metrics_url.group(1).replace("/metrics", "/healthz")) as health:
             assert health.status == 200
-        async with http.get(metrics_url.group(1)) as response:
-            exported = await response.text()
-    # b, c and d went out after the restart: 3 items per channel, in 1 to 3 messages.
+        for _ in range(300):
+            async with http.get(metrics_url.group(1)) as response:
+                exported = await response.text()
+            if 'ioc_notifier_notifications_total{channel="zalo",status="sent"} 3.0' in exported:
+                break
+            await asyncio.sleep(0.1)
     assert 'ioc_notifier_notifications_total{channel="zalo",status="sent"} 3.0' in exported
     assert "ioc_notifier_delivery_latency_seconds_bucket" in exported
     second.proc.terminate()
