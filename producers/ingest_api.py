@@ -1,7 +1,8 @@
 """The HTTP ingest API (aiohttp): POST /v1/events → one Kafka record per request.
 
-Routes: POST /v1/events, GET /openapi.json, GET /healthz, GET /metrics. The decisions
-live in `producers.ingest_rules`; this module reads the request, authenticates the key,
+Routes: POST /v1/events, GET /openapi.json, GET /healthz, GET /metrics, and the history
+API's GET /v1/history/… (`consumers.history`) when given. The decisions live in
+`producers.ingest_rules`; this module reads the request, authenticates the key,
 calls the rules and the publisher, and writes the answer.
 """
 
@@ -20,7 +21,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from psycopg_pool import AsyncConnectionPool
 
+from consumers.gateway.secret import token_secret
+from consumers.history import PREFIX as HISTORY_PREFIX
+from consumers.history import HistoryApi, HistoryMetrics, HistoryStore, open_read_pool
 from ioc.errors import BrokerUnreachableError, DatabaseError, PortInUseError, SettingsError
 from ioc.kafka_client import kafka_client_options
 from ioc.settings import Settings
@@ -39,7 +44,7 @@ from producers.key_store import KeyStore, open_pool
 from producers.keys import ApiKeyRecord, KeyCache
 from producers.openapi import openapi_document
 from producers.sdk import DeliveryReport, Publisher
-from streams.catalog import load_catalog
+from streams.catalog import Catalog, load_catalog
 from streams.envelope import MAX_RECORD_BYTES
 
 __all__ = [
@@ -103,8 +108,10 @@ class IngestApi:
         keys: Authenticator,
         registry: CollectorRegistry,
         limits: IngestLimits | None = None,
+        history: Callable[[], web.Application] | None = None,
     ) -> None:
         self._sender = sender
+        self._history = history
         self._keys = keys
         self._registry = registry
         self._metrics = IngestMetrics.create(registry)
@@ -120,6 +127,8 @@ class IngestApi:
         app.router.add_get("/openapi.json", self._get_openapi)
         app.router.add_get("/healthz", self._get_health)
         app.router.add_get("/metrics", self._get_metrics)
+        if self._history is not None:
+            app.add_subapp(HISTORY_PREFIX, self._history())
         return app
 
     @web.middleware
@@ -308,17 +317,51 @@ async def run_ingest_api(
                 f"cannot reach Kafka at {bootstrap_servers}: {exc or type(exc).__name__}"
             ) from exc
         try:
-            api = IngestApi(
-                sender=publisher, keys=keys, registry=registry or CollectorRegistry(), limits=limits
+            history_pool = await open_read_pool(
+                database_url, timeout=timeout, statement_timeout=settings.history_query_timeout
             )
-            await serve_until(
-                api,
-                host=settings.ingest_host,
-                port=settings.ingest_port,
-                stop=stop,
-                announce=announce,
-            )
+            try:
+                registry = registry or CollectorRegistry()
+                api = IngestApi(
+                    sender=publisher,
+                    keys=keys,
+                    registry=registry,
+                    limits=limits,
+                    history=await _history_api(settings, history_pool, catalog, keys, registry),
+                )
+                await serve_until(
+                    api,
+                    host=settings.ingest_host,
+                    port=settings.ingest_port,
+                    stop=stop,
+                    announce=announce,
+                )
+            finally:
+                await history_pool.close()
         finally:
             await publisher.stop()
     finally:
         await pool.close()
+
+
+async def _history_api(
+    settings: Settings,
+    pool: AsyncConnectionPool,
+    catalog: Catalog,
+    keys: KeyCache,
+    registry: CollectorRegistry,
+) -> Callable[[], web.Application]:
+    """The history API's sub-application factory, reading through its own pool."""
+    store = HistoryStore(pool=pool, timeout=settings.history_query_timeout)
+    try:
+        await store.check_schema()
+    except DatabaseError as exc:
+        log.warning("history API: %s; it answers 503 until then", exc)
+    history = HistoryApi(
+        rows=store,
+        catalog=catalog,
+        token_secret=token_secret(settings),
+        keys=keys,
+        metrics=HistoryMetrics.create(registry),
+    )
+    return history.app

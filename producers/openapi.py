@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from consumers.history.openapi import history_paths, history_schemas, history_security_schemes
 from ioc import __version__
 from producers.ingest_rules import EVENT_REASON_PREFIXES, EVENT_REASONS, REQUEST_REASONS
 from streams.envelope import MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_RECORD_BYTES
@@ -191,7 +192,20 @@ def _schemas() -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
-    """The whole document as a JSON-ready dict."""
+    """The whole document as a JSON-ready dict (the history API's paths included)."""
+    document = _ingest_document()
+    document["info"]["description"] += (
+        "\n\nThe same server answers the read-only history API under `/v1/history/` "
+        "(KPI series, latest KPIs, drill-down to events, alert history, dead letters): "
+        'see the `history` tag. Its errors are `{"error": code, "detail": …}`.'
+    )
+    document["paths"].update(history_paths())
+    document["components"]["schemas"].update(history_schemas())
+    document["components"]["securitySchemes"].update(history_security_schemes())
+    return document
+
+
+def _ingest_document() -> dict[str, Any]:
     request_table = {code: f"HTTP {s}: {m}" for code, (s, m) in REQUEST_REASONS.items()}
     return {
         "openapi": "3.1.0",

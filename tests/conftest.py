@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.plugins.notify",
     "tests.plugins.alerts",
     "tests.plugins.gateway",
+    "tests.plugins.history",
 ]

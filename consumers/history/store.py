@@ -1,0 +1,80 @@
+"""The history's database side: a small read pool and bounded queries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from consumers.history.queries import Query
+from ioc.errors import DatabaseError, DatabaseUnreachableError
+from ioc.probes import redact_url
+
+__all__ = ["HistoryStore", "open_read_pool"]
+
+
+async def open_read_pool(
+    url: str, *, timeout: float, statement_timeout: float, max_size: int = 4
+) -> AsyncConnectionPool:
+    """Autocommit, read-only connections whose statements the server stops after
+    statement_timeout seconds; fails fast when the database does not answer."""
+    pool: AsyncConnectionPool = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        timeout=timeout,
+        kwargs={
+            "autocommit": True,
+            "connect_timeout": max(int(timeout), 1),
+            "options": (
+                f"-c statement_timeout={int(statement_timeout * 1000)}"
+                " -c default_transaction_read_only=on"
+            ),
+        },
+        name="ioc-history",
+    )
+    try:
+        await pool.open(wait=True, timeout=timeout)
+    except PoolTimeout as exc:
+        await pool.close()
+        raise DatabaseUnreachableError(
+            f"cannot connect to {redact_url(url)} within {timeout:g} s"
+        ) from exc
+    return pool
+
+
+class HistoryStore:
+    """Runs history queries; psycopg errors and timeouts become DatabaseError."""
+
+    def __init__(self, *, pool: AsyncConnectionPool, timeout: float) -> None:
+        self._pool = pool
+        self._timeout = timeout
+
+    async def fetch(self, query: Query) -> list[Sequence[Any]]:
+        """Every row of query, within the timeout."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._pool.connection() as conn:
+                    cursor = await conn.execute(query.sql.encode(), query.params)
+                    return list(await cursor.fetchall())
+        except TimeoutError as exc:
+            raise DatabaseError(f"query did not finish within {self._timeout:g} s") from exc
+        except PoolTimeout as exc:
+            raise DatabaseError("no database connection free") from exc
+        except psycopg.Error as exc:
+            raise DatabaseError(f"query failed: {exc}".strip()) from exc
+
+    async def check_schema(self) -> None:
+        """Fail with a clear message when the storage tables do not exist yet."""
+        try:
+            await self.fetch(
+                Query("SELECT 1 FROM kpi_points, alert_transitions, dead_letters LIMIT 0")
+            )
+        except DatabaseError as exc:
+            raise DatabaseError(
+                f"the history needs the storage tables (run `ioc db migrate`): {exc}"
+            ) from exc

@@ -1,0 +1,143 @@
+"""Fixtures of the history tests: a migrated database filled through the writer's own batch
+functions (RecordDecoder → StorageSink), and the history API served over real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from consumers.gateway.tokens import Role, issue_token
+from consumers.history import (
+    PREFIX,
+    HistoryApi,
+    HistoryMetrics,
+    HistoryStore,
+    open_read_pool,
+)
+from consumers.migrations import migrate
+from consumers.storage import RecordDecoder, RowBatch, StoragePolicy, StorageSink
+from consumers.storage.maintenance import refresh_rollups
+from producers.key_store import KeyStore, open_pool
+from producers.keys import KeyCache
+from streams.catalog import Catalog, load_catalog
+from streams.envelope import ContractIndex
+
+HISTORY_SECRET = b"history-test-secret-0123456789abcdef"
+
+# (topic, partition, offset, key, value, timestamp_ms) as the writer reads it from Kafka.
+Record = tuple[str, int, int, str | None, Any, int]
+
+
+def history_token(
+    role: Role = "officer",
+    sectors: list[str] | None = None,
+    *,
+    ttl: float = 3600.0,
+    now: float | None = None,
+) -> str:
+    token, _claims = issue_token(
+        HISTORY_SECRET,
+        role=role,
+        name="Trực ban 1",
+        sectors=tuple(sectors) if sectors is not None else None,
+        now=time.time() if now is None else now,
+        ttl=ttl,
+    )
+    return token
+
+
+@pytest.fixture(scope="session")
+def history_catalog() -> Catalog:
+    return load_catalog()
+
+
+@dataclass
+class HistoryWorld:
+    """A migrated database, written the way `ioc writer` writes it."""
+
+    url: str
+    catalog: Catalog
+    sink: StorageSink = field(
+        default_factory=lambda: StorageSink(path="plain-postgresql", policy=StoragePolicy.default())
+    )
+
+    async def write(self, records: Iterable[Record]) -> RowBatch:
+        """Decode records with the writer's decoder and write them as one batch."""
+        decoder = RecordDecoder(ContractIndex(self.catalog))
+        batch = RowBatch()
+        for topic, partition, offset, key, value, timestamp_ms in records:
+            raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+            decoder.add(
+                batch, topic=topic, partition=partition, offset=offset,
+                key=key.encode() if key else None, value=raw, timestamp_ms=timestamp_ms,
+            )  # fmt: skip
+        assert not batch.skipped, batch.skipped
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await self.sink.write(conn, batch)
+        return batch
+
+    async def rollup(self) -> int:
+        """Bring the plain path's rollups up to date (the writer's maintenance does it)."""
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            return await refresh_rollups(conn)
+
+    async def execute(self, statement: str, params: Iterable[Any] = ()) -> None:
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await conn.execute(statement.encode(), tuple(params))
+
+    async def api_key(self, source: str) -> str:
+        """A new API key of source (as `ioc keys create` makes it)."""
+        pool = await open_pool(self.url, timeout=10)
+        try:
+            sector = self.catalog.source(source)
+            assert sector is not None
+            new, _record = await KeyStore(pool=pool).create(source=source, sector=sector[0].id)
+        finally:
+            await pool.close()
+        return new.token
+
+
+@pytest_asyncio.fixture
+async def history_world(fresh_database: str, history_catalog: Catalog) -> HistoryWorld:
+    """A fresh database with every migration applied (plain path)."""
+    await migrate(fresh_database, connect_timeout=10)
+    return HistoryWorld(fresh_database, history_catalog)
+
+
+@pytest_asyncio.fixture
+async def history_client(
+    history_world: HistoryWorld,
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """The history API over real HTTP on a free port, reading the world's database."""
+    read_pool = await open_read_pool(history_world.url, timeout=10, statement_timeout=30)
+    key_pool = await open_pool(history_world.url, timeout=10)
+    registry = CollectorRegistry()
+    history = HistoryApi(
+        rows=HistoryStore(pool=read_pool, timeout=30),
+        catalog=history_world.catalog,
+        token_secret=HISTORY_SECRET,
+        keys=KeyCache(lookup=KeyStore(pool=key_pool), ttl=0.0),
+        metrics=HistoryMetrics.create(registry),
+    )
+    root = web.Application()
+    root.add_subapp(PREFIX, history.app())
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(root))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+        await read_pool.close()
+        await key_pool.close()
