@@ -1,13 +1,18 @@
 """Fan-out: per-channel sequence logs, and one bounded outbox plus writer per client.
 
-The fan-out path (`Hub.publish`) never awaits: it encodes each channel's update once and
-offers the same text to every subscriber. A subscriber whose outbox holds `queue_limit`
-updates stops queueing that channel and keeps only the latest item per key instead; when its
-outbox has drained to half, it gets one `resync` message (partial: the latest item of every
-key that changed) that brings it to the channel's sequence, and normal updates resume. A
-client whose send does not finish within `send_timeout` (or whose outbox of other messages
-overflows) is closed with 4408 and will reconnect and resume. So a stalled screen costs a
-bounded amount of memory and never delays the others.
+The fan-out path (`Hub.publish`) never awaits: it encodes each channel's update once (JSON,
+then UTF-8) and offers the same bytes to every subscriber. A subscriber with nothing queued
+whose connection is not backed up gets them written straight into its socket's buffer, as
+`websockets.broadcast` does: no task wakes, nothing is queued. Only a client whose
+connection is backed up (its write buffer over the high-water mark) or that already has
+messages queued goes through its bounded outbox and its writer task, which waits for room.
+A subscriber whose outbox holds `queue_limit` updates stops queueing that channel and keeps
+only the latest item per key instead; when its outbox has drained to half, it gets one
+`resync` message (partial: the latest item of every key that changed) that brings it to the
+channel's sequence, and normal updates resume. A client whose send does not finish within
+`send_timeout` (or whose outbox of other messages overflows) is closed with 4408 and will
+reconnect and resume. So a stalled screen costs a bounded amount of memory and a dict update
+per item, and never delays the others.
 """
 
 from __future__ import annotations
@@ -36,16 +41,28 @@ class ClientGoneError(Exception):
 
 
 class Transport(Protocol):
-    """The connection a session writes to (a WebSocket in the server, a fake in tests)."""
+    """The connection a session writes to (a WebSocket in the server, a fake in tests).
 
-    async def send(self, frame: str) -> None:
-        """Send one text message; ClientGoneError when the connection is closed."""
+    Frames are UTF-8 JSON, sent as text messages.
+    """
+
+    def write_now(self, frame: bytes) -> bool:
+        """Write one message without waiting; False (nothing written) when backed up.
+
+        ClientGoneError when the connection is closed.
+        """
+
+    async def send(self, frame: bytes) -> None:
+        """Write one message, then wait for room; ClientGoneError when the connection is closed."""
 
 
 class FanoutMetrics(Protocol):
     """What the fan-out reports (the gateway's Prometheus container implements it)."""
 
     def pushed(self, kind: str, items: int, latency: float) -> None: ...
+    def written_now(self, messages: int, items: int) -> None: ...
+    def queued(self) -> None: ...
+    def fanned_out(self, seconds: float) -> None: ...
     def coalesced(self, items: int) -> None: ...
     def resync(self, reason: str) -> None: ...
     def slow_client_closed(self) -> None: ...
@@ -75,7 +92,7 @@ class ChannelLog:
 
 @dataclass(slots=True)
 class _Outgoing:
-    frame: str
+    frame: bytes
     kind: str
     items: int
     queued_at: float
@@ -111,6 +128,7 @@ class ClientSession:
         self._out: deque[_Outgoing] = deque()
         self._updates_queued = 0
         self._pending: dict[str, _Pending] = {}
+        self._sending = False  # the writer is waiting for room: nothing may overtake it
         self._wake = asyncio.Event()
         self.channels: set[str] = set()
         self.closed = False
@@ -124,10 +142,33 @@ class ClientSession:
     def coalescing(self) -> bool:
         return bool(self._pending)
 
-    def offer(self, channel: str, frame: str, seq: int, changes: list[Change]) -> None:
-        """Queue an update (never waits); coalesce the channel when the outbox is full."""
+    @property
+    def backed_up(self) -> bool:
+        """Messages wait in the outbox (the connection could not take them at once)."""
+        return bool(self._out) or self._sending or bool(self._pending)
+
+    def _write_now(self, frame: bytes) -> bool:
+        """Straight into the socket when nothing is queued ahead; False: queue it."""
+        if self._out or self._sending or self._pending:
+            return False
+        try:
+            return self._transport.write_now(frame)
+        except ClientGoneError:
+            self.closed = True
+            self._wake.set()  # the writer ends, and with it the connection's handler
+            return False
+
+    def offer(self, channel: str, frame: bytes, seq: int, changes: list[Change]) -> bool:
+        """Write or queue an update (never waits); True when it was written at once.
+
+        When the outbox is full the channel is coalesced instead.
+        """
         if self.closed:
-            return
+            return False
+        if self._write_now(frame):
+            return True
+        if self.closed:
+            return False
         pending = self._pending.get(channel)
         if pending is None and self._updates_queued >= self._limit:
             pending = self._pending[channel] = _Pending(seq)
@@ -136,19 +177,27 @@ class ClientSession:
             for change in changes:
                 pending.items[change.key] = change.item
             self._metrics.coalesced(len(changes))
-            return
+            return False
         self._out.append(_Outgoing(frame, "update", len(changes), self._clock(), True))
         self._updates_queued += 1
+        self._metrics.queued()
         self._wake.set()
+        return False
 
     def push(self, frame: str, kind: str, items: int = 0) -> None:
-        """Queue a message that is not an update (snapshot, reply, heartbeat)."""
+        """Send a message that is not an update (snapshot, reply, heartbeat)."""
+        if self.closed:
+            return
+        data = frame.encode()
+        if self._write_now(data):
+            self._metrics.pushed(kind, items, 0.0)
+            return
         if self.closed:
             return
         if len(self._out) >= self._hard_limit:
             self._close_slow()
             return
-        self._out.append(_Outgoing(frame, kind, items, self._clock(), False))
+        self._out.append(_Outgoing(data, kind, items, self._clock(), False))
         self._wake.set()
 
     def forget_pending(self, channel: str) -> None:
@@ -170,8 +219,14 @@ class ClientSession:
                 out = self._out.popleft()
                 if out.is_update:
                     self._updates_queued -= 1
-                async with asyncio.timeout(self._send_timeout):
-                    await self._transport.send(out.frame)
+                if not self._transport.write_now(out.frame):
+                    # Backed up: write it and wait until the connection has room again.
+                    self._sending = True
+                    try:
+                        async with asyncio.timeout(self._send_timeout):
+                            await self._transport.send(out.frame)
+                    finally:
+                        self._sending = False
                 self._metrics.pushed(out.kind, out.items, self._clock() - out.queued_at)
                 if self._pending and self._updates_queued <= self._limit // 2:
                     self._flush_pending()
@@ -187,7 +242,8 @@ class ClientSession:
             frame = resync_frame(
                 channel, epoch=self._epoch, seq=pending.seq, items=items, partial=True
             )
-            self._out.append(_Outgoing(frame, "resync", len(items), self._clock(), False))
+            data = frame.encode()
+            self._out.append(_Outgoing(data, "resync", len(items), self._clock(), False))
             self._metrics.resync("overflow")
         self._pending.clear()
 
@@ -203,9 +259,16 @@ class Hub:
     """Channels, their logs and subscribers; applies state changes and fans them out."""
 
     def __init__(
-        self, state: GatewayState, *, epoch: str, buffer_size: int, metrics: FanoutMetrics
+        self,
+        state: GatewayState,
+        *,
+        epoch: str,
+        buffer_size: int,
+        metrics: FanoutMetrics,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = state
+        self._clock = clock
         self.epoch = epoch
         self._buffer_size = buffer_size
         self._metrics = metrics
@@ -223,6 +286,7 @@ class Hub:
 
     def publish(self, changes: Iterable[Change]) -> int:
         """Log each change on its channel and offer one update per channel; returns offers."""
+        started = self._clock()
         grouped: dict[str, list[Change]] = {}
         for change in changes:
             grouped.setdefault(change.channel, []).append(change)
@@ -235,10 +299,17 @@ class Hub:
             subscribers = self._subscribers.get(channel)
             if not subscribers:
                 continue
-            frame = update_frame(channel, first=first, last=log.seq, items=[c.item for c in group])
+            items = [c.item for c in group]
+            frame = update_frame(channel, first=first, last=log.seq, items=items).encode()
+            written = 0
             for session in subscribers:
-                session.offer(channel, frame, log.seq, group)
+                written += session.offer(channel, frame, log.seq, group)
+            if written:
+                # Counted once per channel update, not per client: this is the hot path.
+                self._metrics.written_now(written, written * len(group))
             offers += len(subscribers)
+        if offers:
+            self._metrics.fanned_out(self._clock() - started)
         return offers
 
     def subscribe(self, session: ClientSession, channel: str) -> None:

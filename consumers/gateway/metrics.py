@@ -16,9 +16,13 @@ class GatewayMetrics:
     """Every metric `ioc gateway` exports on /metrics (also the fan-out's FanoutMetrics)."""
 
     clients: Gauge
+    clients_backed_up: Gauge
+    clients_coalescing: Gauge
     messages_pushed: Counter
     items_pushed: Counter
+    updates_queued: Counter
     push_latency: Histogram
+    fanout_seconds: Histogram
     resyncs: Counter
     coalesced_updates: Counter
     slow_clients_closed: Counter
@@ -42,16 +46,38 @@ class GatewayMetrics:
             clients=Gauge(
                 "ioc_gateway_clients", "Connected WebSocket clients", ["role"], registry=registry
             ),
+            clients_backed_up=Gauge(
+                "ioc_gateway_clients_backed_up",
+                "Clients whose connection could not take their messages at once (outbox in use)",
+                registry=registry,
+            ),
+            clients_coalescing=Gauge(
+                "ioc_gateway_clients_coalescing",
+                "Clients whose outbox is full: their updates are folded into a pending resync",
+                registry=registry,
+            ),
             messages_pushed=messages_pushed,
             items_pushed=Counter(
                 "ioc_gateway_items_pushed",
                 "Items (KPI points, alerts, freshness records) written to clients",
                 registry=registry,
             ),
+            updates_queued=Counter(
+                "ioc_gateway_updates_queued",
+                "Update messages that waited in a client's outbox (not written at once)",
+                registry=registry,
+            ),
             push_latency=Histogram(
                 "ioc_gateway_push_latency_seconds",
-                "From queueing a message for a client to having written it",
+                "Messages that waited in a client's outbox: from queueing to written",
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+                registry=registry,
+            ),
+            fanout_seconds=Histogram(
+                "ioc_gateway_fanout_seconds",
+                "One batch of Kafka records: from the fan-out's start to every subscriber "
+                "written or queued",
+                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
                 registry=registry,
             ),
             resyncs=Counter(
@@ -101,8 +127,18 @@ class GatewayMetrics:
         (counter if counter is not None else self.messages_pushed.labels(kind)).inc()
         if items:
             self.items_pushed.inc(items)
-        if kind == "update":
+        if kind == "update":  # only updates that waited in an outbox come here
             self.push_latency.observe(latency)
+
+    def written_now(self, messages: int, items: int) -> None:
+        self._pushed_by_kind["update"].inc(messages)
+        self.items_pushed.inc(items)
+
+    def queued(self) -> None:
+        self.updates_queued.inc()
+
+    def fanned_out(self, seconds: float) -> None:
+        self.fanout_seconds.observe(seconds)
 
     def coalesced(self, items: int) -> None:
         self.coalesced_updates.inc(items)

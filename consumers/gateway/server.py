@@ -2,8 +2,9 @@
 
 `websockets` (asyncio API) serves plain HTTP GETs through `process_request` (the page, its
 static files, `/config.json`, `/healthz`, `/metrics`) and upgrades `/ws?token=…`. Each
-connection gets a `ClientSession` (bounded outbox + writer task) and a reader loop that
-handles the client's messages; both end together, and the session leaves the hub.
+connection gets a `ClientSession` (direct writes while the connection keeps up, else a
+bounded outbox + writer task) and a reader loop that handles the client's messages; both end
+together, and the session leaves the hub.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from alerts.model import AlertAction, Fingerprint
 from consumers.gateway.actions import ActionPublishError, ActionSink
@@ -63,6 +65,9 @@ log = logging.getLogger("ioc.gateway")
 
 STATIC_DIR = Path(__file__).with_name("static")
 _READY_WAIT = 30.0  # a client connecting during the start-up replay waits at most this long
+# A connection whose write buffer holds this much is backed up: its messages wait in its
+# outbox (websockets' default high-water mark, given to `serve` too).
+WRITE_LIMIT = 32 * 1024
 
 
 class ServerOptions:
@@ -83,12 +88,30 @@ class ServerOptions:
 
 
 class _WsTransport:
-    def __init__(self, connection: ServerConnection) -> None:
-        self._connection = connection
+    """A `websockets` connection as the fan-out's Transport."""
 
-    async def send(self, frame: str) -> None:
+    def __init__(self, connection: ServerConnection, write_limit: int) -> None:
+        self._connection = connection
+        self._write_limit = write_limit
+
+    def write_now(self, frame: bytes) -> bool:
+        # What `websockets.broadcast` does for each connection, plus the high-water check
+        # that broadcast lacks: frame the message and hand it to the transport, no await.
+        connection = self._connection
+        if connection.protocol.state is not State.OPEN:
+            raise ClientGoneError("the connection is closing")
+        if connection.transport.get_write_buffer_size() >= self._write_limit:
+            return False
         try:
-            await self._connection.send(frame)
+            connection.protocol.send_text(frame)
+            connection.send_data()
+        except (WebSocketException, RuntimeError, OSError) as exc:
+            raise ClientGoneError(repr(exc)) from exc
+        return True
+
+    async def send(self, frame: bytes) -> None:
+        try:
+            await self._connection.send(frame, text=True)
         except ConnectionClosed as exc:
             raise ClientGoneError(str(exc)) from exc
 
@@ -137,6 +160,12 @@ class GatewayServer:
         self._server: Server | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._files = self._load_files(catalog)
+        metrics.clients_backed_up.set_function(
+            lambda: sum(1 for s in self._sessions if s.backed_up)
+        )
+        metrics.clients_coalescing.set_function(
+            lambda: sum(1 for s in self._sessions if s.coalescing)
+        )
 
     @staticmethod
     def _load_files(catalog: Catalog) -> dict[str, tuple[bytes, str]]:
@@ -164,6 +193,7 @@ class GatewayServer:
                 process_request=self._process_request,
                 compression=None,  # per-message deflate costs CPU per client and message
                 max_size=64 * 1024,  # client messages are small
+                write_limit=WRITE_LIMIT,
                 close_timeout=self._options.close_timeout,
                 logger=logging.getLogger("ioc.gateway.ws"),
             )
@@ -243,7 +273,7 @@ class GatewayServer:
             async with asyncio.timeout(_READY_WAIT):
                 await self._ready.wait()
         session = ClientSession(
-            transport=_WsTransport(connection),
+            transport=_WsTransport(connection, WRITE_LIMIT),
             epoch=self._hub.epoch,
             queue_limit=self._options.queue_limit,
             send_timeout=self._options.send_timeout,

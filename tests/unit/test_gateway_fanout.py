@@ -1,4 +1,4 @@
-"""Fan-out: sequence logs and resume, bounded outboxes, coalescing, slow-client closing."""
+"""Fan-out: sequence logs and resume, direct writes, bounded outboxes, coalescing, slow clients."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from consumers.gateway.state import Change, GatewayState
 
 
 class FakeTransport:
-    """Records what is sent; `gate` cleared means the client stopped reading."""
+    """Records what is sent; `gate` cleared means the client stopped reading (backed up)."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
@@ -22,11 +22,26 @@ class FakeTransport:
         self.gate.set()
         self.gone = False
         self.arrived = asyncio.Event()
+        self.direct = 0  # messages taken by write_now
+        self.waited = 0  # messages that went through send
 
-    async def send(self, frame: str) -> None:
+    def write_now(self, frame: bytes) -> bool:
+        if self.gone:
+            raise ClientGoneError("closed")
+        if not self.gate.is_set():
+            return False
+        self.direct += 1
+        self._record(frame)
+        return True
+
+    async def send(self, frame: bytes) -> None:
         await self.gate.wait()
         if self.gone:
             raise ClientGoneError("closed")
+        self.waited += 1
+        self._record(frame)
+
+    def _record(self, frame: bytes) -> None:
         self.sent.append(json.loads(frame))
         self.arrived.set()
 
@@ -152,8 +167,9 @@ async def test_a_stalled_client_is_coalesced_and_the_others_get_everything():
     resync = next(m for m in stalled.sent if m["type"] == "resync")
     assert resync["partial"] is True and resync["seq"] == 40
     assert sorted((i["series"], i["revision"]) for i in resync["items"]) == [("a", 20), ("b", 20)]
-    publish(hub, kpi("a", 99, 21))
-    await drain(stalled, len(stalled.sent) + 1)
+    before = len(stalled.sent)
+    publish(hub, kpi("a", 99, 21))  # written at once or queued: it arrives either way
+    await drain(stalled, before + 1)
     assert stalled.sent[-1]["from"] == 41  # the sequence goes on after the resync
     for session in sessions:
         session.close()
@@ -188,3 +204,95 @@ def test_unsubscribe_and_drop_stop_the_offers():
     hub.drop(session)
     assert session.channels == set()
     assert hub.publish([Change("kpi:health", "a", kpi("a", 1))]) == 0
+
+
+def updates_written(metrics: GatewayMetrics) -> float:
+    return float(metrics.messages_pushed.labels("update")._value.get())
+
+
+async def test_a_reading_client_gets_updates_written_at_once_without_its_writer():
+    """No writer task runs: a connection that keeps up takes every update inside publish()."""
+    hub, session_for, metrics = setup(queue_limit=2)
+    transports = [FakeTransport() for _ in range(3)]
+    sessions = [session_for(t) for t in transports]
+    for session in sessions:
+        hub.subscribe(session, "kpi:health")  # the snapshot too goes straight out
+    for revision in range(1, 11):
+        publish(hub, kpi("a", revision, revision))
+    for transport, session in zip(transports, sessions, strict=True):
+        assert [m["type"] for m in transport.sent] == ["snapshot"] + ["update"] * 10
+        assert [m["seq"] for m in transport.sent[1:]] == list(range(1, 11))
+        assert (transport.direct, transport.waited) == (11, 0)
+        assert session.queued == 0 and not session.backed_up
+    assert updates_written(metrics) == 30
+    assert metrics.items_pushed._value.get() == 30
+    assert metrics.updates_queued._value.get() == 0
+    count = next(
+        s for s in metrics.fanout_seconds.collect()[0].samples if s.name.endswith("_count")
+    )
+    assert count.value == 10  # one a batch, not one a client
+
+
+async def test_a_backed_up_connection_queues_and_nothing_overtakes_the_outbox():
+    """Once backed up, updates wait in order; direct writes resume only when the outbox is empty."""
+    hub, session_for, metrics = setup(queue_limit=100)
+    transport = FakeTransport()
+    session = session_for(transport)
+    writer = asyncio.create_task(session.run())
+    hub.subscribe(session, "kpi:health")
+    publish(hub, kpi("a", 1, 1))
+    transport.gate.clear()  # the socket's buffer is full from here
+    for revision in range(2, 6):
+        publish(hub, kpi("a", revision, revision))
+    assert session.queued >= 3 and session.backed_up
+    transport.gate.set()  # room again: but the queued ones go first
+    publish(hub, kpi("a", 6, 6))  # queued behind them, not written ahead
+    await drain(transport, 7)
+    assert [m["seq"] for m in transport.sent[1:]] == [1, 2, 3, 4, 5, 6]
+    assert metrics.updates_queued._value.get() == 5
+    await transport.wait_for(lambda _sent: not session.backed_up)
+    publish(hub, kpi("a", 7, 7))  # the outbox is empty again: written at once
+    assert transport.sent[-1]["seq"] == 7 and session.queued == 0
+    assert updates_written(metrics) == 7
+    session.close()
+    await writer
+
+
+async def test_stalled_clients_cost_the_readers_nothing_in_the_fan_out():
+    """With stalled neighbours, every reader gets each update inside the same publish() call."""
+    hub, session_for, metrics = setup(queue_limit=4)
+    readers = [FakeTransport() for _ in range(5)]
+    stalled = [FakeTransport() for _ in range(3)]
+    for transport in stalled:
+        transport.gate.clear()
+    sessions = [session_for(t) for t in readers + stalled]
+    writers = [asyncio.create_task(s.run()) for s in sessions]
+    for session in sessions:
+        hub.subscribe(session, "kpi:health")
+    for revision in range(1, 51):
+        publish(hub, kpi("a", revision, revision), kpi("b", -revision, revision))
+        for transport in readers:  # no await in between: nothing depends on the event loop
+            assert transport.sent[-1]["seq"] == 2 * revision
+    for transport in readers:
+        assert transport.waited == 0 and len(transport.sent) == 51
+    for session in sessions[len(readers) :]:
+        assert session.coalescing and session.queued <= 5  # bounded: snapshot + 4 updates
+    assert metrics.coalesced_updates._value.get() > 0
+    for session in sessions:
+        session.close()
+    for transport in stalled:
+        transport.gate.set()
+    await asyncio.gather(*writers)
+
+
+async def test_a_client_gone_during_a_direct_write_is_closed():
+    """write_now finding the connection closed ends the session; its writer returns."""
+    hub, session_for, _ = setup()
+    transport = FakeTransport()
+    session = session_for(transport)
+    writer = asyncio.create_task(session.run())
+    hub.subscribe(session, "kpi:health")
+    transport.gone = True
+    publish(hub, kpi("a", 1, 1))
+    await asyncio.wait_for(writer, 10)
+    assert session.closed and session.close_code is None
