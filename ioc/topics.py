@@ -23,13 +23,27 @@ from ioc.errors import BrokerUnreachableError, TopicError
 from streams.catalog import Catalog
 from streams.topics import EPOCH, INTERNAL_TOPICS, PLATFORM_TOPICS
 
-__all__ = ["TopicResult", "contract_topics", "create_topics", "ensure_epoch"]
+__all__ = ["TopicResult", "contract_topics", "create_topics", "ensure_epoch", "topic_configs"]
 
 _TOPIC_ALREADY_EXISTS = 36
 
 # A record may carry a 1 MiB batch; Kafka's default limit (1 MiB + 12 bytes) leaves no room
 # for the record's key and headers, so the contract's topics allow 2 MiB.
 TOPIC_CONFIGS: dict[str, str] = {"max.message.bytes": str(2 * 1024 * 1024)}
+# The epoch's first record must outlive every retention period (ensure_epoch reads it back).
+TOPIC_OVERRIDES: dict[str, dict[str, str]] = {
+    EPOCH: {"retention.ms": "-1", "retention.bytes": "-1"}
+}
+
+
+def topic_configs(name: str, replication_factor: int) -> dict[str, str]:
+    """Configs of one contract topic: with 3 replicas a write (acks=all) needs 2 in sync."""
+    min_insync = max(1, min(2, replication_factor - 1))
+    return {
+        **TOPIC_CONFIGS,
+        "min.insync.replicas": str(min_insync),
+        **TOPIC_OVERRIDES.get(name, {}),
+    }
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,12 @@ async def create_topics(
         async with asyncio.timeout(timeout):
             response = await admin.create_topics(
                 [
-                    NewTopic(name, partitions, replication_factor, topic_configs=TOPIC_CONFIGS)
+                    NewTopic(
+                        name,
+                        partitions,
+                        replication_factor,
+                        topic_configs=topic_configs(name, replication_factor),
+                    )
                     for name in names
                 ]
             )
