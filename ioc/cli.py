@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "ioc.commands.gateway",
     "ioc.commands.tokens",
     "ioc.commands.alerts",
+    "ioc.commands.kpi",
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import json
 import logging
 import time
@@ -360,7 +361,7 @@ async def _history_api(
     history = HistoryApi(
         rows=store,
         catalog=catalog,
-        token_secret=token_secret(settings),
+        token_secret=functools.cache(functools.partial(token_secret, settings)),
         keys=keys,
         metrics=HistoryMetrics.create(registry),
     )

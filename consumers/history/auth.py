@@ -10,6 +10,7 @@ own dead letters.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -65,12 +66,16 @@ async def authenticate(
     authorization: str | None,
     api_key_header: str | None,
     *,
-    secret: bytes,
+    secret: bytes | Callable[[], bytes],
     keys: KeyAuthenticator | None,
     now: float,
     timeout: float = 5.0,
 ) -> Reader:
-    """The reader the request's credential proves; HistoryQueryError 401 (or 503) otherwise."""
+    """The reader the request's credential proves; HistoryQueryError 401 (or 503) otherwise.
+
+    `secret` may be a function: it is called only when a token is presented (the default
+    secret lives in the state directory, which a process serving only API keys never needs).
+    """
     credential: str | None = None
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
@@ -85,7 +90,9 @@ async def authenticate(
         )
     if credential.startswith(TOKEN_PREFIX + "."):
         try:
-            claims = verify_token(secret, credential, now=now)
+            claims = verify_token(
+                secret if isinstance(secret, bytes) else secret(), credential, now=now
+            )
         except TokenRejectedError as exc:
             raise _unauthorized(f"{exc.reason}: {exc.detail}") from exc
         return Reader("token", claims.name, claims.sectors)

@@ -53,7 +53,7 @@ from consumers.history.views import (
     latest_view,
     point_item,
 )
-from ioc.errors import DatabaseError, HistoryQueryError
+from ioc.errors import HistoryQueryError, IocError
 from streams.catalog import Catalog
 
 __all__ = ["LATEST_LOOKBACK", "PREFIX", "HistoryApi", "RowSource"]
@@ -108,7 +108,7 @@ class HistoryApi:
         *,
         rows: RowSource,
         catalog: Catalog,
-        token_secret: bytes,
+        token_secret: bytes | Callable[[], bytes],
         keys: KeyAuthenticator | None,
         metrics: HistoryMetrics,
         clock: Callable[[], float] = time.time,
@@ -168,10 +168,10 @@ class HistoryApi:
             except HistoryQueryError as exc:
                 headers = {"Retry-After": str(self._retry_after)} if exc.status == 503 else {}
                 response = _error(exc.code, exc.message, exc.status, **headers)
-            except DatabaseError as exc:
+            except IocError as exc:  # the database, or the token secret's file
                 log.warning("history %s: %s", name, exc)
                 response = _error(
-                    "unavailable", str(exc.message), 503, **{"Retry-After": str(self._retry_after)}
+                    "unavailable", exc.message, 503, **{"Retry-After": str(self._retry_after)}
                 )
             except Exception:
                 log.exception("history %s: unexpected error", name)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import math
 import random
+import re
+import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -17,6 +24,7 @@ from alerts.model import AlertTransition, Fingerprint
 from consumers.history.params import PROVINCE_ORIGIN
 from streams.topics import ALERTS, DEADLETTER, KPI
 from tests.plugins.history import HistoryWorld, Record, history_token
+from tests.plugins.services import CliResult, IocProcess
 
 pytestmark = pytest.mark.integration
 
@@ -495,3 +503,97 @@ async def test_reads_need_a_valid_credential(history_client: Client) -> None:
     )
     assert response.status == 405
     assert (await response.json())["error"] == "method_not_allowed"
+
+
+async def test_ioc_kpi_prints_the_latest_values(
+    history_world: HistoryWorld, ioc_cli: Callable[..., CliResult]
+) -> None:
+    """`ioc kpi --sector health` prints Vietnamese names, values, targets and states;
+    --json gives one object per KPI; an unknown sector is one error line."""
+    start = math.floor(NOW / 900) * 900 - 900
+    await history_world.write(
+        _kpi_records(
+            [
+                _point(BED, "*", start - 900, 93.0, 10, 1, True),
+                _point(BED, "*", start, 96.5, 12, 0, False),
+                _point("health.er_admissions_per_hour", "dong-xoai", start, 7.0, 7, 0, False, 3600),
+                _point("health.er_admissions_per_hour", "binh-long", start, 5.0, 5, 0, False, 3600),
+            ]
+        )
+    )
+    env = {"DATABASE_URL": history_world.url}
+    text = await asyncio.to_thread(ioc_cli, "kpi", "--sector", "health", env=env)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == "Y tế · Health"
+    bed = next(line for line in lines if "Công suất giường bệnh" in line)
+    assert "96.5 %" in bed and "tạm tính" in bed and "mục tiêu ≤ 90" in bed
+    assert "không đạt" in bed
+    admissions = next(line for line in lines if "Ca cấp cứu mỗi giờ" in line)
+    assert "12 ca" in admissions and "tổng 2 khu vực" in admissions
+    wait = next(line for line in lines if "Thời gian chờ cấp cứu" in line)
+    assert "chưa có dữ liệu" in wait
+
+    english = await asyncio.to_thread(ioc_cli, "kpi", "--sector", "health", "--lang", "en", env=env)
+    assert "Bed occupancy" in english.stdout and "provisional" in english.stdout
+
+    as_json = await asyncio.to_thread(ioc_cli, "kpi", "--json", env=env)
+    assert as_json.returncode == 0, as_json.stderr
+    kpis = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert len(kpis) == sum(len(s.kpis) for s in history_world.catalog.sectors)
+    bed_json = next(k for k in kpis if k["kpi"] == BED)
+    assert bed_json["groups"][0]["value"] == 96.5
+    assert bed_json["groups"][0]["target_status"] == "missed"
+
+    unknown = await asyncio.to_thread(ioc_cli, "kpi", "--sector", "nowhere", env=env)
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("ioc: error [unknown_sector]")
+    assert "Traceback" not in unknown.stderr
+
+
+async def test_ingest_api_serves_the_history_with_a_token(
+    ioc_process: Callable[..., IocProcess],
+    ioc_cli: Callable[..., CliResult],
+    kafka_bootstrap: str,
+    contract_topics: list[str],
+    history_world: HistoryWorld,
+    state_dir: Path,
+) -> None:
+    """`ioc ingest-api` answers /v1/history/… with a token of `ioc tokens create`, and lists
+    the history paths in its /openapi.json."""
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DATABASE_URL": history_world.url,
+        "IOC_STATE_DIR": str(state_dir),
+    }
+    made = await asyncio.to_thread(
+        ioc_cli, "tokens", "create", "--role", "officer", "--name", "Trực ban", env=env
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    await history_world.write(
+        _kpi_records([_point(BED, "*", math.floor(NOW / 900) * 900, 88.0, 9, 0, False)])
+    )
+    api = ioc_process("ingest-api", "--port", "0", env=env)
+    await asyncio.to_thread(api.wait_for_output, "ready:", 60)
+    match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", api.output())
+    assert match, api.output()
+    url = match.group(1)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with http.get(f"{url}{BASE}/sectors/health/latest", headers=headers) as resp:
+            body = await resp.json()
+            assert resp.status == 200, body
+        bed = next(k for k in body["kpis"] if k["kpi"] == BED)
+        assert bed["groups"][0]["value"] == 88.0
+        async with http.get(f"{url}{BASE}/sectors/health/latest") as resp:
+            assert resp.status == 401
+            assert (await resp.json())["error"] == "unauthorized"
+        async with http.get(f"{url}/openapi.json") as resp:
+            document = await resp.json()
+        assert f"{BASE}/kpis/{{kpi}}/series" in document["paths"]
+        async with http.get(f"{url}/metrics") as resp:
+            metrics = await resp.text()
+        assert 'ioc_history_requests_total{endpoint="latest",status="200"} 1.0' in metrics
+    api.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(api.proc.wait, 30) == 0, api.output()
