@@ -31,6 +31,23 @@ def is_type(kind: str, channel: str | None = None) -> Any:
     return lambda m: m["type"] == kind and (channel is None or m.get("channel") == channel)
 
 
+async def metric(gateway: Any, name: str) -> float:
+    """One unlabelled sample of the gateway's /metrics (0 when absent)."""
+    text = await asyncio.to_thread(http_get, gateway.url + "metrics")
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def metric_settles_at(gateway: Any, name: str, expected: float) -> None:
+    """Wait (30 s at most) for a gauge of /metrics to read `expected`."""
+    deadline = time.monotonic() + 30
+    while (found := await metric(gateway, name)) != expected:
+        assert time.monotonic() < deadline, f"{name} stayed {found}, expected {expected}"
+        await asyncio.sleep(0.1)
+
+
 async def subscribe(client: Any, *channels: str) -> dict[str, dict[str, Any]]:
     """Subscribe and collect one snapshot per channel the gateway confirms."""
     await client.send({"type": "subscribe", "channels": list(channels)})
@@ -319,9 +336,7 @@ async def test_slow_client_is_coalesced_and_never_delays_the_others(
     padding = "x" * 16000  # large items fill the socket buffers fast
 
     async def coalesced() -> float:
-        metrics = await asyncio.to_thread(http_get, gateway.url + "metrics")
-        line = next(x for x in metrics.splitlines() if x.startswith("ioc_gateway_coalesced_up"))
-        return float(line.split()[-1])
+        return await metric(gateway, "ioc_gateway_coalesced_updates_total")
 
     round_ = -1
     while round_ < 2 or await coalesced() == 0:
@@ -341,6 +356,9 @@ async def test_slow_client_is_coalesced_and_never_delays_the_others(
             update = await fast.recv_until(is_type("update", "kpi:health"), timeout=30)
             seen |= {i["series"] for i in update["items"] if i["revision"] == round_}
     last_round = round_
+    # Only the stalled client is backed up; the reader's updates go straight to its socket.
+    await metric_settles_at(gateway, "ioc_gateway_clients_coalescing", 1)
+    await metric_settles_at(gateway, "ioc_gateway_clients_backed_up", 1)
 
     # The slow client reads again: it catches up through a partial resync holding the latest.
     slow.connection.transport.resume_reading()
@@ -359,6 +377,31 @@ async def test_slow_client_is_coalesced_and_never_delays_the_others(
                 latest[item["series"]] = item["revision"]
     assert saw_resync
     assert set(latest.values()) == {last_round}
+
+
+async def test_updates_to_reading_clients_are_written_without_queueing(
+    start_gateway, producer: Producer, ws_client
+):
+    """Clients that keep up get every update written at once: no outbox, no coalescing."""
+    gateway = await start_gateway()
+    clients = [await ws_client(gateway.ws_url(make_token())) for _ in range(3)]
+    for client in clients:
+        await client.recv_until(is_type("hello"))
+        await subscribe(client, "kpi:health")
+    groups = [f"g{i:02d}" for i in range(20)]
+    for revision in range(5):
+        await producer.kpi(*(kpi_point(group=g, value=revision, revision=revision) for g in groups))
+    for client in clients:
+        latest: dict[str, int] = {}
+        while len(latest) < len(groups) or min(latest.values()) < 4:
+            update = await client.recv_until(is_type("update", "kpi:health"))
+            latest |= {i["series"]: i["revision"] for i in update["items"]}
+    pushed = await metric(gateway, 'ioc_gateway_messages_pushed_total{type="update"}')
+    assert pushed >= 3  # at least one update message per client
+    assert await metric(gateway, "ioc_gateway_items_pushed_total") >= 3 * len(groups) * 5
+    assert await metric(gateway, "ioc_gateway_updates_queued_total") == 0
+    assert await metric(gateway, "ioc_gateway_coalesced_updates_total") == 0
+    await metric_settles_at(gateway, "ioc_gateway_clients_backed_up", 0)
 
 
 async def test_http_endpoints(start_gateway):
