@@ -86,8 +86,8 @@ def sql_for_path(sql: str, path: StoragePath, *, label: str = "migration") -> st
     for line in sql.splitlines():
         marker = _MARKER.match(line)
         if marker is None:
-            if current in ("all", path):
-                keep.append(line)
+            # Lines of the other path become blank: PostgreSQL's error positions stay true.
+            keep.append(line if current in ("all", path) else "")
             continue
         current = marker.group(1)
         if current != "all" and current not in STORAGE_PATHS:
@@ -95,7 +95,7 @@ def sql_for_path(sql: str, path: StoragePath, *, label: str = "migration") -> st
                 f"{label}: unknown storage path {current!r} in a marker "
                 f"(expected all, {', '.join(STORAGE_PATHS)})"
             )
-        keep.append("")  # keep line numbers of error messages meaningful
+        keep.append("")
     return "\n".join(keep) + "\n"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from alerts.model import AlertTransition, Fingerprint
+from alerts.model import AlertState, AlertTransition, Fingerprint
 from streams.catalog import Catalog
 from streams.topics import ALERTS, DEADLETTER, KPI
 from tests.plugins.services import IocProcess
@@ -59,14 +59,13 @@ def _point(series: str, start: float, revision: int, value: float, final: bool) 
     }
 
 
-def _alert(fingerprint: str, seq: int, state: str, at: float) -> bytes:
-    transition = "pending" if seq == 1 else "fire"
+def _alert(fingerprint: str, seq: int, state: AlertState, at: float) -> bytes:
     return AlertTransition(
         fingerprint=Fingerprint(fingerprint),
         seq=seq,
-        transition=transition,  # type: ignore[arg-type]
+        transition="pending" if seq == 1 else "fire",
         state=state,
-        previous_state=None if seq == 1 else "pending",  # type: ignore[arg-type]
+        previous_state=None if seq == 1 else "pending",
         rule="bed_occupancy_high",
         severity="critical",
         labels={"sector": "health"},
@@ -232,7 +231,8 @@ async def test_every_table_from_real_topics_duplicates_and_rereads(
         assert points == [(window_a, 70.0, 12, True, 2), (window_b, 90.0, 10, False, 0)]
         assert await arows(
             storage_database,
-            "SELECT state, extract(epoch FROM changed_at)::float8 FROM source_freshness WHERE source = %s",
+            "SELECT state, extract(epoch FROM changed_at)::float8 FROM source_freshness"
+            " WHERE source = %s",
             [f"src-{tag}"],
         ) == [("stale", pytest.approx(now - 10, abs=1e-3))]
         assert await arows(
