@@ -96,7 +96,11 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with Runtime(settings) as endpoints:
-        migrated = await migrate(endpoints.database_url, connect_timeout=settings.connect_timeout)
+        migrated = await migrate(
+            endpoints.database_url,
+            connect_timeout=settings.connect_timeout,
+            storage=settings.storage_path,
+        )
         applied, before = len(migrated.applied), migrated.already_applied
         print(f"schema: {applied} migrations applied, {before} already")
         names = contract_topics(catalog)
