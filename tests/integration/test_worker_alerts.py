@@ -38,7 +38,7 @@ async def _transitions(
     """This test's alert transitions on ioc.alerts, duplicates (same fingerprint#seq) dropped."""
 
     def mine(record: ConsumedRecord) -> bool:
-        return json.loads(record.value)["labels"]["sector"] == sector
+        return bool(json.loads(record.value)["labels"]["sector"] == sector)
 
     def unique(records: list[ConsumedRecord]) -> list[dict[str, Any]]:
         by_key: dict[tuple[str, int], dict[str, Any]] = {}
