@@ -109,12 +109,14 @@ async def probe_postgres(url: str, *, timeout: float, mode: str = "external") ->
                 status.details["timescaledb_available"] = available is not None
                 status.details["timescaledb_version"] = installed
                 # The path the migrations chose for this database (None before they ran).
-                cur = await conn.execute(
-                    "SELECT CASE WHEN to_regclass('storage_path') IS NOT NULL"
-                    " THEN (SELECT path FROM storage_path) END"
-                )
+                cur = await conn.execute("SELECT to_regclass('storage_path') IS NOT NULL")
                 row = await cur.fetchone()
-                status.details["storage_path_recorded"] = row[0] if row else None
+                recorded = None
+                if row and row[0]:
+                    cur = await conn.execute("SELECT path FROM storage_path")
+                    row = await cur.fetchone()
+                    recorded = row[0] if row else None
+                status.details["storage_path_recorded"] = recorded
                 status.reachable = True
     except TimeoutError:
         status.error = f"no answer from {redact_url(url)} within {timeout:g} s"

@@ -15,6 +15,7 @@ import pytest
 from consumers.migrations import load_migrations, migrate
 from consumers.storage import RecordDecoder, RowBatch, StoragePolicy, StorageSink, run_maintenance
 from ioc.errors import StoragePathError
+from ioc.probes import probe_postgres
 from streams.catalog import Catalog
 from streams.envelope import ContractIndex
 from streams.topics import KPI
@@ -73,8 +74,13 @@ def _partitions(url: str, table: str) -> list[str]:
 
 
 async def test_migrations_from_empty_then_rerun(fresh_database: str, ioc_cli: Any) -> None:
-    """An empty database gets every table on the plain path; a rerun applies nothing."""
+    """An empty database gets every table on the plain path; a rerun applies nothing; the
+    status probe reports the recorded path (and answers before any migration too)."""
+    before = await probe_postgres(fresh_database, timeout=10)
+    assert before.reachable and before.details["storage_path_recorded"] is None
     first = await migrate(fresh_database, connect_timeout=10)
+    after = await probe_postgres(fresh_database, timeout=10)
+    assert after.details["storage_path_recorded"] == "plain-postgresql"
     assert "0003_storage" in [m.label for m in first.applied]
     assert first.storage_path == "plain-postgresql"
     for table, columns in EXPECTED_COLUMNS.items():
