@@ -153,13 +153,7 @@ class AlertTransition:
 
     @classmethod
     def decode(cls, raw: bytes) -> AlertTransition:
-        try:
-            record = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RecordError("bad_json") from exc
-        if not isinstance(record, dict):
-            raise RecordError("bad_json")
-        return cls.from_json(record)
+        return cls.from_json(_json_object(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,13 +236,17 @@ class AlertAction:
 
     @classmethod
     def decode(cls, raw: bytes) -> AlertAction:
-        try:
-            record = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RecordError("bad_json") from exc
-        if not isinstance(record, dict):
-            raise RecordError("bad_json")
-        return cls.from_json(record)
+        return cls.from_json(_json_object(raw))
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError("bad_json") from exc
+    if not isinstance(record, dict):
+        raise RecordError("bad_json")
+    return record
 
 
 def _required(f: Any) -> bool:

@@ -28,12 +28,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerts.model import SEVERITY_RANK, AlertTransition, Severity
 from ioc.errors import RoutingError
-from streams.catalog._yaml_lines import LineMap, load_with_lines
+from streams.catalog._yaml_lines import LineMap, read_yaml_file
 
 __all__ = [
     "CHANNELS",
@@ -246,17 +245,7 @@ def default_routing_path() -> Path:
 def load_routing(path: Path | None = None) -> Routing:
     """Load and validate a routing file; RoutingError lists every problem as file:line."""
     path = path or default_routing_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RoutingError(f"cannot read routing {path}: {exc}", [f"{path}: {exc}"]) from exc
-    try:
-        data, lines = load_with_lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = f"{path}{line}: invalid YAML: {getattr(exc, 'problem', None) or exc}"
-        raise RoutingError(f"routing {path} is not valid YAML", [problem]) from exc
+    data, lines = read_yaml_file(path, what="routing", error=RoutingError)
     try:
         return Routing.model_validate(data)
     except ValidationError as exc:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from ioc.errors import CatalogError
 from streams.catalog._model import Catalog, cross_check
-from streams.catalog._yaml_lines import LineMap, load_with_lines
+from streams.catalog._yaml_lines import LineMap, read_yaml_file
 
 __all__ = ["default_catalog_path", "load_catalog"]
 
@@ -23,17 +22,7 @@ def default_catalog_path() -> Path:
 def load_catalog(path: Path | None = None) -> Catalog:
     """Load and validate a catalog; raise CatalogError listing every problem with file:line."""
     path = path or default_catalog_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CatalogError(f"cannot read catalog {path}: {exc}", [f"{path}: {exc}"]) from exc
-    try:
-        data, lines = load_with_lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = f"{path}{line}: invalid YAML: {getattr(exc, 'problem', None) or exc}"
-        raise CatalogError(f"catalog {path} is not valid YAML", [problem]) from exc
+    data, lines = read_yaml_file(path, what="catalog", error=CatalogError)
     try:
         catalog = Catalog.model_validate(data)
     except ValidationError as exc:

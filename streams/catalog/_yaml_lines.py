@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pathlib
 from typing import Any
 
 import yaml
 
-__all__ = ["LineMap", "load_with_lines"]
+from ioc.errors import CatalogError
+
+__all__ = ["LineMap", "load_with_lines", "read_yaml_file"]
 
 Path = tuple[str | int, ...]
 LineMap = dict[Path, int]
@@ -22,6 +25,23 @@ def load_with_lines(text: str) -> tuple[Any, LineMap]:
     if node is None:
         return None, lines
     return _convert(node, (), lines), lines
+
+
+def read_yaml_file(
+    path: pathlib.Path, *, what: str, error: type[CatalogError]
+) -> tuple[Any, LineMap]:
+    """Read and parse a configuration file; `error` (with file:line) when it cannot be."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}", [f"{path}: {exc}"]) from exc
+    try:
+        return load_with_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = f"{path}{line}: invalid YAML: {getattr(exc, 'problem', None) or exc}"
+        raise error(f"{what} {path} is not valid YAML", [problem]) from exc
 
 
 def _convert(node: yaml.Node, path: Path, lines: LineMap) -> Any:
