@@ -192,6 +192,9 @@ class AlertEngine:
                 transitions = self.lifecycle.note(alert, action.note, action.by, now)
             else:
                 transitions = self.lifecycle.resolve(alert, action.by, now)
+            if action.note and action.action in ("ack", "resolve"):
+                # `ioc alerts ack FP --note …`: the reason goes to the audit trail with it.
+                transitions += self.lifecycle.note(alert, action.note, action.by, now)
         except ActionRejectedError as exc:
             return self._reject(exc.reason)
         return ActionResult(transitions)

@@ -29,7 +29,7 @@ __all__ = ["ALERT_PARTITION", "AlertStage"]
 log = logging.getLogger(__name__)
 
 ALERT_PARTITION = 0
-_MAX_FEED = 10_000  # records held between two flushes; beyond, the oldest KPI points go
+_MAX_FEED = 10_000  # records held between two flushes; beyond, the oldest KPI point goes
 
 
 class AlertStage:
@@ -74,8 +74,14 @@ class AlertStage:
         if record.get("kind") == "kpi" and record.get("kpi") not in self._watched:
             return
         if len(self._feed) >= _MAX_FEED:
-            self._metrics.alert_feed_dropped.inc()
-            return
+            # Never a freshness change (an absence alert hangs on it): the oldest KPI point.
+            oldest = next((i for i, r in enumerate(self._feed) if r.get("kind") == "kpi"), None)
+            if oldest is None and record.get("kind") == "kpi":
+                self._metrics.alert_feed_dropped.inc()
+                return
+            if oldest is not None:
+                del self._feed[oldest]
+                self._metrics.alert_feed_dropped.inc()
         self._feed.append(record)
 
     async def flush_feed(self) -> None:
@@ -107,9 +113,15 @@ class AlertStage:
         checkpoint = loaded.get(tp)
         if checkpoint is not None and checkpoint.state.get("epoch") == self._epoch:
             self._engine.restore(checkpoint.state["engine"])
-            self._next_offset = checkpoint.next_offset
-            self._seek_to = checkpoint.next_offset
-            await seek(tp, checkpoint.next_offset)
+            landed = await seek(tp, checkpoint.next_offset)
+            if isinstance(landed, int) and landed > checkpoint.next_offset:
+                log.warning(
+                    "alert input records %d…%d are gone from the broker; resuming at %d",
+                    checkpoint.next_offset, landed - 1, landed,
+                )  # fmt: skip
+            offset = max(checkpoint.next_offset, landed if isinstance(landed, int) else 0)
+            self._next_offset = offset
+            self._seek_to = offset
         self._owned = True
         self._metrics.owned_partitions.labels("alerts").set(1)
         log.info(

@@ -128,16 +128,25 @@ def create_app(
         partition_of=lambda key: (murmur2(key.encode()) & 0x7FFFFFFF) % partitions,
         group=config.group,
         epoch=config.epoch,
-        alert_feed=alerts.offer,
+        alert_feed=alerts,
     )
     event_topics = app.topic(*catalog.sector_topics, key_serializer="raw", value_serializer="raw")
     partial_topic = app.topic(KPI_PARTIALS, key_serializer="raw", value_serializer="raw")
     action_topic = app.topic(ALERT_ACTIONS, key_serializer="raw", value_serializer="raw")
     alert_input = app.topic(ALERT_INPUT, key_serializer="raw", value_serializer="raw")
 
-    async def seek(tp: tuple[str, int], offset: int) -> None:
+    async def seek(tp: tuple[str, int], offset: int) -> int:
+        """Seek to offset, or to the earliest record left if retention dropped it; say where."""
+        partition = TP(tp[0], tp[1])
+        try:
+            earliest = (await app.consumer.earliest_offsets(partition)).get(partition, 0)
+        except Exception as exc:  # the broker may not say; the checkpoint's offset then stands
+            log.warning("cannot read the earliest offset of %s:%d: %s", tp[0], tp[1], exc)
+            earliest = 0
+        landed = max(offset, earliest or 0)
         # seek_wait runs in the consumer's own thread; a plain seek from here races its fetcher.
-        await app.consumer.seek_wait({TP(tp[0], tp[1]): offset})
+        await app.consumer.seek_wait({partition: landed})
+        return landed
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types no async receiver
     async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:

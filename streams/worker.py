@@ -26,12 +26,20 @@ from streams.kpi_plan import KpiPlan
 from streams.topics import DEADLETTER, EVENTS_PREFIX, KPI, KPI_PARTIALS, event_topic
 from streams.worker_metrics import WorkerMetrics
 
-__all__ = ["Sink", "StreamWorker", "TopicPartition"]
+__all__ = ["AlertFeed", "Sink", "StreamWorker", "TopicPartition"]
 
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
 STAGE1, STAGE2 = "events", "partials"
+
+
+class AlertFeed(Protocol):
+    """Where KPI points and freshness changes go for alert evaluation (the alert stage)."""
+
+    def offer(self, record: dict[str, Any]) -> None: ...
+
+    async def flush_feed(self) -> None: ...
 
 
 class Sink(Protocol):
@@ -81,11 +89,13 @@ class StreamWorker:
         group: str = "ioc-worker",
         epoch: str = "",
         clock: Callable[[], float] = time.time,
-        alert_feed: Callable[[dict[str, Any]], None] | None = None,
+        alert_feed: AlertFeed | None = None,
     ) -> None:
         self._index = ContractIndex(catalog)
-        # KPI points and freshness changes are also handed to the alert stage.
-        self._alert_feed = alert_feed or (lambda _record: None)
+        # KPI points and freshness changes are also handed to the alert stage: offered before
+        # they are sent, and the feed is flushed before every snapshot, so a checkpoint never
+        # covers a point the alert stage has not been sent.
+        self._alert_feed = alert_feed
         self._plan = KpiPlan(catalog)
         self._store = store
         self._sink = sink
@@ -155,8 +165,16 @@ class StreamWorker:
         for tp in [*fresh_events, *fresh_partials]:
             slot_any: _Slot = self._events.get(tp) or self._partials[tp]
             if slot_any.next_offset is not None:
+                # The broker may have dropped the checkpoint's records (retention): then the
+                # seek lands on the first record still there, and that is where we resume.
+                landed = await seek(tp, slot_any.next_offset)
+                if isinstance(landed, int) and landed > slot_any.next_offset:
+                    log.warning(
+                        "%s:%d: records %d…%d are gone from the broker (retention); resuming at %d",
+                        tp[0], tp[1], slot_any.next_offset, landed - 1, landed,
+                    )  # fmt: skip
+                    slot_any.next_offset = landed
                 slot_any.seek_to = slot_any.next_offset
-                await seek(tp, slot_any.next_offset)
             slot_any.ready.set()
         self._update_gauges()
         if fresh_events or fresh_partials:
@@ -288,8 +306,9 @@ class StreamWorker:
             for change in slot.freshness.changes(now):
                 self._metrics.freshness_changes.labels(change.state).inc()
                 record = change.to_json()
+                if self._alert_feed is not None:
+                    self._alert_feed.offer(record)
                 await self._sink.send(KPI, f"freshness|{change.source}".encode(), _encode(record))
-                self._alert_feed(record)
                 slot.changed = True
             stale += slot.freshness.stale_count()
         self._metrics.stale_sources.set(stale)
@@ -325,8 +344,9 @@ class StreamWorker:
         for slot in list(self._partials.values()):
             for point in slot.book.due(now):
                 record = point.to_json()
+                if self._alert_feed is not None:
+                    self._alert_feed.offer(record)
                 await self._sink.send(KPI, point.series.encode(), _encode(record))
-                self._alert_feed(record)
                 self._metrics.kpi_points_out.labels(str(point.final).lower()).inc()
                 if point.newest:
                     self._metrics.event_to_kpi_latency.observe(max(0.0, now - point.newest))
@@ -339,6 +359,8 @@ class StreamWorker:
 
     async def checkpoint(self, only: set[TopicPartition] | None = None) -> int:
         """Save every changed partition's state with its offset; returns how many were saved."""
+        if self._alert_feed is not None:
+            await self._alert_feed.flush_feed()  # no await between this and the snapshots
         now = self._clock()
         batch: list[Checkpoint] = []
         for tp, slot in self._events.items():

@@ -16,14 +16,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from alerts.model import AlertTransition, RecordError
+from alerts.model import SEVERITY_RANK, AlertTransition, RecordError
 from alerts.notifier.backoff import RetryPolicy
 from alerts.notifier.channels import Channel, DeliveryError, Envelope
 from alerts.notifier.grouping import DigestPlan, GroupKey, due_digests
 from alerts.notifier.limits import RateLimiter
 from alerts.notifier.messages import MessageContext, render
 from alerts.notifier.metrics import NotifierMetrics
-from alerts.notifier.store import Claim, DeliveryStore, digest_id, is_database_error
+from alerts.notifier.store import (
+    Claim,
+    ClaimedDelivery,
+    DeliveryStore,
+    digest_id,
+    is_database_error,
+)
 
 __all__ = ["DispatchConfig", "Dispatcher"]
 
@@ -171,7 +177,9 @@ class Dispatcher:
             if channel is None:
                 await claim.held("channel_not_configured", at=now)
                 outcome = ("held", len(rows), [])
-            elif not self._limiter.allow(limit_key, now):
+            elif not self._limiter.allow(limit_key, now) and not _urgent(rows):
+                # Critical and emergency alerts are never held back by the rate limit: a
+                # leader must hear of them even in an alert storm.
                 await claim.held("rate_limited", at=now)
                 log.warning(
                     "rate limit: %d notification(s) to %s on %s held (over %d per %g s)",
@@ -257,3 +265,8 @@ class Dispatcher:
         self._limiter.record(limit_key, at)
         await claim.sent(digest, at=at)
         return ("sent", len(rows), [at - t.at for t in transitions])
+
+
+def _urgent(rows: list[ClaimedDelivery]) -> bool:
+    """True when a digest carries a critical or emergency alert."""
+    return any(SEVERITY_RANK.get(str(r.payload.get("severity")), 0) >= 2 for r in rows)

@@ -62,6 +62,8 @@ from streams.catalog import Catalog
 
 __all__ = ["STATIC_DIR", "GatewayServer", "ServerOptions"]
 
+_ACTION_IDS = uuid.UUID("5f1c2a8e-3b7d-4e0a-9c61-2d8f7b4a6e13")  # namespace of wall actions
+
 log = logging.getLogger("ioc.gateway")
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -405,7 +407,9 @@ class GatewayServer:
         if not claims.allows_sector(sector):
             return refuse("forbidden_sector", f"the token does not cover sector {sector}")
         action = AlertAction(
-            action_id=uuid.uuid4().hex,
+            # The same request (a client's resend after "try again") gives the same id, which
+            # the alert engine applies once.
+            action_id=uuid.uuid5(_ACTION_IDS, f"{claims.token_id}|{request.request_id}").hex,
             action=request.action,
             by=claims.name,
             at=self._clock(),

@@ -40,7 +40,7 @@ from consumers.storage.metrics import WriterMetrics
 from consumers.storage.policy import StoragePolicy
 from consumers.storage.rows import RecordDecoder, RowBatch
 from consumers.storage.sink import StorageSink, WriteResult
-from ioc.errors import DatabaseError
+from ioc.errors import BrokerUnreachableError, DatabaseError
 from ioc.probes import redact_url
 from streams.catalog import Catalog
 from streams.envelope import ContractIndex
@@ -140,7 +140,15 @@ class StorageWriter:
             request_timeout_ms=int(max(self._config.connect_timeout, 5) * 4000),
             **(self._config.kafka_options or {}),
         )
-        await consumer.start()
+        try:
+            async with asyncio.timeout(max(self._config.connect_timeout, 5) * 3):
+                await consumer.start()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise BrokerUnreachableError(
+                f"cannot reach Kafka at {self._config.bootstrap_servers}: {exc}"
+            ) from exc
         maintenance = asyncio.create_task(self._maintenance_loop(stop), name="writer-maintenance")
         self._running = True
         self.ready.set()

@@ -172,7 +172,13 @@ async def _cmd_action(args: argparse.Namespace, settings: Settings) -> int:
         raise BrokerUnreachableError(f"cannot publish the action to {bootstrap}: {exc}") from exc
     target = fingerprint or (silence.id if silence else "")
     stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
-    print(f"{args.action} {target} by {args.by} at {stamp} → {ALERT_ACTIONS}@{meta.offset}")
+    # The worker applies it (or refuses it: unknown fingerprint, already acknowledged…) a moment
+    # later; the outcome shows in `ioc alerts` and on the wall, not here.
+    print(
+        f"đã gửi {args.action} {target} ({args.by}, {stamp}) — hệ thống áp dụng trong vài giây, "
+        f"xem `ioc alerts` · sent to {ALERT_ACTIONS}@{meta.offset}; applied by the worker "
+        "within seconds (check with `ioc alerts`)"
+    )
     return 0
 
 

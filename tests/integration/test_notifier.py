@@ -154,7 +154,8 @@ async def test_two_alerts_within_group_wait_go_out_as_one_digest(
 async def test_the_rate_limit_holds_back_excess_per_recipient(
     notify_case: NotifyCase, notify_servers: LocalServers, kafka_bootstrap: str
 ) -> None:
-    """At most 2 messages per recipient and channel per 10 min: the third alert is held."""
+    """At most 2 messages per recipient and channel per 10 min: the third warning is held,
+    a critical one after it is still sent."""
     env = notifier_env(
         notify_case,
         notify_servers,
@@ -163,18 +164,23 @@ async def test_the_rate_limit_holds_back_excess_per_recipient(
         IOC_NOTIFIER_RATE_PERIOD="600",
         IOC_NOTIFIER_GROUP_WAIT="0.2",
     )
-    fps = [notify_case.fingerprint(name) for name in ("a", "b", "c")]
+    fps = [notify_case.fingerprint(name) for name in ("a", "b", "c", "d")]
     async with running_notifier(env) as handle:
         for count, fp in enumerate(fps, 1):
-            await publish(kafka_bootstrap, [transition(fp, 1, sector=notify_case.sector)])
+            severity = "critical" if fp == fps[3] else "warning"
+            await publish(
+                kafka_bootstrap,
+                [transition(fp, 1, sector=notify_case.sector, severity=severity)],
+            )
             await eventually(partial(_settled, notify_case, 4 * count), 60, f"alert {count}")
     held = handle.registry.get_sample_value(
         "ioc_notifier_notifications_total", {"channel": "telegram", "status": "held"}
     )
     assert held == 1
     for channel in ("webhook", "email", "telegram", "zalo"):
-        assert len(notify_servers.received(channel)) == 2, channel
+        assert len(notify_servers.received(channel)) == 3, channel
         assert _messages_with(notify_servers, channel, fps[2]) == 0
+        assert _messages_with(notify_servers, channel, fps[3]) == 1  # critical: never held
     third = _rows_for(notify_case, f"{fps[2]}#1")
     assert {(r["status"], r["hold_reason"]) for r in third} == {("held", "rate_limited")}
 

@@ -338,3 +338,20 @@ def test_a_flapping_alert_keeps_its_escalation_level_across_refires(new_engine: 
     engine.on_kpi(_speed(50, 3), T0 + 11 * MIN)
     refire = engine.on_kpi(_speed(5, 4), T0 + 12 * MIN)
     assert refire[0].escalation_level == 1
+
+
+def test_a_note_given_with_ack_or_resolve_is_kept(new_engine: Engine) -> None:
+    """`ioc alerts ack FP --note …` / `resolve --note …`: the note follows in the audit trail."""
+    engine = new_engine()
+    out = _firing(engine)
+    ack = engine.on_action(
+        action("ack", BED_D1, at=FIRED_AT + 60, note="Đã gọi bệnh viện"), FIRED_AT + 60
+    )
+    assert kinds(ack.transitions) == ["ack", "note"]
+    assert ack.transitions[-1].notes[-1][2] == "Đã gọi bệnh viện"
+    done = engine.on_action(
+        action("resolve", BED_D1, at=FIRED_AT + 90, note="Đã chuyển bệnh nhân"), FIRED_AT + 90
+    )
+    assert kinds(done.transitions) == ["resolve", "note"]
+    assert done.transitions[-1].state == "resolved"
+    check_stream(out + ack.transitions + done.transitions)

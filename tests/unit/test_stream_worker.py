@@ -199,3 +199,33 @@ async def test_sector_last_seen_travels_through_stage_two_to_ioc_kpi() -> None:
         {"kind": "sector_seen", "sector": "health", "last_seen": NOW, "emitted_at": NOW}
     ]
     assert await worker.checkpoint() == 2  # both stages' state saves as strict JSON
+
+
+async def test_a_checkpoint_whose_records_expired_resumes_where_the_broker_landed() -> None:
+    """Retention dropped records 3…9: the seek lands on 10, and 10 is taken, not waited past."""
+    journal: list[str] = []
+    store, clock = JournalStore(journal), [NOW]
+    first = _worker(store, RecordingSink(journal), clock)
+
+    async def seek_exact(tp: tuple[str, int], offset: int) -> int:
+        return offset
+
+    await first.assign({(TOPIC, 0)}, seek_exact)
+    for offset in range(3):
+        await first.on_event_record(TOPIC, 0, offset, b"his-bvdk-tinh", _event(offset))
+    assert await first.checkpoint() == 1
+
+    async def seek_expired(tp: tuple[str, int], offset: int) -> int:
+        return 10  # the earliest record the broker still has
+
+    sink = RecordingSink(journal)
+    second = _worker(store, sink, clock)
+    await second.assign({(TOPIC, 0)}, seek_expired)
+    await second.on_event_record(TOPIC, 0, 10, b"his-bvdk-tinh", _event(10))
+    await second.on_event_record(TOPIC, 0, 11, b"his-bvdk-tinh", _event(11))
+    await second.flush_stage1()
+    partials = [
+        p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
+    ]
+    occupancy = [p for p in partials if p.get("kpi") == "health.bed_occupancy_pct"]
+    assert occupancy and occupancy[0]["count"] == 5  # e0…e2 restored + e10, e11

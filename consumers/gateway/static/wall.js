@@ -97,6 +97,7 @@
   };
 
   const params = new URLSearchParams(location.search);
+  const PAGE_ID = Math.random().toString(36).slice(2, 10) + Date.now().toString(36);
   const S = {
     config: null,
     lang: params.get("lang") || localStorage.getItem("ioc.wall.lang") || "vi",
@@ -323,7 +324,9 @@
 
   function ack(fingerprint) {
     S.requests += 1;
-    send({ type: "action", request_id: `wall-${S.requests}`, action: "ack", fingerprint });
+    // Unique per page load and click: the gateway derives the action's id from it, so a
+    // resend of the same request is applied once.
+    send({ type: "action", request_id: `wall-${PAGE_ID}-${S.requests}`, action: "ack", fingerprint });
   }
 
   // -- what the tiles show
