@@ -1,6 +1,7 @@
 """WebSocket gateway fan-out against raw `websockets` broadcast, measured in the same run.
 
     python bench/gateway.py [--clients 500] [--messages 1000] [--points 5000] [--seconds 20]
+                            [--rate 500] [--stalled 10] [--rounds 2]
 
 A delivery is one KPI point (one item of an `update` message) received by one client. Starts
 its own embedded broker; 500 WebSocket clients run in two client processes (so their parsing
@@ -20,14 +21,15 @@ does not share the server's core), the servers run in this process:
       64 KiB when they connected, no autotuning) fill, then the gateway's send buffers, then
       their outboxes. Large points on a channel only they take fill them first (not
       measured); the phase starts once the gateway reports every one of them coalescing;
-  (d') and (e): (d) and (c) again, in the order c d d' e so that a drift over the run
-      weighs the same on both conditions; the change is the mean p99 of (d) and (d') against
-      that of (c) and (e), and the same-condition pairs show the run-to-run noise;
+  (c) and (d) alternate in the order c d d c, `--rounds` times, so that a drift of the
+      machine over the run weighs the same on both; each condition's p50/p99 pools its
+      phases' samples, and the p99 change is pooled (d) against pooled (c). The spread of
+      the single (c) phases shows the noise a single phase has on this machine;
   (f) raw broadcast at the pace and message size the gateway had in (c), for `--seconds`:
       the latency and server CPU of bare broadcasting, no Kafka, on the same clients;
   (a2) raw broadcast again, of exactly the messages (b) delivered (the same number of points
       in each): the like-for-like baseline.
-Each of (b) to (e) runs a new gateway on new topics (the embedded broker slows down as a
+Each of (b), (c) and (d) runs a new gateway on new topics (the embedded broker slows down as a
 topic grows, see `Gateway`). Last line: `ratio: gateway/raw-broadcast = X.XX`, (b) over
 (a2). CPU figures are this process's (the server's) CPU time.
 """
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -44,6 +47,7 @@ import socket
 import sys
 import tempfile
 import time
+from array import array
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -105,7 +109,8 @@ def update_frame(first: int, points: list[dict[str, Any]]) -> str:
 
 
 class ClientStats:
-    def __init__(self) -> None:
+    def __init__(self, probe: bool) -> None:
+        self.probe = probe
         self.reset()
 
     def reset(self) -> None:
@@ -113,7 +118,9 @@ class ClientStats:
         self.messages = 0
         self.first = 0.0
         self.last = 0.0
-        self.hist = [0] * BUCKETS
+        # An array, and for probes only: 500 lists of 50,000 ints would make every full
+        # garbage collection of a client process a pause that shows in the p99.
+        self.hist = array("I", bytes(4 * BUCKETS)) if self.probe else array("I")
         self.batches: list[int] = []
 
     def seen(self, items: int, now: float) -> None:
@@ -130,7 +137,7 @@ class Client:
         self.probe = probe
         self.stallable = stallable
         self.record = record  # keep the number of points of every message
-        self.stats = ClientStats()
+        self.stats = ClientStats(probe)
         self.reading = asyncio.Event()
         self.reading.set()
         self.ready = asyncio.Event()
@@ -210,6 +217,8 @@ async def _client_process(pipe: Connection, clients: int, stallable: int, first:
                     await asyncio.sleep(0.05)  # do not flood the accept queue
             async with asyncio.timeout(120):
                 await asyncio.gather(*(c.ready.wait() for c in pool))
+            gc.collect()
+            gc.freeze()  # the connections are set up: later collections skip them
             pipe.send("ok")
         elif command == "reset":
             for client in pool:
@@ -546,6 +555,8 @@ async def latency_phase(pool: Pool, producer_pipe: Connection, gateway: Gateway,
     registry = gateway.registry
     await pool.ask("reset")
     fanout_before = bucket_counts(registry, "ioc_gateway_fanout_seconds")
+    sum_before = sample(registry, "ioc_gateway_fanout_seconds_sum")
+    count_before = sample(registry, "ioc_gateway_fanout_seconds_count")
     cpu = time.process_time()
     producer_pipe.send(("paced", gateway.kpi_topic, rate, seconds))
     sent = await asyncio.to_thread(producer_pipe.recv)
@@ -562,9 +573,12 @@ async def latency_phase(pool: Pool, producer_pipe: Connection, gateway: Gateway,
         "messages_per_client_s": sum(totals["messages"]) / len(totals["messages"]) / seconds,
         "missing": sum(1 for n in totals["items"] if n < sent),
         "cpu": cpu / (seconds + 1.0),
+        "fanout_mean": (sample(registry, "ioc_gateway_fanout_seconds_sum") - sum_before)
+        / max(1.0, sample(registry, "ioc_gateway_fanout_seconds_count") - count_before),
         "fanout_p50": bucket_quantile(fanout_before, fanout_after, 0.50),
         "fanout_p99": bucket_quantile(fanout_before, fanout_after, 0.99),
         "stalled_items": totals["stalled_items"],
+        "hist": hist,
     }
 
 
@@ -572,7 +586,8 @@ def describe(phase: str, label: str, args: argparse.Namespace, r: dict[str, Any]
     return (f"{phase} {args.rate:.0f} updates/s for {args.seconds:.0f} s, {label}: push latency "
             f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms ({r['samples']:,} samples on 50 "
             f"probes; {r['sent']:,} points sent, {r['messages_per_client_s']:.0f} messages/s "
-            f"per client; gateway fan-out per batch p50 {r['fanout_p50']}, p99 "
+            f"per client; gateway fan-out per batch mean {r['fanout_mean'] * 1000:.2f} ms, "
+            f"p50 {r['fanout_p50']}, p99 "
             f"{r['fanout_p99']}; server CPU {r['cpu'] * 100:.0f} % of a core)")  # fmt: skip
 
 
@@ -584,6 +599,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--stalled", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2, help="c d d c, this many times")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="ioc-bench-gw-"))
@@ -626,16 +642,17 @@ async def main() -> None:
               f"{sum(batches) / max(1, len(batches)):.0f} points each on average; server CPU "
               f"{cpu / delivered * 1e6:.2f} µs/delivery)", flush=True)  # fmt: skip
 
-        results = {}
-        # In the order A B B A: a drift of the machine over the run weighs the same on the
-        # all-reading phases and on the stalled ones.
-        stalled_label = f"{args.stalled} other clients not reading"
-        phases = (("(c)", "all clients reading"), ("(d)", stalled_label),
-                  ("(d')", stalled_label + " (a repeat of (d))"),
-                  ("(e)", "all clients reading (a repeat of (c))"))  # fmt: skip
-        for phase, label in phases:
-            stalling = phase.startswith("(d") and args.stalled > 0
-            gateway = Gateway(broker, phase.strip("()'") + ("2" if "'" in phase else ""))
+        # Phases of 'all reading' (c) and 'stalled' (d), in the order c d d c, `--rounds`
+        # times: a drift of the machine over the run weighs the same on both conditions.
+        # Each condition's p50/p99 pools the probes' samples of all its phases.
+        order = ["c", "d", "d", "c"] * args.rounds
+        results: dict[str, list[dict[str, Any]]] = {"c": [], "d": []}
+        for number, condition in enumerate(order, 1):
+            phase = f"({condition}{number})"
+            stalling = condition == "d" and args.stalled > 0
+            label = (f"{args.stalled} other clients not reading" if condition == "d"
+                     else "all clients reading")  # fmt: skip
+            gateway = Gateway(broker, f"{condition}{number}")
             gateways.append(gateway)
             await gateway.start(pool)
             registry = gateway.registry
@@ -656,9 +673,8 @@ async def main() -> None:
                 log(f"    {args.stalled} clients stalled: all coalescing after {fill:.1f} s, "
                     f"{fill_points} points of {FILL_PADDING / 1000:.0f} kB")  # fmt: skip
             coalesced = sample(registry, "ioc_gateway_coalesced_updates_total")
-            results[phase] = await latency_phase(pool, producer_pipe, gateway, args.rate,
-                                                 args.seconds)  # fmt: skip
-            r = results[phase]
+            r = await latency_phase(pool, producer_pipe, gateway, args.rate, args.seconds)
+            results[condition].append(r)
             print(describe(phase, label, args, r), flush=True)
             if stalling:
                 coalescing = sample(registry, "ioc_gateway_clients_coalescing")
@@ -672,7 +688,23 @@ async def main() -> None:
                 print(f"    {r['missing']} reading clients missed points", flush=True)
             await gateway.close()
 
-        pace = results["(c)"]["messages_per_client_s"]
+        pooled = {}
+        for condition, runs in results.items():
+            hist: dict[int, int] = {}
+            for r in runs:
+                for slot, n in r["hist"].items():
+                    hist[slot] = hist.get(slot, 0) + n
+            pooled[condition] = (percentile(hist, 0.50), percentile(hist, 0.99),
+                                 [r["p99"] for r in runs])  # fmt: skip
+        for condition, label in (("c", "all clients reading"),
+                                 ("d", f"{args.stalled} other clients not reading")):  # fmt: skip
+            p50, p99, p99s = pooled[condition]
+            print(f"({condition}) pooled, {len(p99s)} phases of {args.seconds:.0f} s at "
+                  f"{args.rate:.0f} updates/s, {label}: push latency p50 {p50:.1f} ms, p99 "
+                  f"{p99:.1f} ms (p99 of each phase: "
+                  f"{', '.join(f'{x:.1f}' for x in p99s)} ms)", flush=True)  # fmt: skip
+
+        pace = results["c"][0]["messages_per_client_s"]
         points = max(1, round(args.rate / pace))
         log(f"(f) raw broadcast, {pace:.0f} messages/s of {points} points for {args.seconds:.0f} s")
         f = await raw_paced(pool, pace, points, args.seconds)
@@ -684,11 +716,12 @@ async def main() -> None:
         print(f"(a2) raw websockets broadcast of (b)'s messages: {raw_same:,.0f} deliveries/s "
               f"({detail})", flush=True)  # fmt: skip
 
-        c, d, d2, e = (results[p]["p99"] for p in ("(c)", "(d)", "(d')", "(e)"))
-        print(f"p99 change with {args.stalled} stalled clients: "
-              f"{(d + d2) / (c + e) - 1:+.1%} (mean p99 of (d) and (d') against (c) and (e)); "
-              f"same-condition differences: (e) against (c) {e / c - 1:+.1%}, (d') against "
-              f"(d) {d2 / d - 1:+.1%}", flush=True)  # fmt: skip
+        base, stalled = pooled["c"][1], pooled["d"][1]
+        spread = [x / base - 1 for x in pooled["c"][2]]
+        print(f"p99 change with {args.stalled} stalled clients: {stalled / base - 1:+.1%} "
+              f"(pooled (d) against pooled (c)); the all-reading phases alone range "
+              f"{min(spread):+.1%} to {max(spread):+.1%} around their pooled p99",
+              flush=True)  # fmt: skip
         print(f"(b)/(a), gateway against one point per message: {gateway_rate / raw_rate:.2f}",
               flush=True)  # fmt: skip
         print(f"ratio: gateway/raw-broadcast = {gateway_rate / raw_same:.2f}", flush=True)
