@@ -180,8 +180,32 @@ async def _announce(supervisor: Any, settings: Settings, stop: asyncio.Event) ->
         log_path = supervisor.log_path(child.spec.name)
         print(f"  {child.spec.name:<16} {child.state:<8} pid {pid!s:<8} log {log_path}")
     if any(c.spec.name == "gateway" for c in supervisor.children):
+        # The page must answer when the officer opens the link: wait for the gateway's port.
+        if settings.gateway_port and not await _listening(
+            settings.gateway_host, settings.gateway_port, stop, timeout=60.0
+        ):
+            log.warning("the gateway does not answer yet (see %s)", supervisor.log_path("gateway"))
         print(f"wall: {_wall_url(settings)}")
     print("ready: Ctrl-C to stop", flush=True)
+
+
+async def _listening(host: str, port: int, stop: asyncio.Event, *, timeout: float) -> bool:
+    """True once host:port accepts a connection (within timeout, unless stopped)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not stop.is_set() and loop.time() < deadline:
+        try:
+            async with asyncio.timeout(1.0):
+                _reader, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
 
 
 def _wall_url(settings: Settings) -> str:
