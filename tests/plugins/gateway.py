@@ -215,7 +215,7 @@ def kpi_point(
     return {
         "kind": "kpi",
         "series": f"{sector}.{kpi}|{group}",
-        "kpi": kpi,
+        "kpi": f"{sector}.{kpi}",  # as the worker publishes it: `<sector>.<kpi id>`
         "sector": sector,
         "group": group,
         "window_start": start,

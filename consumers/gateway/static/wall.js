@@ -467,7 +467,8 @@
     const rows = sector.kpis.map((kpi) => {
       const entries = [];
       for (const entry of S.series.values()) {
-        if (entry.point.sector === sector.id && entry.point.kpi === kpi.id) entries.push(entry);
+        // A point's `kpi` is `<sector>.<kpi id>` (the contract), the config's id is the bare one.
+        if (entry.point.sector === sector.id && entry.point.kpi === `${sector.id}.${kpi.id}`) entries.push(entry);
       }
       const agg = aggregate(kpi, entries.map((e) => e.point));
       const kpiName = S.lang === "vi" ? kpi.name_vi : kpi.name_en;
