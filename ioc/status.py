@@ -84,7 +84,30 @@ async def collect_status(
         "database": asdict(db_status),
         "topics": topics,
         "components": _components(settings.state_dir),
+        "gateway": await _gateway(settings, timeout),
         "ok": broker_status.reachable and db_status.reachable,
+    }
+
+
+async def _gateway(settings: Settings, timeout: float) -> dict[str, Any] | None:
+    """The gateway's /healthz (live wall screens, clients by role), or None if none answers."""
+    if not settings.gateway_port:
+        return None
+    host, port = settings.gateway_host, settings.gateway_port
+    try:
+        async with asyncio.timeout(min(timeout, 3.0)):
+            reader, writer = await asyncio.open_connection(host, port)
+            request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            writer.write(request.encode())
+            raw = await reader.read(65536)
+            writer.close()
+        report = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+    except (OSError, TimeoutError, ValueError, IndexError):
+        return None
+    return {
+        "address": f"{host}:{port}",
+        "walls": int(report.get("walls", 0)),
+        "clients": dict(report.get("clients", {})),
     }
 
 
@@ -139,6 +162,13 @@ def render_status(report: dict[str, Any]) -> str:
     if "present" in topics:
         missing = f" (missing: {', '.join(topics['missing'])})" if topics["missing"] else ""
         lines.append(f"  topics    {topics['present']}/{topics['expected']} present{missing}")
+    gateway = report.get("gateway")
+    if gateway:
+        roles = ", ".join(f"{n} {role}" for role, n in sorted(gateway["clients"].items()))
+        lines.append(
+            f"  wall screens {gateway['walls']} live on {gateway['address']}"
+            + (f" (clients: {roles})" if roles else "")
+        )
     for child in report.get("components", []):
         restarts = f", {child['restarts']} restarts" if child["restarts"] else ""
         pid = f"pid {child['pid']}" if child["pid"] else "-"

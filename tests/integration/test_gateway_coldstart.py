@@ -32,8 +32,9 @@ async def insert_rows(url: str, *, now: float, window: float) -> None:
         ):
             await conn.execute(
                 "INSERT INTO kpi_points (series, kpi, sector, grp, window_start, window_end, value,"
-                " sample_count, final, revision, emitted_at) VALUES (%s, 'health.bed_occupancy_pct',"
-                " 'health', '*', to_timestamp(%s), to_timestamp(%s), %s, 12, %s, %s,"
+                " sample_count, final, revision, emitted_at) VALUES (%s,"
+                " 'health.bed_occupancy_pct', 'health', '*', to_timestamp(%s), to_timestamp(%s),"
+                " %s, 12, %s, %s,"
                 " to_timestamp(%s))",
                 (SERIES, start, start + 900, value, final, revision, min(now - 60, start + 900)),
             )

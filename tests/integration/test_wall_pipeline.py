@@ -17,7 +17,7 @@ import yaml
 
 from ioc.embedded._process import find_free_port
 from streams.catalog import default_catalog_path
-from tests.plugins.services import IocProcess, read_records
+from tests.plugins.services import CliResult, IocProcess, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,10 @@ def _fast_catalog(path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium is not installed")
 async def test_the_wall_shows_live_tiles_and_a_spike_alert_from_the_running_platform(
-    ioc_process: Callable[..., IocProcess], state_dir: Path, tmp_path: Path
+    ioc_process: Callable[..., IocProcess],
+    ioc_cli: Callable[..., CliResult],
+    state_dir: Path,
+    tmp_path: Path,
 ) -> None:
     """11 tiles fill with live values from the simulators; the health spike's alert appears."""
     from playwright.async_api import async_playwright, expect
@@ -84,6 +87,8 @@ async def test_the_wall_shows_live_tiles_and_a_spike_alert_from_the_running_plat
                 polling=500,
             )
             await page.screenshot(path=str(tmp_path / "wall-live.png"))
+            status = ioc_cli("status", env=env)
+            assert "wall screens 1 live" in status.stdout, status.stdout
 
             def surge(records: list[Any]) -> bool:
                 return any(
