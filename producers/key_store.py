@@ -21,16 +21,29 @@ __all__ = ["KeyStore", "open_pool"]
 _ID_ATTEMPTS = 3
 
 
-async def open_pool(url: str, *, timeout: float, max_size: int = 4) -> AsyncConnectionPool:
-    """A small pool of autocommit connections; fails fast when the database does not answer."""
+async def open_pool(
+    url: str,
+    *,
+    timeout: float,
+    max_size: int = 4,
+    name: str = "ioc-keys",
+    options: str | None = None,
+) -> AsyncConnectionPool:
+    """A small pool of autocommit connections; fails fast when the database does not answer.
+
+    `options` are server settings for every connection (libpq `options`, e.g. `-c …`).
+    """
+    kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(int(timeout), 1)}
+    if options:
+        kwargs["options"] = options
     pool: AsyncConnectionPool = AsyncConnectionPool(
         url,
         min_size=1,
         max_size=max_size,
         open=False,
         timeout=timeout,
-        kwargs={"autocommit": True, "connect_timeout": max(int(timeout), 1)},
-        name="ioc-keys",
+        kwargs=kwargs,
+        name=name,
     )
     try:
         await pool.open(wait=True, timeout=timeout)

@@ -10,8 +10,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from consumers.history.queries import Query
-from ioc.errors import DatabaseError, DatabaseUnreachableError
-from ioc.probes import redact_url
+from ioc.errors import DatabaseError
+from producers.key_store import open_pool
 
 __all__ = ["HistoryStore", "open_read_pool"]
 
@@ -21,30 +21,16 @@ async def open_read_pool(
 ) -> AsyncConnectionPool:
     """Autocommit, read-only connections whose statements the server stops after
     statement_timeout seconds; fails fast when the database does not answer."""
-    pool: AsyncConnectionPool = AsyncConnectionPool(
+    return await open_pool(
         url,
-        min_size=1,
-        max_size=max_size,
-        open=False,
         timeout=timeout,
-        kwargs={
-            "autocommit": True,
-            "connect_timeout": max(int(timeout), 1),
-            "options": (
-                f"-c statement_timeout={int(statement_timeout * 1000)}"
-                " -c default_transaction_read_only=on"
-            ),
-        },
+        max_size=max_size,
         name="ioc-history",
+        options=(
+            f"-c statement_timeout={int(statement_timeout * 1000)}"
+            " -c default_transaction_read_only=on"
+        ),
     )
-    try:
-        await pool.open(wait=True, timeout=timeout)
-    except PoolTimeout as exc:
-        await pool.close()
-        raise DatabaseUnreachableError(
-            f"cannot connect to {redact_url(url)} within {timeout:g} s"
-        ) from exc
-    return pool
 
 
 class HistoryStore:
