@@ -36,7 +36,17 @@ async def insert_rows(url: str, *, now: float, window: float) -> None:
                 " 'health.bed_occupancy_pct', 'health', '*', to_timestamp(%s), to_timestamp(%s),"
                 " %s, 12, %s, %s,"
                 " to_timestamp(%s))",
-                (SERIES, start, start + 900, value, final, revision, min(now - 60, start + 900)),
+                # Emission times must differ even within a minute of a window boundary
+                # (the sparkline keeps one sample per time): 120 s and 60 s ago at the latest.
+                (
+                    SERIES,
+                    start,
+                    start + 900,
+                    value,
+                    final,
+                    revision,
+                    min(now - (120 if start < window else 60), start + 900),
+                ),
             )
         for alert in (
             alert_transition(
