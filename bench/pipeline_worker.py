@@ -346,6 +346,7 @@ async def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, default=2000.0)
     parser.add_argument("--latency-only", action="store_true", help="run (f) alone")
+    parser.add_argument("--per-record-only", action="store_true", help="run (a), (b) and (d) alone")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ioc-bench-"))
     catalog = load_catalog()
@@ -367,6 +368,13 @@ async def main() -> None:
         rates["a"] = bare_faust(broker.bootstrap_servers, topics, count, root)
         rates["d"] = run_workers(broker.bootstrap_servers, postgres.url(), "d", root, count, 1)
         broker.stop()
+        if args.per_record_only:
+            print(f"machine: {machine()}; embedded Tansu broker; {count:,} simulator events")
+            print(f"(a) bare Faust agent, one event per record:   {rates['a']:>9,.0f} events/s")
+            print(f"(b) raw aiokafka + json.loads:                {rates['b']:>9,.0f} events/s")
+            print(f"(d) ioc worker, one event per record:         {rates['d']:>9,.0f} events/s")
+            print(f"ratio: worker-per-event/bare-faust (d)/(a) = {rates['d'] / rates['a']:.2f}")
+            return
 
         log("(c) ioc worker, SDK-batched records")
         broker = await fresh_broker(root, "b2", catalog)

@@ -27,11 +27,12 @@ from streams.kpi_plan import KpiPlan
 from streams.topics import DEADLETTER, EVENTS_PREFIX, KPI, KPI_PARTIALS, event_topic
 from streams.worker_metrics import WorkerMetrics
 
-__all__ = ["AlertFeed", "Sink", "StreamWorker", "TopicPartition"]
+__all__ = ["AlertFeed", "EventRecord", "Sink", "StreamWorker", "TopicPartition"]
 
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+EventRecord = tuple[str, int, int, bytes | None, bytes]  # topic, partition, offset, key, value
 STAGE1, STAGE2 = "events", "partials"
 
 
@@ -206,6 +207,11 @@ class StreamWorker:
         self._update_gauges()
 
     # ---- stage 1 --------------------------------------------------------------------
+
+    async def on_event_records(self, records: list[EventRecord]) -> None:
+        """A batch of records from the event topics, in the order the consumer gave them."""
+        for topic, partition, offset, key, value in records:
+            await self.on_event_record(topic, partition, offset, key, value)
 
     async def on_event_record(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes

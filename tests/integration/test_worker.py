@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from producers.sdk import Publisher
 from tests.plugins.services import ConsumedRecord, eventually, read_records
@@ -21,7 +21,7 @@ from tests.plugins.worker import ShortCatalog, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-StartWorker = Callable[[], WorkerProcess]
+StartWorker = Callable[..., WorkerProcess]
 
 
 def _iso(ts: float) -> str:
@@ -296,3 +296,61 @@ async def test_two_workers_share_partitions_and_agree_with_a_recomputation(
     owned = [w.metric('ioc_worker_owned_partitions{stage="events"}') for w in (first, second)]
     assert all(count > 0 for count in owned) and sum(owned) == 4
     assert first.stop() == 0 and second.stop() == 0
+
+
+async def _committed(bootstrap: str, group: str, topics: list[str]) -> dict[TopicPartition, int]:
+    """The offsets the consumer group has committed on these topics (4 partitions each)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        found = {}
+        for tp in (TopicPartition(topic, p) for topic in topics for p in range(4)):
+            offset = await asyncio.wait_for(consumer.committed(tp), 10)
+            if offset is not None:
+                found[tp] = offset
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def test_a_worker_killed_before_its_first_checkpoint_starts_over(
+    stream_workers: StartWorker, short_catalog: ShortCatalog, kafka_bootstrap: str
+) -> None:
+    """No checkpoint yet: the restarted worker reads from the start, not from a Faust commit.
+
+    Faust commits offsets on its own every few seconds; had it done so here, the next worker
+    would resume at the commit with empty state and the KPIs would restart from zero.
+    """
+    first = stream_workers(IOC_WORKER_CHECKPOINT_INTERVAL="60")  # no checkpoint in this test
+    first.wait_ready()
+    events = _events(short_catalog, 600)
+    async with Publisher(bootstrap_servers=kafka_bootstrap, catalog=short_catalog.catalog) as pub:
+        assert all(r.ok for r in await pub.send_many(events))
+    expected = _expected(short_catalog, events)
+    await _recomputed(kafka_bootstrap, short_catalog, expected)  # the first worker's points
+    # Faust commits every 2.8 s (commit_interval): watch for longer than that. (Waiting for
+    # something that must not happen has no condition to end on; the wait is the test.)
+    topics = [short_catalog.topic, "ioc.internal.kpi-partials"]
+    watch_until = time.monotonic() + 4.0
+    while time.monotonic() < watch_until:
+        assert await _committed(kafka_bootstrap, first.group, topics) == {}
+        await asyncio.sleep(0.5)
+    first.kill()
+
+    second = stream_workers()
+    second.wait_ready()
+    await eventually(
+        lambda: second.metric("ioc_worker_events_in_total") >= len(events), 60, "a full replay"
+    )
+    assert "(0 restored from checkpoints)" in second.output()
+    await eventually(
+        lambda: second.metric('ioc_worker_kpi_points_out_total{final="true"}') >= len(expected),
+        60,
+        "the replay's final points",
+    )
+    latest = await _recomputed(kafka_bootstrap, short_catalog, expected)
+    for key, value in expected.items():
+        assert latest[key]["value"] == pytest.approx(value), key
+    assert second.stop() == 0

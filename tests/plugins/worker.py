@@ -105,6 +105,7 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
         )
         self.metrics_url = ""
+        self.group = env["IOC_WORKER_GROUP"]
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -158,8 +159,11 @@ class WorkerProcess:
 @pytest.fixture
 def stream_workers(
     kafka_bootstrap: str, fresh_database: str, short_catalog: ShortCatalog, tmp_path: Path
-) -> Iterator[Callable[[], WorkerProcess]]:
-    """Factory: start an `ioc worker` of this test's own group on the short catalog."""
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: start an `ioc worker` of this test's own group on the short catalog.
+
+    Keyword arguments override its environment (IOC_WORKER_CHECKPOINT_INTERVAL="60", …).
+    """
     group = f"g-{uuid.uuid4().hex[:8]}"
     started: list[WorkerProcess] = []
     env = {
@@ -173,8 +177,8 @@ def stream_workers(
         "IOC_STATE_DIR": str(tmp_path / "state"),
     }
 
-    def start() -> WorkerProcess:
-        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log")
+    def start(**overrides: str) -> WorkerProcess:
+        worker = WorkerProcess({**env, **overrides}, tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         return worker
 
