@@ -145,15 +145,23 @@ def create_app(
     alert_input = raw_topic(ALERT_INPUT)
 
     async def seek(tp: tuple[str, int], offset: int) -> int:
-        """Seek to a checkpoint's offset; returns where the consumer was sent.
+        """Seek to offset, or to the earliest record left if retention dropped it; say where.
 
-        (Asking the broker for its earliest offset first, to step over records dropped by
-        retention, widened a race with Faust's read-offset bookkeeping and made restored
-        stages miss their first record; until that is solved, the checkpoint's offset.)
+        (This once raced with Faust's read-offset bookkeeping: Faust had committed an offset
+        past the checkpoint, the consumer fetched from there before the seek took effect, and
+        the records between were then dropped as already read. No worker topic is committed
+        by Faust any more, so what comes before the seek starts at the earliest record.)
         """
+        partition = TP(tp[0], tp[1])
+        try:
+            earliest = (await app.consumer.earliest_offsets(partition)).get(partition, 0)
+        except Exception as exc:  # the broker may not say; the checkpoint's offset then stands
+            log.warning("cannot read the earliest offset of %s:%d: %s", tp[0], tp[1], exc)
+            earliest = 0
+        landed = max(offset, earliest or 0)
         # seek_wait runs in the consumer's own thread; a plain seek from here races its fetcher.
-        await app.consumer.seek_wait({TP(tp[0], tp[1]): offset})
-        return offset
+        await app.consumer.seek_wait({partition: landed})
+        return landed
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types no async receiver
     async def on_assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
