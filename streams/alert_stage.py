@@ -130,9 +130,11 @@ class AlertStage:
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         if (ALERT_INPUT, ALERT_PARTITION) in revoked and self._owned:
-            await self.checkpoint()
-            self._owned = False
-            self._metrics.owned_partitions.labels("alerts").set(0)
+            try:
+                await self.checkpoint()
+            finally:  # as StreamWorker.revoke: the next owner replays from the last checkpoint
+                self._owned = False
+                self._metrics.owned_partitions.labels("alerts").set(0)
 
     # ---- the owner's work -----------------------------------------------------------------
 

@@ -174,11 +174,11 @@ def create_app(
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[TP] = args[0] if args else kwargs["revoked"]
         tps = {(tp.topic, tp.partition) for tp in revoked}
-        try:
-            await worker.revoke(tps)
-            await alerts.revoke(tps)
-        except Exception:  # the next owner then resumes from the previous checkpoint
-            log.exception("checkpoint on revoke failed")
+        for stage in (worker, alerts):
+            try:
+                await stage.revoke(tps)
+            except Exception:  # the next owner then resumes from the previous checkpoint
+                log.exception("checkpoint on revoke failed")
 
     @app.agent(event_topics)
     async def stage1(stream: Any) -> None:

@@ -199,12 +199,20 @@ class StreamWorker:
         return kept
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
-        """Checkpoint what we give up, so that its next owner resumes exactly here."""
-        await self.checkpoint(only=revoked)
-        for tp in revoked:
-            self._events.pop(tp, None)
-            self._partials.pop(tp, None)
-        self._update_gauges()
+        """Checkpoint what we give up, so that its next owner resumes exactly here.
+
+        The partitions are given up even when the checkpoint fails: records fetched before the
+        rebalance are dropped by the consumer, and no offset is committed to fetch them again,
+        so keeping the in-memory state past them would lose them. Whoever is assigned the
+        partition next (this worker too) restores the last checkpoint and replays from it.
+        """
+        try:
+            await self.checkpoint(only=revoked)
+        finally:
+            for tp in revoked:
+                self._events.pop(tp, None)
+                self._partials.pop(tp, None)
+            self._update_gauges()
 
     # ---- stage 1 --------------------------------------------------------------------
 

@@ -229,3 +229,51 @@ async def test_a_checkpoint_whose_records_expired_resumes_where_the_broker_lande
     ]
     occupancy = [p for p in partials if p.get("kpi") == "health.bed_occupancy_pct"]
     assert occupancy and occupancy[0]["count"] == 5  # e0…e2 restored + e10, e11
+
+
+class FailingStore(MemoryCheckpointStore):
+    """Saves until `failing` is set (the database went away)."""
+
+    failing = False
+
+    async def save(self, checkpoints: Any) -> None:
+        if self.failing:
+            raise OSError("database unavailable")
+        await super().save(checkpoints)
+
+
+async def test_a_revoke_whose_checkpoint_fails_still_gives_the_partition_up() -> None:
+    """Reassigned afterwards, it restores the last good checkpoint and replays from there.
+
+    Keeping the in-memory state instead would skip the records the consumer fetched before
+    the rebalance and dropped (no commit makes it fetch them again).
+    """
+    store, clock, sink = FailingStore(), [NOW], RecordingSink([])
+    worker = _worker(store, sink, clock)
+    seeks: list[int] = []
+
+    async def seek(tp: tuple[str, int], offset: int) -> int:
+        seeks.append(offset)
+        return offset
+
+    await worker.assign({(TOPIC, 0)}, seek)
+    await worker.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", _event(0))
+    await worker.checkpoint()  # covers offset 0
+    await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))
+    store.failing = True
+    try:
+        await worker.revoke({(TOPIC, 0)})
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the failed checkpoint should be reported")
+    store.failing = False
+    await worker.assign({(TOPIC, 0)}, seek)
+    assert seeks == [1]  # replays offset 1 from the last good checkpoint
+    await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))
+    sink.sent.clear()
+    await worker.flush_stage1()
+    partials = [
+        p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
+    ]
+    assert [p["count"] for p in partials if p.get("kpi") == "health.bed_occupancy_pct"] == [2]
