@@ -282,15 +282,37 @@ async def test_sigkill_mid_stream_neither_loses_nor_double_counts(
 async def test_two_workers_share_partitions_and_agree_with_a_recomputation(
     stream_workers: StartWorker, short_catalog: ShortCatalog, kafka_bootstrap: str
 ) -> None:
-    """A second worker joins; after the rebalance each owns partitions and results stay exact."""
+    """A second worker joins mid-stream; after the rebalance each owns partitions and the
+    results stay exact (records in flight at the rebalance are neither lost nor doubled)."""
     first = stream_workers()
     first.wait_ready()
-    events = _events(short_catalog, 2000)
-    async with Publisher(bootstrap_servers=kafka_bootstrap, catalog=short_catalog.catalog) as pub:
-        assert all(r.ok for r in await pub.send_many(events[:800]))
+    events = _events(short_catalog, 3000)
+    async with Publisher(
+        bootstrap_servers=kafka_bootstrap, catalog=short_catalog.catalog, linger=0
+    ) as pub:
+        joined = asyncio.Event()
+
+        async def stream() -> None:
+            """One event per record: 2,000/s, 200/s while the second worker joins, the last
+            500 only once it owns partitions (so records flow before, during and after)."""
+            sent = 0
+            while sent < len(events):
+                if not joined.is_set() and sent >= len(events) - 500:
+                    await asyncio.sleep(0.05)
+                    continue
+                size = 100 if joined.is_set() or sent < 600 else 10
+                assert all(r.ok for r in await pub.send_many(events[sent : sent + size]))
+                sent += size
+                await asyncio.sleep(0.05)
+
+        producing = asyncio.create_task(stream())
+        await eventually(
+            lambda: first.metric("ioc_worker_events_in_total") >= 600, 30, "600 events in"
+        )
         second = stream_workers()
-        second.wait_ready()
-        assert all(r.ok for r in await pub.send_many(events[800:]))
+        await asyncio.to_thread(second.wait_ready)
+        joined.set()
+        await producing
     latest = await _recomputed(kafka_bootstrap, short_catalog, _expected(short_catalog, events))
     assert latest
     owned = [w.metric('ioc_worker_owned_partitions{stage="events"}') for w in (first, second)]
