@@ -11,6 +11,7 @@ re-publishes are the same, with the same `(fingerprint, seq)`: consumers drop th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -59,6 +60,9 @@ class AlertStage:
         self._clock = clock
         self._feed: list[dict[str, Any]] = []
         self._owned = False
+        self._ready = asyncio.Event()
+        self._ready.set()
+        self._empty_engine = engine.snapshot()
         self._next_offset: int | None = None
         self._seek_to: int | None = None
         self._changed = False
@@ -109,24 +113,44 @@ class AlertStage:
         tp = (ALERT_INPUT, ALERT_PARTITION)
         if tp not in assigned or self._owned:
             return
-        loaded = await self._store.load(self._consumer, [tp])
-        checkpoint = loaded.get(tp)
-        if checkpoint is not None and checkpoint.state.get("epoch") == self._epoch:
-            self._engine.restore(checkpoint.state["engine"])
-            landed = await seek(tp, checkpoint.next_offset)
-            if isinstance(landed, int) and landed > checkpoint.next_offset:
+        # Owned before the first await: records delivered meanwhile wait for the restore
+        # instead of being dropped as not ours.
+        self._owned = True
+        self._ready.clear()
+        try:
+            loaded = await self._store.load(self._consumer, [tp])
+            checkpoint = loaded.get(tp)
+            restored = checkpoint is not None and checkpoint.state.get("epoch") == self._epoch
+            if checkpoint is not None and restored:
+                self._engine.restore(checkpoint.state["engine"])
+                start = checkpoint.next_offset
+            else:  # from the first record, with an empty engine (not what a past owner left)
+                self._engine.restore(self._empty_engine)
+                start = 0
+            # Sought either way: no offset is committed, the consumer may stand anywhere.
+            landed = await seek(tp, start)
+            offset = max(start, landed) if isinstance(landed, int) else start
+            if restored and offset > start:
                 log.warning(
                     "alert input records %d…%d are gone from the broker; resuming at %d",
-                    checkpoint.next_offset, landed - 1, landed,
+                    start, offset - 1, offset,
                 )  # fmt: skip
-            offset = max(checkpoint.next_offset, landed if isinstance(landed, int) else 0)
             self._next_offset = offset
             self._seek_to = offset
-        self._owned = True
+        except BaseException:
+            self._owned = False
+            raise
+        finally:
+            self._ready.set()
         self._metrics.owned_partitions.labels("alerts").set(1)
-        log.info(
-            "alert stage: owner now (%s)", "restored" if self._next_offset is not None else "fresh"
-        )
+        log.info("alert stage: owner now (%s)", "restored" if restored else "fresh")
+
+    def resume_offsets(self) -> dict[TopicPartition, int]:
+        """As StreamWorker.resume_offsets: where the consumer must resume the alert input."""
+        if not self._owned or not self._ready.is_set() or self._next_offset is None:
+            return {}
+        self._seek_to = self._next_offset
+        return {(ALERT_INPUT, ALERT_PARTITION): self._next_offset}
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         if (ALERT_INPUT, ALERT_PARTITION) in revoked and self._owned:
@@ -147,7 +171,11 @@ class AlertStage:
         escalations at the same moments as the first run, so the same seq means the same
         transition.
         """
-        if partition != ALERT_PARTITION or not self._owned or not self._accepts(offset):
+        if partition != ALERT_PARTITION or not self._owned:
+            return
+        if not self._ready.is_set():
+            await self._ready.wait()
+        if not self._owned or not self._accepts(offset):
             return
         now = timestamp if timestamp else self._clock()
         try:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
+from faust.transport.consumer import ThreadDelegateConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from prometheus_client import CollectorRegistry
@@ -43,6 +44,36 @@ def _create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any
 
 
 AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+
+# Faust rewinds every partition to its committed offset when a fetch spans a rebalance (it
+# drops that fetch) and when streams resume. No offset is committed for the worker's topics:
+# the worker's checkpoints stand in. For a worker app, this asks its stages where each
+# partition must resume and seeks there, after Faust's own seek for the other topics.
+_original_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
+_resume_offsets: dict[int, Callable[[], dict[tuple[str, int], int]]] = {}  # by id(app)
+
+
+async def _seek_to_committed(self: ThreadDelegateConsumer) -> Mapping[TP, int]:
+    committed = dict(await _original_seek_to_committed(self))
+    resume = _resume_offsets.get(id(self.app))
+    if resume is None:
+        return committed
+    try:
+        assigned = self.assignment()
+        ours = {
+            tp: offset
+            for tp, offset in ((TP(t, p), o) for (t, p), o in resume().items())
+            if tp in assigned
+        }
+        if ours:
+            await self.seek_wait(ours)
+            committed.update(ours)
+    except Exception as exc:  # never break Faust's rebalance; the stages' own seeks stand
+        log.warning("cannot rewind to the checkpoints' offsets: %s: %s", type(exc).__name__, exc)
+    return committed
+
+
+ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
@@ -136,13 +167,15 @@ def create_app(
     # acks=False: Faust never commits offsets for these topics. A stage's checkpoint holds the
     # offset its state covers; a committed offset without a checkpoint would make a restarted
     # worker resume mid-stream with empty state. Without a checkpoint it reads from the start.
-    def raw_topic(*names: str) -> Any:
-        return app.topic(*names, key_serializer="raw", value_serializer="raw", acks=False)
+    # Officers' actions are only forwarded (no state): Faust's commits are right for them.
+    def raw_topic(*names: str, acks: bool = False) -> Any:
+        return app.topic(*names, key_serializer="raw", value_serializer="raw", acks=acks)
 
     event_topics = raw_topic(*catalog.sector_topics)
     partial_topic = raw_topic(KPI_PARTIALS)
-    action_topic = raw_topic(ALERT_ACTIONS)
+    action_topic = raw_topic(ALERT_ACTIONS, acks=True)
     alert_input = raw_topic(ALERT_INPUT)
+    _resume_offsets[id(app)] = lambda: {**worker.resume_offsets(), **alerts.resume_offsets()}
 
     async def seek(tp: tuple[str, int], offset: int) -> int:
         """Seek to offset, or to the earliest record left if retention dropped it; say where.

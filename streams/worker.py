@@ -32,6 +32,8 @@ __all__ = ["AlertFeed", "EventRecord", "Sink", "StreamWorker", "TopicPartition"]
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+# A dead letter keeps at most this much of the refused record (the size says how much it had).
+MAX_DEAD_LETTER_ORIGINAL = 256 * 1024
 EventRecord = tuple[str, int, int, bytes | None, bytes]  # topic, partition, offset, key, value
 STAGE1, STAGE2 = "events", "partials"
 
@@ -167,18 +169,22 @@ class StreamWorker:
             slot2.sectors.restore(cp.state.get("sectors", {}))
             slot2.next_offset = cp.next_offset
         for tp in [*fresh_events, *fresh_partials]:
+            # Every new partition is sought, restored or not: to its checkpoint's offset, or to
+            # its first record. No offset is committed for the worker's topics, so whatever
+            # the consumer fetched before (from where it stood) is skipped until that record.
             slot_any: _Slot = self._events.get(tp) or self._partials[tp]
-            if slot_any.next_offset is not None:
-                # The broker may have dropped the checkpoint's records (retention): then the
-                # seek lands on the first record still there, and that is where we resume.
-                landed = await seek(tp, slot_any.next_offset)
-                if isinstance(landed, int) and landed > slot_any.next_offset:
-                    log.warning(
-                        "%s:%d: records %d…%d are gone from the broker (retention); resuming at %d",
-                        tp[0], tp[1], slot_any.next_offset, landed - 1, landed,
-                    )  # fmt: skip
-                    slot_any.next_offset = landed
-                slot_any.seek_to = slot_any.next_offset
+            start = slot_any.next_offset if slot_any.next_offset is not None else 0
+            landed = await seek(tp, start)
+            target = max(start, landed) if isinstance(landed, int) else start
+            if slot_any.next_offset is not None and target > start:
+                # The broker dropped the checkpoint's records (retention): resume at the first
+                # record still there.
+                log.warning(
+                    "%s:%d: records %d…%d are gone from the broker (retention); resuming at %d",
+                    tp[0], tp[1], start, target - 1, target,
+                )  # fmt: skip
+            slot_any.next_offset = target
+            slot_any.seek_to = target
             slot_any.ready.set()
         self._update_gauges()
         if fresh_events or fresh_partials:
@@ -197,6 +203,18 @@ class StreamWorker:
                 len(loaded) - len(kept),
             )
         return kept
+
+    def resume_offsets(self) -> dict[TopicPartition, int]:
+        """Where the consumer must resume each partition held here: the next record its state
+        needs. Faust calls for this when it rewinds after a rebalance (our checkpoints stand in
+        for committed offsets); each partition then skips records until that one arrives."""
+        offsets: dict[TopicPartition, int] = {}
+        for slots in (self._events, self._partials):
+            for tp, slot in slots.items():
+                if slot.ready.is_set() and slot.next_offset is not None:
+                    slot.seek_to = slot.next_offset
+                    offsets[tp] = slot.next_offset
+        return offsets
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         """Checkpoint what we give up, so that its next owner resumes exactly here.
@@ -217,9 +235,41 @@ class StreamWorker:
     # ---- stage 1 --------------------------------------------------------------------
 
     async def on_event_records(self, records: list[EventRecord]) -> None:
-        """A batch of records from the event topics, in the order the consumer gave them."""
+        """A batch of records from the event topics, in the order the consumer gave them.
+
+        A record whose processing fails (a bug, not bad input: that is dead-lettered with its
+        reason) goes to the dead letters as `internal_error` and the batch goes on: nothing
+        is dropped silently and no record stops the stream.
+        """
         for topic, partition, offset, key, value in records:
-            await self.on_event_record(topic, partition, offset, key, value)
+            try:
+                await self.on_event_record(topic, partition, offset, key, value)
+            except Exception as exc:
+                log.exception("%s:%d@%d: processing failed", topic, partition, offset)
+                await self._internal_error(topic, partition, offset, key, value, exc)
+
+    async def _internal_error(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        exc: Exception,
+    ) -> None:
+        slot = self._events.get((topic, partition))
+        if slot is not None and slot.next_offset is not None and offset >= slot.next_offset:
+            slot.next_offset = offset + 1
+            slot.changed = True
+        source = key.decode("utf-8", "replace") if key else None
+        rejection = Rejection("internal_error", detail=f"{type(exc).__name__}: {exc}"[:500])
+        try:
+            await self._dead_letter(
+                rejection._replace(source=source), topic, partition, offset, value, False,
+                self._clock(),
+            )  # fmt: skip
+        except Exception:  # the producer itself fails: the log above is what remains
+            log.exception("%s:%d@%d: dead letter not sent", topic, partition, offset)
 
     async def on_event_record(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes
@@ -260,6 +310,8 @@ class StreamWorker:
             original = _element_bytes(value, rejection.position)
         else:
             original = value
+        size = len(original)
+        original = original[:MAX_DEAD_LETTER_ORIGINAL]  # base64 of a 1 MB record exceeds 1 MB
         record = {
             "reason": rejection.reason,
             "detail": rejection.detail,
@@ -271,6 +323,7 @@ class StreamWorker:
             "index": rejection.position,
             "received_at": now,
             "original_b64": base64.b64encode(original).decode(),
+            "original_size": size,
         }
         await self._sink.send(DEADLETTER, (rejection.source or "").encode(), _encode(record))
 

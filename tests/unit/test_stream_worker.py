@@ -91,7 +91,8 @@ async def test_records_before_the_checkpoint_are_skipped_after_a_restore() -> No
     sink = RecordingSink(journal)
     second = _worker(store, sink, clock)
     await second.assign({(TOPIC, 0)}, seek)
-    assert seeks == [((TOPIC, 0), 3)]
+    # The first worker started at the first record; the second at its checkpoint.
+    assert seeks == [((TOPIC, 0), 0), ((TOPIC, 0), 3)]
     # A record fetched before the seek took effect, then the ones from the checkpoint on.
     await second.on_event_record(TOPIC, 0, 7, b"his-bvdk-tinh", _event(7))
     await second.on_event_record(TOPIC, 0, 3, b"his-bvdk-tinh", _event(3))
@@ -114,7 +115,7 @@ async def test_rejects_become_dead_letters_with_position_and_original_bytes() ->
     worker = _worker(MemoryCheckpointStore(), sink, [NOW])
 
     async def seek(tp: tuple[str, int], offset: int) -> None:
-        raise AssertionError("nothing to restore")
+        assert offset == 0, "nothing to restore: from the first record"
 
     await worker.assign({(TOPIC, 0)}, seek)
     batch = b"[" + _event(1) + b"," + _event(2, unit="kg") + b"]"
@@ -168,7 +169,7 @@ async def test_checkpoints_of_another_broker_epoch_are_ignored() -> None:
         epoch="after", clock=lambda: clock[0],
     )  # fmt: skip
     await new.assign({(TOPIC, 0)}, seek)
-    assert seeks == []
+    assert seeks == [0, 0]  # the earlier epoch's checkpoint is ignored: from the start
     await new.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", _event(0))  # offset 0 again: taken
     await new.flush_stage1()
     partials = [
@@ -269,7 +270,7 @@ async def test_a_revoke_whose_checkpoint_fails_still_gives_the_partition_up() ->
         raise AssertionError("the failed checkpoint should be reported")
     store.failing = False
     await worker.assign({(TOPIC, 0)}, seek)
-    assert seeks == [1]  # replays offset 1 from the last good checkpoint
+    assert seeks == [0, 1]  # replays offset 1 from the last good checkpoint
     await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))
     sink.sent.clear()
     await worker.flush_stage1()
@@ -277,3 +278,53 @@ async def test_a_revoke_whose_checkpoint_fails_still_gives_the_partition_up() ->
         p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
     ]
     assert [p["count"] for p in partials if p.get("kpi") == "health.bed_occupancy_pct"] == [2]
+
+
+async def test_a_record_whose_processing_fails_is_dead_lettered_and_the_batch_goes_on() -> None:
+    """A bug met by one record costs that record (visibly), not the rest of its batch."""
+    sink = RecordingSink([])
+    worker = _worker(MemoryCheckpointStore(), sink, [NOW])
+
+    async def seek(tp: tuple[str, int], offset: int) -> None:
+        pass
+
+    await worker.assign({(TOPIC, 0)}, seek)
+    original = worker.on_event_record
+
+    async def failing_on_offset_1(
+        topic: str, partition: int, offset: int, key: bytes | None, value: bytes
+    ) -> None:
+        if offset == 1:
+            raise RuntimeError("boom")
+        await original(topic, partition, offset, key, value)
+
+    worker.on_event_record = failing_on_offset_1  # type: ignore[method-assign]
+    records = [(TOPIC, 0, n, b"his-bvdk-tinh", _event(n)) for n in range(3)]
+    await worker.on_event_records(records)
+    letters = [value for topic, _key, value in sink.sent if topic == "ioc.deadletter"]
+    assert [(d["reason"], d["offset"], d["source"]) for d in letters] == [
+        ("internal_error", 1, "his-bvdk-tinh")
+    ]
+    assert "RuntimeError: boom" in letters[0]["detail"]
+    await worker.flush_stage1()
+    partials = [
+        p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
+    ]
+    assert [p["count"] for p in partials if p.get("kpi") == "health.bed_occupancy_pct"] == [2]
+    assert await worker.checkpoint() == 1  # offsets 0..2 are covered
+
+
+async def test_a_dead_letter_keeps_at_most_256_kib_of_the_original() -> None:
+    sink = RecordingSink([])
+    worker = _worker(MemoryCheckpointStore(), sink, [NOW])
+
+    async def seek(tp: tuple[str, int], offset: int) -> None:
+        pass
+
+    await worker.assign({(TOPIC, 0)}, seek)
+    huge = b"{" + b" " * 900_000  # not JSON, 900 kB: its base64 would pass 1 MB
+    await worker.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", huge)
+    (letter,) = [value for topic, _key, value in sink.sent if topic == "ioc.deadletter"]
+    assert letter["reason"] == "bad_json"
+    assert letter["original_size"] == len(huge)
+    assert base64.b64decode(letter["original_b64"]) == huge[: 256 * 1024]
