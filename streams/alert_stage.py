@@ -22,7 +22,7 @@ from alerts.engine import AlertEngine
 from alerts.model import AlertAction, AlertTransition, RecordError
 from streams.checkpoints import Checkpoint, CheckpointStore
 from streams.topics import ALERT_INPUT, ALERTS
-from streams.worker import Sink, TopicPartition
+from streams.worker import SEEK_PATIENCE, Sink, TopicPartition
 from streams.worker_metrics import WorkerMetrics
 
 __all__ = ["ALERT_PARTITION", "AlertStage"]
@@ -65,6 +65,9 @@ class AlertStage:
         self._empty_engine = engine.snapshot()
         self._next_offset: int | None = None
         self._seek_to: int | None = None
+        self._sought_at = 0.0
+        self._overshot = False  # a record past _seek_to came while _seek_to had not
+        self._seek: Callable[[TopicPartition, int], Any] | None = None
         self._changed = False
 
     @property
@@ -113,6 +116,7 @@ class AlertStage:
         tp = (ALERT_INPUT, ALERT_PARTITION)
         if tp not in assigned or self._owned:
             return
+        self._seek = seek
         # Owned before the first await: records delivered meanwhile wait for the restore
         # instead of being dropped as not ours.
         self._owned = True
@@ -136,7 +140,7 @@ class AlertStage:
                     start, offset - 1, offset,
                 )  # fmt: skip
             self._next_offset = offset
-            self._seek_to = offset
+            self._await_record(offset)
         except BaseException:
             self._owned = False
             raise
@@ -145,11 +149,39 @@ class AlertStage:
         self._metrics.owned_partitions.labels("alerts").set(1)
         log.info("alert stage: owner now (%s)", "restored" if restored else "fresh")
 
+    def _await_record(self, offset: int) -> None:
+        self._seek_to = offset
+        self._sought_at = self._clock()
+        self._overshot = False
+
+    async def watch_seek(self) -> bool:
+        """As StreamWorker.watch_seeks, for the alert input; True when it sought again."""
+        wanted = self._seek_to
+        if (
+            wanted is None
+            or self._seek is None
+            or not self._owned
+            or not self._overshot
+            or self._clock() - self._sought_at < SEEK_PATIENCE
+        ):
+            return False
+        landed = await self._seek((ALERT_INPUT, ALERT_PARTITION), wanted)
+        target = max(wanted, landed) if isinstance(landed, int) else wanted
+        log.warning(
+            "alert input record %d never came while later ones did; sought again, resuming at %d",
+            wanted, target,
+        )  # fmt: skip
+        if self._next_offset is not None and target > self._next_offset:
+            self._next_offset = target
+        self._await_record(target)
+        self._metrics.reseeks.labels("alerts").inc()
+        return True
+
     def resume_offsets(self) -> dict[TopicPartition, int]:
         """As StreamWorker.resume_offsets: where the consumer must resume the alert input."""
         if not self._owned or not self._ready.is_set() or self._next_offset is None:
             return {}
-        self._seek_to = self._next_offset
+        self._await_record(self._next_offset)
         return {(ALERT_INPUT, ALERT_PARTITION): self._next_offset}
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
@@ -250,6 +282,7 @@ class AlertStage:
     def _accepts(self, offset: int) -> bool:
         if self._seek_to is not None:  # records fetched before the seek took effect
             if offset != self._seek_to:
+                self._overshot = self._overshot or offset > self._seek_to
                 return False
             self._seek_to = None
         return self._next_offset is None or offset >= self._next_offset

@@ -250,6 +250,11 @@ def create_app(
     @app.timer(interval=config.checkpoint_interval)  # type: ignore[untyped-decorator]
     async def checkpoint() -> None:
         try:
+            await worker.watch_seeks()
+            await alerts.watch_seek()
+        except Exception as exc:  # the broker did not answer: the next tick asks again
+            log.warning("repeating a seek failed: %s: %s", type(exc).__name__, exc)
+        try:
             await worker.checkpoint()
             await alerts.checkpoint()
         except Exception as exc:  # database down or slow: keep running, state stays in memory

@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +32,8 @@ __all__ = ["AlertFeed", "EventRecord", "Sink", "StreamWorker", "TopicPartition"]
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+# How long a sought record may be missing while later records come, before seeking again.
+SEEK_PATIENCE = 10.0
 # A dead letter keeps at most this much of the refused record (the size says how much it had).
 MAX_DEAD_LETTER_ORIGINAL = 256 * 1024
 EventRecord = tuple[str, int, int, bytes | None, bytes]  # topic, partition, offset, key, value
@@ -63,6 +65,8 @@ class _Slot:
 
     next_offset: int | None = None  # None: no checkpoint, take what the consumer gives
     seek_to: int | None = None  # records before the seek took effect are dropped
+    sought_at: float = 0.0  # when seek_to was set
+    overshot: bool = False  # a record past seek_to came while seek_to had not
     changed: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -128,6 +132,7 @@ class StreamWorker:
         self.last_checkpoint_ok = clock()  # for /healthz: state that cannot be saved is at risk
         self._events: dict[TopicPartition, _EventSlot] = {}
         self._partials: dict[TopicPartition, _PartialSlot] = {}
+        self._seek: Callable[[TopicPartition, int], Any] | None = None
 
     # ---- assignment ---------------------------------------------------------------
 
@@ -135,6 +140,7 @@ class StreamWorker:
         self, assigned: set[TopicPartition], seek: Callable[[TopicPartition, int], Any]
     ) -> None:
         """Restore state for newly assigned partitions and seek each to its checkpoint."""
+        self._seek = seek
         now = self._clock()
         fresh_events = sorted(
             tp for tp in assigned if tp[0].startswith(EVENTS_PREFIX) and tp not in self._events
@@ -184,7 +190,7 @@ class StreamWorker:
                     tp[0], tp[1], start, target - 1, target,
                 )  # fmt: skip
             slot_any.next_offset = target
-            slot_any.seek_to = target
+            _await_record(slot_any, target, now)
             slot_any.ready.set()
         self._update_gauges()
         if fresh_events or fresh_partials:
@@ -204,6 +210,39 @@ class StreamWorker:
             )
         return kept
 
+    async def watch_seeks(self) -> int:
+        """Seek again where a sought record never came although later ones did (a timer calls
+        this). The consumer then stood past it: the broker dropped it meanwhile (retention
+        between our earliest-offset question and the fetch) or something moved the position.
+        Without this the partition would wait for it forever. Returns how many were repeated.
+        """
+        now = self._clock()
+        repeated = 0
+        for stage, slots in ((STAGE1, self._events), (STAGE2, self._partials)):
+            for tp, slot in list(slots.items()):
+                if (
+                    self._seek is None
+                    or slot.seek_to is None
+                    or not slot.overshot
+                    or now - slot.sought_at < SEEK_PATIENCE
+                ):
+                    continue
+                wanted = slot.seek_to
+                landed = await self._seek(tp, wanted)
+                target = max(wanted, landed) if isinstance(landed, int) else wanted
+                log.warning(
+                    "%s:%d: record %d never came while later ones did; sought again, resuming "
+                    "at %d%s",
+                    tp[0], tp[1], wanted, target,
+                    f" (records {wanted}…{target - 1} are gone)" if target > wanted else "",
+                )  # fmt: skip
+                if slot.next_offset is not None and target > slot.next_offset:
+                    slot.next_offset = target
+                _await_record(slot, target, now)
+                self._metrics.reseeks.labels(stage).inc()
+                repeated += 1
+        return repeated
+
     def resume_offsets(self) -> dict[TopicPartition, int]:
         """Where the consumer must resume each partition held here: the next record its state
         needs. Faust calls for this when it rewinds after a rebalance (our checkpoints stand in
@@ -212,7 +251,7 @@ class StreamWorker:
         for slots in (self._events, self._partials):
             for tp, slot in slots.items():
                 if slot.ready.is_set() and slot.next_offset is not None:
-                    slot.seek_to = slot.next_offset
+                    _await_record(slot, slot.next_offset, self._clock())
                     offsets[tp] = slot.next_offset
         return offsets
 
@@ -234,7 +273,7 @@ class StreamWorker:
 
     # ---- stage 1 --------------------------------------------------------------------
 
-    async def on_event_records(self, records: list[EventRecord]) -> None:
+    async def on_event_records(self, records: Sequence[EventRecord]) -> None:
         """A batch of records from the event topics, in the order the consumer gave them.
 
         A record whose processing fails (a bug, not bad input: that is dead-lettered with its
@@ -490,6 +529,12 @@ class StreamWorker:
         self._metrics.owned_partitions.labels(STAGE2).set(len(self._partials))
 
 
+def _await_record(slot: _Slot, offset: int, now: float) -> None:
+    slot.seek_to = offset
+    slot.sought_at = now
+    slot.overshot = False
+
+
 def _accepts(slot: _Slot, offset: int) -> bool:
     """Take each record once, from the checkpoint on.
 
@@ -500,6 +545,7 @@ def _accepts(slot: _Slot, offset: int) -> bool:
     """
     if slot.seek_to is not None:
         if offset != slot.seek_to:
+            slot.overshot = slot.overshot or offset > slot.seek_to
             return False
         slot.seek_to = None
     return slot.next_offset is None or offset >= slot.next_offset

@@ -24,6 +24,7 @@ class WorkerMetrics:
     owned_partitions: Gauge
     checkpoint_failures: Counter
     checkpoint_seconds: Histogram
+    reseeks: Counter
     alert_transitions: Counter
     escalations: Counter
     open_alerts: Gauge
@@ -76,6 +77,12 @@ class WorkerMetrics:
             owned_partitions=Gauge(
                 "ioc_worker_owned_partitions",
                 "Partitions this worker owns",
+                ["stage"],
+                registry=registry,
+            ),
+            reseeks=Counter(
+                "ioc_worker_reseeks",
+                "Seeks repeated because the record sought never came while later ones did",
                 ["stage"],
                 registry=registry,
             ),

@@ -328,3 +328,37 @@ async def test_a_dead_letter_keeps_at_most_256_kib_of_the_original() -> None:
     assert letter["reason"] == "bad_json"
     assert letter["original_size"] == len(huge)
     assert base64.b64decode(letter["original_b64"]) == huge[: 256 * 1024]
+
+
+async def test_a_sought_record_that_never_comes_is_sought_again() -> None:
+    """Later records come but the checkpoint's does not (retention dropped it meanwhile):
+    after 10 s the worker seeks again, resumes at the earliest record left and says so."""
+    store, clock, sink = MemoryCheckpointStore(), [NOW], RecordingSink([])
+    first = _worker(store, sink, clock)
+
+    async def no_seek(tp: tuple[str, int], offset: int) -> int:
+        return offset
+
+    await first.assign({(TOPIC, 0)}, no_seek)
+    for offset in range(3):
+        await first.on_event_record(TOPIC, 0, offset, b"his-bvdk-tinh", _event(offset))
+    await first.checkpoint()  # next offset 3
+    seeks: list[int] = []
+    earliest = [0]
+
+    async def seek(tp: tuple[str, int], offset: int) -> int:
+        seeks.append(offset)
+        return max(offset, earliest[0])
+
+    second = _worker(store, sink, clock)
+    await second.assign({(TOPIC, 0)}, seek)
+    earliest[0] = 5  # records 3 and 4 are dropped before the consumer fetched them
+    await second.on_event_record(TOPIC, 0, 5, b"his-bvdk-tinh", _event(5))  # not taken: 3 first
+    assert await second.watch_seeks() == 0  # not yet: the seek may still be landing
+    clock[0] += 11
+    assert await second.watch_seeks() == 1
+    assert seeks == [3, 3]
+    await second.on_event_record(TOPIC, 0, 5, b"his-bvdk-tinh", _event(5))  # now taken
+    assert await second.checkpoint() == 1
+    assert store.rows[("ioc-worker/events", TOPIC, 0)].next_offset == 6
+    assert await second.watch_seeks() == 0
