@@ -142,6 +142,7 @@ class StreamWorker:
         """Restore state for newly assigned partitions and seek each to its checkpoint."""
         self._seek = seek
         now = self._clock()
+        started = time.monotonic()
         fresh_events = sorted(
             tp for tp in assigned if tp[0].startswith(EVENTS_PREFIX) and tp not in self._events
         )
@@ -174,13 +175,15 @@ class StreamWorker:
             slot2.book.restore(cp.state["book"], now=now, taken_at=cp.taken_at)
             slot2.sectors.restore(cp.state.get("sectors", {}))
             slot2.next_offset = cp.next_offset
-        for tp in [*fresh_events, *fresh_partials]:
-            # Every new partition is sought, restored or not: to its checkpoint's offset, or to
-            # its first record. No offset is committed for the worker's topics, so whatever
-            # the consumer fetched before (from where it stood) is skipped until that record.
-            slot_any: _Slot = self._events.get(tp) or self._partials[tp]
-            start = slot_any.next_offset if slot_any.next_offset is not None else 0
-            landed = await seek(tp, start)
+        # Every new partition is sought, restored or not: to its checkpoint's offset, or to
+        # its first record. No offset is committed for the worker's topics, so whatever the
+        # consumer fetched before (from where it stood) is skipped until that record. The
+        # seeks run together: one after another they took ~1 s for the 48 of a full catalog.
+        fresh = [*fresh_events, *fresh_partials]
+        slots: list[_Slot] = [self._events.get(tp) or self._partials[tp] for tp in fresh]
+        starts = [s.next_offset if s.next_offset is not None else 0 for s in slots]
+        landings = await asyncio.gather(*(seek(tp, o) for tp, o in zip(fresh, starts, strict=True)))
+        for tp, slot_any, start, landed in zip(fresh, slots, starts, landings, strict=True):
             target = max(start, landed) if isinstance(landed, int) else start
             if slot_any.next_offset is not None and target > start:
                 # The broker dropped the checkpoint's records (retention): resume at the first
@@ -193,10 +196,12 @@ class StreamWorker:
             _await_record(slot_any, target, now)
             slot_any.ready.set()
         self._update_gauges()
-        if fresh_events or fresh_partials:
+        if fresh:
             log.info(
-                "assigned %d event and %d partial partitions (%d restored from checkpoints)",
+                "assigned %d event and %d partial partitions (%d restored from checkpoints) "
+                "in %.2f s",
                 len(fresh_events), len(fresh_partials), len(loaded) + len(loaded_partials),
+                time.monotonic() - started,
             )  # fmt: skip
 
     def _same_epoch(
