@@ -22,7 +22,7 @@ from alerts.engine import AlertEngine
 from alerts.model import AlertAction, AlertTransition, RecordError
 from streams.checkpoints import Checkpoint, CheckpointStore
 from streams.topics import ALERT_INPUT, ALERTS
-from streams.worker import SEEK_PATIENCE, Sink, TopicPartition
+from streams.worker import RESEEKS_BEFORE_GIVING_UP, SEEK_PATIENCE, Sink, TopicPartition
 from streams.worker_metrics import WorkerMetrics
 
 __all__ = ["ALERT_PARTITION", "AlertStage"]
@@ -67,6 +67,8 @@ class AlertStage:
         self._seek_to: int | None = None
         self._sought_at = 0.0
         self._overshot = False  # a record past _seek_to came while _seek_to had not
+        self._reseeks = 0
+        self._generation = 0  # counts ownerships: a seek begun under an earlier one is stale
         self._seek: Callable[[TopicPartition, int], Any] | None = None
         self._changed = False
 
@@ -120,6 +122,7 @@ class AlertStage:
         # Owned before the first await: records delivered meanwhile wait for the restore
         # instead of being dropped as not ours.
         self._owned = True
+        self._generation += 1
         self._ready.clear()
         try:
             loaded = await self._store.load(self._consumer, [tp])
@@ -147,15 +150,17 @@ class AlertStage:
         finally:
             self._ready.set()
         self._metrics.owned_partitions.labels("alerts").set(1)
+        self._update_gauges()
         log.info("alert stage: owner now (%s)", "restored" if restored else "fresh")
 
     def _await_record(self, offset: int) -> None:
         self._seek_to = offset
         self._sought_at = self._clock()
         self._overshot = False
+        self._reseeks = 0
 
     async def watch_seek(self) -> bool:
-        """As StreamWorker.watch_seeks, for the alert input; True when it sought again."""
+        """As StreamWorker.watch_seeks, for the alert input; True when it acted."""
         wanted = self._seek_to
         if (
             wanted is None
@@ -165,7 +170,18 @@ class AlertStage:
             or self._clock() - self._sought_at < SEEK_PATIENCE
         ):
             return False
+        if self._reseeks >= RESEEKS_BEFORE_GIVING_UP:
+            log.error(
+                "alert input record %d never came after %d seeks; taking the records after it",
+                wanted, self._reseeks,
+            )  # fmt: skip
+            self._seek_to = None
+            self._metrics.reseeks.labels("alerts-gave-up").inc()
+            return True
+        generation = self._generation
         landed = await self._seek((ALERT_INPUT, ALERT_PARTITION), wanted)
+        if generation != self._generation or self._seek_to != wanted:
+            return True  # ownership or the sought record changed meanwhile
         target = max(wanted, landed) if isinstance(landed, int) else wanted
         log.warning(
             "alert input record %d never came while later ones did; sought again, resuming at %d",
@@ -173,7 +189,9 @@ class AlertStage:
         )  # fmt: skip
         if self._next_offset is not None and target > self._next_offset:
             self._next_offset = target
+        reseeks = self._reseeks + 1 if target == wanted else 0
         self._await_record(target)
+        self._reseeks = reseeks
         self._metrics.reseeks.labels("alerts").inc()
         return True
 

@@ -50,12 +50,14 @@ AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer  # type
 # the worker's checkpoints stand in. For a worker app, this asks its stages where each
 # partition must resume and seeks there, after Faust's own seek for the other topics.
 _original_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
-_resume_offsets: dict[int, Callable[[], dict[tuple[str, int], int]]] = {}  # by id(app)
+_RESUME_ATTRIBUTE = "ioc_resume_offsets"  # set on a worker's app by create_app
 
 
 async def _seek_to_committed(self: ThreadDelegateConsumer) -> Mapping[TP, int]:
     committed = dict(await _original_seek_to_committed(self))
-    resume = _resume_offsets.get(id(self.app))
+    resume: Callable[[], dict[tuple[str, int], int]] | None = getattr(
+        self.app, _RESUME_ATTRIBUTE, None
+    )
     if resume is None:
         return committed
     try:
@@ -175,7 +177,9 @@ def create_app(
     partial_topic = raw_topic(KPI_PARTIALS)
     action_topic = raw_topic(ALERT_ACTIONS, acks=True)
     alert_input = raw_topic(ALERT_INPUT)
-    _resume_offsets[id(app)] = lambda: {**worker.resume_offsets(), **alerts.resume_offsets()}
+    setattr(  # an attribute Faust's App does not declare
+        app, _RESUME_ATTRIBUTE, lambda: {**worker.resume_offsets(), **alerts.resume_offsets()}
+    )
 
     async def seek(tp: tuple[str, int], offset: int) -> int:
         """Seek to offset, or to the earliest record left if retention dropped it; say where.
@@ -247,13 +251,16 @@ def create_app(
     async def alert_tick() -> None:
         await alerts.tick()
 
+    @app.timer(interval=SEEK_WATCH_INTERVAL)  # type: ignore[untyped-decorator]
+    async def watch_seeks() -> None:  # its own timer: a slow seek must not delay checkpoints
+        for watch in (worker.watch_seeks, alerts.watch_seek):
+            try:
+                await watch()
+            except Exception as exc:  # the broker did not answer: the next tick asks again
+                log.warning("repeating a seek failed: %s: %s", type(exc).__name__, exc)
+
     @app.timer(interval=config.checkpoint_interval)  # type: ignore[untyped-decorator]
     async def checkpoint() -> None:
-        try:
-            await worker.watch_seeks()
-            await alerts.watch_seek()
-        except Exception as exc:  # the broker did not answer: the next tick asks again
-            log.warning("repeating a seek failed: %s: %s", type(exc).__name__, exc)
         try:
             await worker.checkpoint()
             await alerts.checkpoint()
@@ -271,6 +278,8 @@ def create_app(
 
     return app, worker, metrics
 
+
+SEEK_WATCH_INTERVAL = 2.0  # how often the seek watchdog looks (it acts after 10 s)
 
 # A batch waits this long for more records when fewer than BATCH_RECORDS are queued: at
 # high rates it fills meanwhile, at low rates it adds at most this to the KPI latency.

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 TopicPartition = tuple[str, int]
 # How long a sought record may be missing while later records come, before seeking again.
 SEEK_PATIENCE = 10.0
+RESEEKS_BEFORE_GIVING_UP = 3
 # A dead letter keeps at most this much of the refused record (the size says how much it had).
 MAX_DEAD_LETTER_ORIGINAL = 256 * 1024
 EventRecord = tuple[str, int, int, bytes | None, bytes]  # topic, partition, offset, key, value
@@ -67,6 +68,7 @@ class _Slot:
     seek_to: int | None = None  # records before the seek took effect are dropped
     sought_at: float = 0.0  # when seek_to was set
     overshot: bool = False  # a record past seek_to came while seek_to had not
+    reseeks: int = 0  # seeks the watchdog repeated for the same seek_to
     changed: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -193,7 +195,7 @@ class StreamWorker:
                     tp[0], tp[1], start, target - 1, target,
                 )  # fmt: skip
             slot_any.next_offset = target
-            _await_record(slot_any, target, now)
+            _await_record(slot_any, target, self._clock())
             slot_any.ready.set()
         self._update_gauges()
         if fresh:
@@ -219,21 +221,38 @@ class StreamWorker:
         """Seek again where a sought record never came although later ones did (a timer calls
         this). The consumer then stood past it: the broker dropped it meanwhile (retention
         between our earliest-offset question and the fetch) or something moved the position.
-        Without this the partition would wait for it forever. Returns how many were repeated.
+        Without this the partition would wait for it forever. After RESEEKS_BEFORE_GIVING_UP
+        seeks that did not bring it, the next record after it is taken and the gap logged.
+        Returns how many partitions were acted on.
         """
-        now = self._clock()
-        repeated = 0
+        acted = 0
         for stage, slots in ((STAGE1, self._events), (STAGE2, self._partials)):
             for tp, slot in list(slots.items()):
                 if (
                     self._seek is None
                     or slot.seek_to is None
                     or not slot.overshot
-                    or now - slot.sought_at < SEEK_PATIENCE
+                    or self._clock() - slot.sought_at < SEEK_PATIENCE
                 ):
                     continue
                 wanted = slot.seek_to
-                landed = await self._seek(tp, wanted)
+                acted += 1
+                if slot.reseeks >= RESEEKS_BEFORE_GIVING_UP:
+                    log.error(
+                        "%s:%d: record %d never came after %d seeks; taking the records after "
+                        "it (whatever lies between is not counted)",
+                        tp[0], tp[1], wanted, slot.reseeks,
+                    )  # fmt: skip
+                    slot.seek_to = None  # offset >= next_offset from here on
+                    self._metrics.reseeks.labels(f"{stage}-gave-up").inc()
+                    continue
+                try:
+                    landed = await self._seek(tp, wanted)
+                except Exception as exc:  # the next tick tries again
+                    log.warning("%s:%d: seeking again failed: %s", tp[0], tp[1], exc)
+                    continue
+                if slots.get(tp) is not slot or slot.seek_to != wanted:
+                    continue  # a rebalance or a rewind replaced it meanwhile
                 target = max(wanted, landed) if isinstance(landed, int) else wanted
                 log.warning(
                     "%s:%d: record %d never came while later ones did; sought again, resuming "
@@ -243,10 +262,11 @@ class StreamWorker:
                 )  # fmt: skip
                 if slot.next_offset is not None and target > slot.next_offset:
                     slot.next_offset = target
-                _await_record(slot, target, now)
+                reseeks = slot.reseeks + 1 if target == wanted else 0
+                _await_record(slot, target, self._clock())
+                slot.reseeks = reseeks
                 self._metrics.reseeks.labels(stage).inc()
-                repeated += 1
-        return repeated
+        return acted
 
     def resume_offsets(self) -> dict[TopicPartition, int]:
         """Where the consumer must resume each partition held here: the next record its state
@@ -375,6 +395,8 @@ class StreamWorker:
         self, event: Event, topic: str, partition: int, offset: int, now: float
     ) -> None:
         original = json.dumps(event.to_json(), ensure_ascii=False).encode()
+        size = len(original)
+        original = original[:MAX_DEAD_LETTER_ORIGINAL]
         record = {
             "reason": "too_late",
             "detail": "every window of the event is past its grace",
@@ -386,6 +408,7 @@ class StreamWorker:
             "index": None,
             "received_at": now,
             "original_b64": base64.b64encode(original).decode(),
+            "original_size": size,
         }
         await self._sink.send(DEADLETTER, event.source.encode(), _encode(record))
 
@@ -538,6 +561,7 @@ def _await_record(slot: _Slot, offset: int, now: float) -> None:
     slot.seek_to = offset
     slot.sought_at = now
     slot.overshot = False
+    slot.reseeks = 0
 
 
 def _accepts(slot: _Slot, offset: int) -> bool:

@@ -362,3 +362,28 @@ async def test_a_sought_record_that_never_comes_is_sought_again() -> None:
     assert await second.checkpoint() == 1
     assert store.rows[("ioc-worker/events", TOPIC, 0)].next_offset == 6
     assert await second.watch_seeks() == 0
+
+
+async def test_after_three_fruitless_seeks_the_records_after_the_missing_one_are_taken() -> None:
+    """A record that no seek brings (never there): the partition must not wait forever."""
+    store, clock, sink = MemoryCheckpointStore(), [NOW], RecordingSink([])
+    worker = _worker(store, sink, clock)
+    seeks: list[int] = []
+
+    async def seek(tp: tuple[str, int], offset: int) -> int:
+        seeks.append(offset)
+        return offset  # lands on 0 every time, but record 0 never comes
+
+    await worker.assign({(TOPIC, 0)}, seek)
+    for _ in range(3):
+        await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))  # past 0
+        clock[0] += 11
+        assert await worker.watch_seeks() == 1
+    assert seeks == [0, 0, 0, 0]
+    await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))
+    clock[0] += 11
+    assert await worker.watch_seeks() == 1  # gives up: no fourth seek
+    assert seeks == [0, 0, 0, 0]
+    await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))  # taken now
+    assert await worker.checkpoint() == 1
+    assert store.rows[("ioc-worker/events", TOPIC, 0)].next_offset == 2
