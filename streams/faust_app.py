@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.consumer import ThreadDelegateConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
@@ -76,6 +78,37 @@ async def _seek_to_committed(self: ThreadDelegateConsumer) -> Mapping[TP, int]:
 
 
 ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
+
+# Faust drops a fetched record whose offset is below the partition's "read offset" (the last
+# one it delivered, or a seek's target). After a seek back, an earlier fetch still being
+# delivered raises that mark again and the record sought is dropped: the partition then waits
+# for it in vain. The worker's stages filter by offset themselves (exact seek target, then
+# the state's next offset), so for their topics Faust's filter is switched off.
+_UNFILTERED_ATTRIBUTE = "ioc_unfiltered_topics"  # set on a worker's app by create_app
+_original_consumer_init = FaustConsumer.__init__
+
+
+class _ReadOffsets(defaultdict[TP, int | None]):
+    """Faust's read offsets, always None (nothing to drop) for the given topics."""
+
+    def __init__(self, topics: frozenset[str]) -> None:
+        super().__init__(lambda: None)
+        self._topics = topics
+
+    def __getitem__(self, tp: TP) -> int | None:
+        if tp.topic in self._topics:
+            return None
+        return super().__getitem__(tp)
+
+
+def _consumer_init(self: FaustConsumer, *args: Any, **kwargs: Any) -> None:
+    _original_consumer_init(self, *args, **kwargs)
+    topics: frozenset[str] | None = getattr(self.app, _UNFILTERED_ATTRIBUTE, None)
+    if topics:
+        self._read_offset = _ReadOffsets(topics)
+
+
+FaustConsumer.__init__ = _consumer_init  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)
@@ -177,8 +210,10 @@ def create_app(
     partial_topic = raw_topic(KPI_PARTIALS)
     action_topic = raw_topic(ALERT_ACTIONS, acks=True)
     alert_input = raw_topic(ALERT_INPUT)
-    setattr(  # an attribute Faust's App does not declare
-        app, _RESUME_ATTRIBUTE, lambda: {**worker.resume_offsets(), **alerts.resume_offsets()}
+    # Attributes Faust's App does not declare, read by the patches above.
+    setattr(app, _RESUME_ATTRIBUTE, lambda: {**worker.resume_offsets(), **alerts.resume_offsets()})
+    setattr(
+        app, _UNFILTERED_ATTRIBUTE, frozenset({*catalog.sector_topics, KPI_PARTIALS, ALERT_INPUT})
     )
 
     async def seek(tp: tuple[str, int], offset: int) -> int:
