@@ -326,12 +326,13 @@ class StreamWorker:
             slot.next_offset = offset + 1
             slot.changed = True
         source = key.decode("utf-8", "replace") if key else None
-        rejection = Rejection("internal_error", detail=f"{type(exc).__name__}: {exc}"[:500])
+        rejection = Rejection(
+            "internal_error", detail=f"{type(exc).__name__}: {exc}"[:500], source=source
+        )
         try:
             await self._dead_letter(
-                rejection._replace(source=source), topic, partition, offset, value, False,
-                self._clock(),
-            )  # fmt: skip
+                rejection, topic, partition, offset, value, False, self._clock()
+            )
         except Exception:  # the producer itself fails: the log above is what remains
             log.exception("%s:%d@%d: dead letter not sent", topic, partition, offset)
 
@@ -374,8 +375,27 @@ class StreamWorker:
             original = _element_bytes(value, rejection.position)
         else:
             original = value
-        size = len(original)
-        original = original[:MAX_DEAD_LETTER_ORIGINAL]  # base64 of a 1 MB record exceeds 1 MB
+        await self._send_dead_letter(rejection, topic, partition, offset, original, now)
+
+    async def _dead_letter_event(
+        self, event: Event, topic: str, partition: int, offset: int, now: float
+    ) -> None:
+        rejection = Rejection(
+            "too_late", detail="every window of the event is past its grace",
+            source=event.source, event_id=event.event_id,
+        )  # fmt: skip
+        original = json.dumps(event.to_json(), ensure_ascii=False).encode()
+        await self._send_dead_letter(rejection, topic, partition, offset, original, now)
+
+    async def _send_dead_letter(
+        self,
+        rejection: Rejection,
+        topic: str,
+        partition: int,
+        offset: int,
+        original: bytes,
+        now: float,
+    ) -> None:
         record = {
             "reason": rejection.reason,
             "detail": rejection.detail,
@@ -386,31 +406,11 @@ class StreamWorker:
             "offset": offset,
             "index": rejection.position,
             "received_at": now,
-            "original_b64": base64.b64encode(original).decode(),
-            "original_size": size,
+            # base64 of a 1 MB record would exceed 1 MB: the first part, and the whole size
+            "original_b64": base64.b64encode(original[:MAX_DEAD_LETTER_ORIGINAL]).decode(),
+            "original_size": len(original),
         }
         await self._sink.send(DEADLETTER, (rejection.source or "").encode(), _encode(record))
-
-    async def _dead_letter_event(
-        self, event: Event, topic: str, partition: int, offset: int, now: float
-    ) -> None:
-        original = json.dumps(event.to_json(), ensure_ascii=False).encode()
-        size = len(original)
-        original = original[:MAX_DEAD_LETTER_ORIGINAL]
-        record = {
-            "reason": "too_late",
-            "detail": "every window of the event is past its grace",
-            "source": event.source,
-            "event_id": event.event_id,
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "index": None,
-            "received_at": now,
-            "original_b64": base64.b64encode(original).decode(),
-            "original_size": size,
-        }
-        await self._sink.send(DEADLETTER, event.source.encode(), _encode(record))
 
     def _publish_counts(self) -> None:
         for seen, metric in (
