@@ -11,6 +11,7 @@ FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY foundation ./foundation
 COPY ioc ./ioc
 COPY streams ./streams
 COPY producers ./producers

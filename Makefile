@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-PACKAGES := ioc streams producers consumers alerts
+PACKAGES := foundation ioc streams producers consumers alerts
 
 .PHONY: demo test test-unit lint format clean
 

@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from alerts.lifecycle import ActionRejectedError, Alert, Lifecycle
-from alerts.model import AlertAction, AlertTransition, Fingerprint, Silence
 from alerts.rules import (
     RuleBook,
     RuleSpec,
@@ -42,8 +41,8 @@ from alerts.rules import (
     rate_condition,
     threshold_condition,
 )
-from streams.catalog import Catalog
-from streams.catalog._model import EscalationPolicy
+from foundation.contract.alerts import AlertAction, AlertTransition, Fingerprint, Silence
+from foundation.contract.catalog import Catalog, EscalationPolicy
 
 __all__ = ["MAX_ACTION_IDS", "SNAPSHOT_VERSION", "ActionResult", "AlertEngine"]
 

@@ -23,7 +23,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerts.model import (
+from foundation.contract.alerts import (
     SEVERITY_RANK,
     AlertState,
     AlertTransition,
@@ -31,7 +31,7 @@ from alerts.model import (
     Severity,
     TransitionKind,
 )
-from streams.catalog._model import EscalationPolicy
+from foundation.contract.catalog import EscalationPolicy
 
 __all__ = ["MAX_NOTES", "ActionRejectedError", "Alert", "Lifecycle"]
 

@@ -30,9 +30,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from alerts.model import SEVERITY_RANK, AlertTransition, Severity
-from ioc.errors import RoutingError
-from streams.catalog._yaml_lines import LineMap, read_yaml_file
+from foundation.contract.alerts import SEVERITY_RANK, AlertTransition, Severity
+from foundation.contract.catalog.yaml_lines import LineMap, read_yaml_file
+from foundation.errors import RoutingError
 
 __all__ = [
     "CHANNELS",

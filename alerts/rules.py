@@ -23,9 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.model import Fingerprint
-from streams.catalog import Catalog
-from streams.catalog._model import AlertRule, Kpi, Sector, Source
+from foundation.contract.alerts import Fingerprint
+from foundation.contract.catalog import AlertRule, Catalog, Kpi, Sector, Source
 
 __all__ = [
     "CUMULATIVE",
@@ -199,7 +198,7 @@ class RuleBook:
         *,
         vi: bool,
     ) -> dict[str, Any]:
-        """What a template may use (the names of streams.catalog's TEMPLATE_FIELDS)."""
+        """What a template may use (the names of foundation.contract.catalog's TEMPLATE_FIELDS)."""
         rule = spec.rule
         province = self.catalog.province
         district = self._districts.get(labels.get("district", ""))

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alerts.engine import AlertEngine
 from bench.common import machine
-from streams.catalog import load_catalog
+from foundation.contract.catalog import load_catalog
 
 T0 = 1_800_000_000.0
 

@@ -7,8 +7,8 @@ import platform
 import time
 from collections.abc import Callable
 
+from foundation.contract.catalog import Catalog
 from producers.simulators import Simulation
-from streams.catalog import Catalog
 
 __all__ = ["best_of", "machine", "simulated_events"]
 

@@ -59,10 +59,10 @@ from prometheus_client import CollectorRegistry
 
 from bench.common import machine
 from consumers.gateway.app import GatewayConfig, run_gateway
-from consumers.gateway.tokens import issue_token
+from foundation.auth.tokens import issue_token
+from foundation.contract.catalog import load_catalog
 from ioc.embedded import EmbeddedBroker
 from ioc.topics import create_topics
-from streams.catalog import load_catalog
 
 SECRET = b"bench-secret-0123456789abcdef"
 BUCKET = 0.0001  # latency histogram resolution: 0.1 ms

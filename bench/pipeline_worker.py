@@ -38,10 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.common import machine, simulated_events
+from foundation.contract.catalog import Catalog, load_catalog
 from ioc.embedded import EmbeddedBroker, EmbeddedPostgres
 from ioc.topics import contract_topics, create_topics
 from producers.sdk import Publisher
-from streams.catalog import Catalog, load_catalog
 
 
 def log(message: str) -> None:

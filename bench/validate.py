@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import best_of, machine, simulated_events
-from streams.catalog import load_catalog
-from streams.envelope import ContractIndex, parse_record
+from foundation.contract.catalog import load_catalog
+from foundation.contract.envelope import ContractIndex, parse_record
 
 
 def main() -> None:

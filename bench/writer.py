@@ -30,9 +30,9 @@ from bench.common import machine, simulated_events
 from consumers.migrations import migrate
 from consumers.storage import RecordDecoder, RowBatch, StoragePolicy, StorageSink
 from consumers.storage.rows import EVENT_COLUMNS
+from foundation.contract.catalog import load_catalog
+from foundation.contract.envelope import ContractIndex
 from ioc.embedded import EmbeddedPostgres
-from streams.catalog import load_catalog
-from streams.envelope import ContractIndex
 
 
 def log(message: str) -> None:

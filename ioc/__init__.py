@@ -1,3 +1,8 @@
-"""ioc-stream composition root: settings, the `ioc` CLI and the embedded runtime."""
+"""ioc-stream composition root: the `ioc` CLI, the embedded runtime and the supervisor.
 
-__version__ = "0.1.0"
+Nothing imports this package: it imports the components and wires them together.
+"""
+
+from foundation import __version__
+
+__all__ = ["__version__"]

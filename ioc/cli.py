@@ -10,9 +10,9 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ioc import __version__
-from ioc.errors import CatalogError, IocError
-from ioc.settings import Settings, load_settings
+from foundation import __version__
+from foundation.errors import CatalogError, IocError
+from foundation.settings import Settings, load_settings
 
 __all__ = ["main"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ioc.errors import SettingsError
+from foundation.errors import SettingsError
 from ioc.supervisor import ChildSpec
 
 __all__ = ["SERVICES", "SimulatorPlan", "platform_children"]

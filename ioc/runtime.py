@@ -19,22 +19,22 @@ from typing import IO, Literal
 
 import psutil
 
-from ioc.embedded import EmbeddedBroker, EmbeddedPostgres
-from ioc.errors import (
+from foundation.errors import (
     BrokerUnreachableError,
     DatabaseUnreachableError,
     NotRunningError,
     StateDirError,
     StateDirLockedError,
 )
-from ioc.kafka_client import kafka_client_options
-from ioc.probes import probe_kafka, probe_postgres
-from ioc.settings import Settings
+from foundation.kafka_client import kafka_client_options
+from foundation.probes import probe_kafka, probe_postgres
+from foundation.settings import Settings
+from foundation.state_dir import ensure_state_dir
+from ioc.embedded import EmbeddedBroker, EmbeddedPostgres
 
 __all__ = [
     "Endpoints",
     "Runtime",
-    "ensure_state_dir",
     "read_runtime_file",
     "resolve_bootstrap_servers",
     "resolve_database_url",
@@ -57,21 +57,6 @@ class Endpoints:
     broker_pid: int | None = None
     postgres_pid: int | None = None
     owner_pid: int | None = None
-
-
-def ensure_state_dir(path: Path) -> Path:
-    """Create the state directory and prove we can write in it."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-probe"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise StateDirError(
-            f"cannot write state directory {path}: {reason} (set IOC_STATE_DIR)"
-        ) from exc
-    return path.resolve()
 
 
 def read_runtime_file(state_dir: Path) -> Endpoints | None:

@@ -13,11 +13,11 @@ import psutil
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from ioc.kafka_client import kafka_client_options
-from ioc.probes import ServiceStatus, probe_kafka, probe_postgres, redact_url
+from foundation.contract.catalog import Catalog
+from foundation.kafka_client import kafka_client_options
+from foundation.probes import ServiceStatus, probe_kafka, probe_postgres, redact_url
+from foundation.settings import Settings
 from ioc.runtime import read_runtime_file
-from ioc.settings import Settings
-from streams.catalog import Catalog
 
 __all__ = ["collect_status", "render_status"]
 

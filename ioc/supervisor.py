@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ioc.embedded._process import spawn
+from ioc.embedded import spawn
 
 __all__ = ["Backoff", "ChildSpec", "ChildStatus", "Supervisor"]
 

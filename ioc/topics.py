@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from ioc.errors import BrokerUnreachableError, TopicError
-from streams.catalog import Catalog
-from streams.topics import EPOCH, INTERNAL_TOPICS, PLATFORM_TOPICS
+from foundation.contract.catalog import Catalog
+from foundation.contract.topics import EPOCH, INTERNAL_TOPICS, PLATFORM_TOPICS
+from foundation.errors import BrokerUnreachableError, TopicError
 
 __all__ = ["TopicResult", "contract_topics", "create_topics", "ensure_epoch", "topic_configs"]
 

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, get_args
 
+from foundation.contract.catalog import AlertRule, EventType, Kpi, Sector, Source
 from producers._sim_profiles import TypeProfile
-from streams.catalog import Sector
-from streams.catalog._model import AlertRule, EventType, Kpi, Source
 
 __all__ = [
     "DRIFT_RAMP_SECONDS",

@@ -1,7 +1,7 @@
 """The HTTP ingest API (aiohttp): POST /v1/events → one Kafka record per request.
 
-Routes: POST /v1/events, GET /openapi.json, GET /healthz, GET /metrics, and the history
-API's GET /v1/history/… (`consumers.history`) when given. The decisions live in
+Routes: POST /v1/events, GET /openapi.json, GET /healthz, GET /metrics, and whatever
+sub-applications the composition root mounts next to them (the history API). The decisions live in
 `producers.ingest_rules`; this module reads the request, authenticates the key,
 calls the rules and the publisher, and writes the answer.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import json
 import logging
 import time
@@ -20,16 +19,11 @@ from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from psycopg_pool import AsyncConnectionPool
 
-from consumers.gateway.secret import token_secret
-from consumers.history import PREFIX as HISTORY_PREFIX
-from consumers.history import HistoryApi, HistoryMetrics, HistoryStore, open_read_pool
-from ioc.errors import BrokerUnreachableError, DatabaseError, PortInUseError, SettingsError
-from ioc.kafka_client import kafka_client_options
-from ioc.settings import Settings
+from foundation.auth.api_keys import ApiKeyRecord
+from foundation.contract.envelope import MAX_RECORD_BYTES
+from foundation.errors import DatabaseError, PortInUseError, SettingsError
 from producers.ingest_metrics import IngestMetrics
 from producers.ingest_rules import (
     RequestError,
@@ -41,12 +35,8 @@ from producers.ingest_rules import (
     request_error,
     response_for,
 )
-from producers.key_store import KeyStore, open_pool
-from producers.keys import ApiKeyRecord, KeyCache
-from producers.openapi import openapi_document
-from producers.sdk import DeliveryReport, Publisher
-from streams.catalog import Catalog, load_catalog
-from streams.envelope import MAX_RECORD_BYTES
+from producers.openapi import ingest_openapi_document
+from producers.sdk import DeliveryReport
 
 __all__ = [
     "Authenticator",
@@ -54,7 +44,6 @@ __all__ = [
     "IngestLimits",
     "RecordSender",
     "listen_url",
-    "run_ingest_api",
     "serve_until",
 ]
 
@@ -109,16 +98,20 @@ class IngestApi:
         keys: Authenticator,
         registry: CollectorRegistry,
         limits: IngestLimits | None = None,
-        history: Callable[[], web.Application] | None = None,
+        openapi: Mapping[str, Any] | None = None,
+        mounts: Mapping[str, Callable[[], web.Application]] | None = None,
     ) -> None:
+        """`openapi`: the document served (default: the ingest API's own); `mounts`: prefix →
+        factory of a sub-application served next to the ingest routes."""
         self._sender = sender
-        self._history = history
+        self._mounts = dict(mounts or {})
         self._keys = keys
         self._registry = registry
         self._metrics = IngestMetrics.create(registry)
         self._limits = limits or IngestLimits()
         self._in_flight = 0
-        self._openapi = json.dumps(openapi_document(), ensure_ascii=False, indent=2)
+        document = openapi if openapi is not None else ingest_openapi_document()
+        self._openapi = json.dumps(document, ensure_ascii=False, indent=2)
         self.ready = False
 
     def app(self) -> web.Application:
@@ -128,8 +121,8 @@ class IngestApi:
         app.router.add_get("/openapi.json", self._get_openapi)
         app.router.add_get("/healthz", self._get_health)
         app.router.add_get("/metrics", self._get_metrics)
-        if self._history is not None:
-            app.add_subapp(HISTORY_PREFIX, self._history())
+        for prefix, subapp in self._mounts.items():
+            app.add_subapp(prefix, subapp())
         return app
 
     @web.middleware
@@ -283,86 +276,3 @@ async def serve_until(
         api.ready = False
         # Waits up to shutdown_timeout for requests in flight, then closes connections.
         await runner.cleanup()
-
-
-async def run_ingest_api(
-    settings: Settings,
-    *,
-    bootstrap_servers: str,
-    database_url: str,
-    stop: asyncio.Event,
-    announce: Callable[[str], None],
-    registry: CollectorRegistry | None = None,
-    limits: IngestLimits | None = None,
-) -> None:
-    """Connect the key store and Kafka, serve until `stop`, then close both."""
-    timeout = settings.connect_timeout
-    catalog = load_catalog(settings.catalog)
-    pool = await open_pool(database_url, timeout=timeout)
-    try:
-        store = KeyStore(pool=pool, timeout=min(timeout, 5.0))
-        await store.check_schema()
-        keys = KeyCache(lookup=store, ttl=settings.ingest_key_cache_ttl)
-        publisher = Publisher(
-            bootstrap_servers=bootstrap_servers,
-            catalog=catalog,
-            retries=3,
-            request_timeout=10.0,
-            kafka_options=kafka_client_options(settings),
-        )
-        try:
-            async with asyncio.timeout(timeout):
-                await publisher.start()
-        except (TimeoutError, KafkaError, OSError) as exc:
-            raise BrokerUnreachableError(
-                f"cannot reach Kafka at {bootstrap_servers}: {exc or type(exc).__name__}"
-            ) from exc
-        try:
-            history_pool = await open_read_pool(
-                database_url, timeout=timeout, statement_timeout=settings.history_query_timeout
-            )
-            try:
-                registry = registry or CollectorRegistry()
-                api = IngestApi(
-                    sender=publisher,
-                    keys=keys,
-                    registry=registry,
-                    limits=limits,
-                    history=await _history_api(settings, history_pool, catalog, keys, registry),
-                )
-                await serve_until(
-                    api,
-                    host=settings.ingest_host,
-                    port=settings.ingest_port,
-                    stop=stop,
-                    announce=announce,
-                )
-            finally:
-                await history_pool.close()
-        finally:
-            await publisher.stop()
-    finally:
-        await pool.close()
-
-
-async def _history_api(
-    settings: Settings,
-    pool: AsyncConnectionPool,
-    catalog: Catalog,
-    keys: KeyCache,
-    registry: CollectorRegistry,
-) -> Callable[[], web.Application]:
-    """The history API's sub-application factory, reading through its own pool."""
-    store = HistoryStore(pool=pool, timeout=settings.history_query_timeout)
-    try:
-        await store.check_schema()
-    except DatabaseError as exc:
-        log.warning("history API: %s; it answers 503 until then", exc)
-    history = HistoryApi(
-        rows=store,
-        catalog=catalog,
-        token_secret=functools.cache(functools.partial(token_secret, settings)),
-        keys=keys,
-        metrics=HistoryMetrics.create(registry),
-    )
-    return history.app

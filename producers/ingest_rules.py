@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from streams.envelope import MAX_BATCH_EVENTS, MAX_RECORD_BYTES
+from foundation.contract.envelope import MAX_BATCH_EVENTS, MAX_RECORD_BYTES
 
 if TYPE_CHECKING:
     from producers.sdk import DeliveryReport
@@ -48,7 +48,7 @@ REQUEST_REASONS: Final[Mapping[str, tuple[int, str]]] = {
     "not_ready": (503, "the service is starting or stopping"),
 }
 
-# Per-event reason codes (streams.envelope validation, plus delivery), with their meaning.
+# Per-event reason codes (envelope validation, plus delivery), with their meaning.
 EVENT_REASONS: Final[Mapping[str, str]] = {
     "not_object": "a batch item is not a JSON object",
     "too_large": "the event is over 64 KiB",

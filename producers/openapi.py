@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumers.history.openapi import history_paths, history_schemas, history_security_schemes
-from ioc import __version__
+from foundation import __version__
+from foundation.contract.envelope import MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_RECORD_BYTES
 from producers.ingest_rules import EVENT_REASON_PREFIXES, EVENT_REASONS, REQUEST_REASONS
-from streams.envelope import MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_RECORD_BYTES
 
-__all__ = ["openapi_document"]
+__all__ = ["ingest_openapi_document"]
 
 _REF = "#/components/schemas/"
 _JSON = "application/json"
@@ -191,21 +190,8 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def openapi_document() -> dict[str, Any]:
-    """The whole document as a JSON-ready dict (the history API's paths included)."""
-    document = _ingest_document()
-    document["info"]["description"] += (
-        "\n\nThe same server answers the read-only history API under `/v1/history/` "
-        "(KPI series, latest KPIs, drill-down to events, alert history, dead letters): "
-        'see the `history` tag. Its errors are `{"error": code, "detail": …}`.'
-    )
-    document["paths"].update(history_paths())
-    document["components"]["schemas"].update(history_schemas())
-    document["components"]["securitySchemes"].update(history_security_schemes())
-    return document
-
-
-def _ingest_document() -> dict[str, Any]:
+def ingest_openapi_document() -> dict[str, Any]:
+    """The ingest API's document as a JSON-ready dict (a new one on every call)."""
     request_table = {code: f"HTTP {s}: {m}" for code, (s, m) in REQUEST_REASONS.items()}
     return {
         "openapi": "3.1.0",

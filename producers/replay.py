@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Protocol, TextIO
 
-from producers._tally import DeliveryTally, Report
+from producers.tally import DeliveryTally, Report
 
 __all__ = [
     "BadLine",

@@ -22,15 +22,15 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from streams.catalog import Catalog
-from streams.envelope import (
+from foundation.contract.catalog import Catalog
+from foundation.contract.envelope import (
     MAX_BATCH_EVENTS,
     MAX_RECORD_BYTES,
     ContractIndex,
     Rejection,
     validate_event,
 )
-from streams.topics import event_topic
+from foundation.contract.topics import event_topic
 
 __all__ = ["DeliveryReport", "Publisher"]
 
@@ -100,7 +100,7 @@ class Publisher:
         request_timeout: float = 30.0,
         acks: Literal[0, 1, "all"] = "all",
         client_id: str = "ioc-publisher",
-        # security (ioc.kafka_client.kafka_client_options)
+        # security (foundation.kafka_client.kafka_client_options)
         kafka_options: dict[str, Any] | None = None,
     ) -> None:
         if (

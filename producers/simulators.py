@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from foundation.contract.catalog import Catalog, EventType, Sector, Source
 from producers._sim_defects import corrupt, defect_kinds
 from producers._sim_profiles import (
     DISTRICT_WEIGHTS,
@@ -47,8 +48,6 @@ from producers._sim_scenarios import (
     ScenarioKind,
     attach,
 )
-from streams.catalog import Catalog, Sector
-from streams.catalog._model import EventType, Source
 
 __all__ = [
     "SCENARIO_KINDS",

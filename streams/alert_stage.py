@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from alerts.engine import AlertEngine
-from alerts.model import AlertAction, AlertTransition, RecordError
+from foundation.contract.alerts import AlertAction, AlertTransition, RecordError
+from foundation.contract.topics import ALERT_INPUT, ALERTS
 from streams.checkpoints import Checkpoint, CheckpointStore
-from streams.topics import ALERT_INPUT, ALERTS
 from streams.worker import RESEEKS_BEFORE_GIVING_UP, SEEK_PATIENCE, Sink, TopicPartition
 from streams.worker_metrics import WorkerMetrics
 

@@ -20,10 +20,10 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from alerts.engine import AlertEngine
+from foundation.contract.catalog import Catalog
+from foundation.contract.topics import ALERT_ACTIONS, ALERT_INPUT, KPI_PARTIALS
 from streams.alert_stage import AlertStage
-from streams.catalog import Catalog
 from streams.checkpoints import CheckpointStore
-from streams.topics import ALERT_ACTIONS, ALERT_INPUT, KPI_PARTIALS
 from streams.worker import EventRecord, StreamWorker
 from streams.worker_metrics import WorkerMetrics
 
@@ -128,7 +128,7 @@ class WorkerConfig:
     checkpoint_stale_after: float = (
         30.0  # /healthz fails when no checkpoint succeeded for this long
     )
-    broker_credentials: Any = None  # ioc.kafka_client.faust_broker_credentials
+    broker_credentials: Any = None  # foundation.kafka_client.faust_broker_credentials
 
 
 class _FaustSink:

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.envelope import Event
+from foundation.contract.envelope import Event
 from streams.kpi_plan import KpiPlan, KpiSpec, series_key
 
 __all__ = ["KpiPoint", "PanePartial", "PartitionPanes", "SeriesBook"]

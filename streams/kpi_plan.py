@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from foundation.contract.catalog import Catalog
+from foundation.contract.envelope import Event
 from streams.aggregations import AGGREGATORS, Aggregator
-from streams.catalog import Catalog
-from streams.envelope import Event
 from streams.windows import WindowSpec
 
 __all__ = ["NO_GROUP", "KpiPlan", "KpiSpec", "series_key"]

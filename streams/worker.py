@@ -18,13 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streams.catalog import Catalog
+from foundation.contract.catalog import Catalog
+from foundation.contract.envelope import ContractIndex, Event, Rejection, parse_record
+from foundation.contract.topics import DEADLETTER, EVENTS_PREFIX, KPI, KPI_PARTIALS, event_topic
 from streams.checkpoints import Checkpoint, CheckpointStore
-from streams.envelope import ContractIndex, Event, Rejection, parse_record
 from streams.freshness import SectorLastSeen, SourceFreshness
 from streams.kpi_engine import PanePartial, PartitionPanes, SeriesBook
 from streams.kpi_plan import KpiPlan
-from streams.topics import DEADLETTER, EVENTS_PREFIX, KPI, KPI_PARTIALS, event_topic
 from streams.worker_metrics import WorkerMetrics
 
 __all__ = ["AlertFeed", "EventRecord", "Sink", "StreamWorker", "TopicPartition"]

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from alerts.model import AlertTransition
 from alerts.notifier.backoff import RetryPolicy
 from alerts.notifier.channels import (
     Channel,
@@ -28,9 +27,10 @@ from alerts.notifier.metrics import NotifierMetrics
 from alerts.notifier.store import PostgresDeliveryStore
 from alerts.routing import CHANNELS, PlannedDelivery, Target, check_roles, load_routing
 from alerts.routing import plan_deliveries as route
-from ioc.kafka_client import kafka_client_options
-from ioc.settings import Settings
-from streams.catalog import load_catalog
+from foundation.contract.alerts import AlertTransition
+from foundation.contract.catalog import load_catalog
+from foundation.kafka_client import kafka_client_options
+from foundation.settings import Settings
 
 __all__ = ["NotifierHandle", "build_channels", "run_notifier"]
 

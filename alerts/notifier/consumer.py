@@ -16,11 +16,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from alerts.model import AlertTransition, RecordError
 from alerts.notifier.metrics import NotifierMetrics
 from alerts.notifier.store import DeliveryStore, Planner, is_database_error
-from ioc.errors import BrokerUnreachableError
-from streams.topics import ALERTS
+from foundation.contract.alerts import AlertTransition, RecordError
+from foundation.contract.topics import ALERTS
+from foundation.errors import BrokerUnreachableError
 
 __all__ = ["AlertConsumer"]
 

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from alerts.model import SEVERITY_RANK, AlertTransition, RecordError
 from alerts.notifier.backoff import RetryPolicy
 from alerts.notifier.channels import Channel, DeliveryError, Envelope
 from alerts.notifier.grouping import DigestPlan, GroupKey, due_digests
@@ -30,6 +29,7 @@ from alerts.notifier.store import (
     digest_id,
     is_database_error,
 )
+from foundation.contract.alerts import SEVERITY_RANK, AlertTransition, RecordError
 
 __all__ = ["DispatchConfig", "Dispatcher"]
 

@@ -13,8 +13,8 @@ from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerts.model import SEVERITY_LABELS, SEVERITY_RANK, AlertTransition
-from streams.catalog import Catalog
+from foundation.contract.alerts import SEVERITY_LABELS, SEVERITY_RANK, AlertTransition
+from foundation.contract.catalog import Catalog
 
 __all__ = ["Message", "MessageContext", "format_elapsed", "render", "truncate"]
 

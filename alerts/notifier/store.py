@@ -21,10 +21,10 @@ from typing import Any, Protocol
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from alerts.model import AlertTransition
 from alerts.notifier.grouping import PendingDelivery
 from alerts.routing import PlannedDelivery, Target, needs_history
-from ioc.errors import DatabaseError
+from foundation.contract.alerts import AlertTransition
+from foundation.errors import DatabaseError
 
 __all__ = [
     "Claim",

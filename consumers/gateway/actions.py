@@ -8,9 +8,9 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from alerts.model import AlertAction
-from ioc.errors import BrokerUnreachableError
-from streams.topics import ALERT_ACTIONS
+from foundation.contract.alerts import AlertAction
+from foundation.contract.topics import ALERT_ACTIONS
+from foundation.errors import BrokerUnreachableError
 
 __all__ = ["ActionPublishError", "ActionSink", "KafkaActionSink"]
 

@@ -19,9 +19,9 @@ from consumers.gateway.feed import KafkaFeed
 from consumers.gateway.metrics import GatewayMetrics
 from consumers.gateway.server import GatewayServer, ServerOptions
 from consumers.gateway.state import GatewayState
-from ioc.errors import BrokerUnreachableError, IocError
-from streams.catalog import Catalog
-from streams.topics import ALERT_ACTIONS, ALERTS, KPI
+from foundation.contract.catalog import Catalog
+from foundation.contract.topics import ALERT_ACTIONS, ALERTS, KPI
+from foundation.errors import BrokerUnreachableError, IocError
 
 __all__ = ["GatewayConfig", "run_gateway"]
 
@@ -47,7 +47,7 @@ class GatewayConfig:
     kpi_topic: str = KPI
     alerts_topic: str = ALERTS
     actions_topic: str = ALERT_ACTIONS
-    kafka_options: dict[str, Any] | None = None  # ioc.kafka_client.kafka_client_options
+    kafka_options: dict[str, Any] | None = None  # foundation.kafka_client.kafka_client_options
 
 
 async def run_gateway(

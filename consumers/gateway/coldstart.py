@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 
 from consumers.gateway.state import SPARK_SECONDS, GatewayState
-from ioc.errors import DatabaseError, DatabaseUnreachableError
-from ioc.probes import redact_url
+from foundation.errors import DatabaseError, DatabaseUnreachableError
+from foundation.probes import redact_url
 
 __all__ = ["ColdStart", "load_cold_start"]
 

@@ -18,13 +18,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from alerts.model import AlertTransition, RecordError
 from consumers.gateway.fanout import Hub
 from consumers.gateway.metrics import GatewayMetrics
 from consumers.gateway.offsets import first_offset_at
 from consumers.gateway.state import Change
-from ioc.errors import BrokerUnreachableError
-from streams.topics import ALERTS, KPI
+from foundation.contract.alerts import AlertTransition, RecordError
+from foundation.contract.topics import ALERTS, KPI
+from foundation.errors import BrokerUnreachableError
 
 __all__ = ["KafkaFeed"]
 

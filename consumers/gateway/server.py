@@ -32,7 +32,6 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from alerts.model import AlertAction, Fingerprint
 from consumers.gateway.actions import ActionPublishError, ActionSink
 from consumers.gateway.channels import ChannelDeniedError, expand_channels
 from consumers.gateway.fanout import ClientGoneError, ClientSession, Hub
@@ -55,10 +54,11 @@ from consumers.gateway.protocol import (
     pong,
     subscribed,
 )
-from consumers.gateway.tokens import TokenClaims, TokenRejectedError, verify_token
 from consumers.gateway.wall_config import wall_config
-from ioc.errors import PortInUseError
-from streams.catalog import Catalog
+from foundation.auth.tokens import TokenClaims, TokenRejectedError, verify_token
+from foundation.contract.alerts import AlertAction, Fingerprint
+from foundation.contract.catalog import Catalog
+from foundation.errors import PortInUseError
 
 __all__ = ["STATIC_DIR", "GatewayServer", "ServerOptions"]
 

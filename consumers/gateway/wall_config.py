@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.model import SEVERITY_LABELS, SEVERITY_RANK, STATE_LABELS
-from streams.catalog import Catalog
+from foundation.contract.alerts import SEVERITY_LABELS, SEVERITY_RANK, STATE_LABELS
+from foundation.contract.catalog import Catalog
 
 __all__ = ["MAX_TILE_KPIS", "wall_config"]
 

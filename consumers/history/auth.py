@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from consumers.gateway.tokens import PREFIX as TOKEN_PREFIX
-from consumers.gateway.tokens import TokenRejectedError, verify_token
-from ioc.errors import DatabaseError, HistoryQueryError
-from producers.keys import ApiKeyRecord
+from foundation.auth.api_keys import ApiKeyRecord
+from foundation.auth.tokens import PREFIX as TOKEN_PREFIX
+from foundation.auth.tokens import TokenRejectedError, verify_token
+from foundation.errors import DatabaseError, HistoryQueryError
 
 __all__ = ["KeyAuthenticator", "Reader", "authenticate"]
 

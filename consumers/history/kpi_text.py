@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Final, Literal
 
 from consumers.history.views import KpiLatest, LatestGroup
-from streams.catalog._model import Sector
+from foundation.contract.catalog import Sector
 
 __all__ = ["Lang", "format_age", "format_value", "render_latest"]
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ioc.errors import HistoryQueryError
+from foundation.errors import HistoryQueryError
 
 __all__ = [
     "BUCKETS",

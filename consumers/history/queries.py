@@ -31,9 +31,8 @@ from consumers.history.params import (
     TimeRange,
     to_datetime,
 )
-from ioc.errors import HistoryQueryError
-from streams.catalog import Catalog
-from streams.catalog._model import Kpi, Sector
+from foundation.contract.catalog import Catalog, Kpi, Sector
+from foundation.errors import HistoryQueryError
 from streams.kpi_plan import NO_GROUP, KpiPlan, KpiSpec, series_key
 
 __all__ = [

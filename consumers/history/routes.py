@@ -19,7 +19,6 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from alerts.model import SEVERITY_RANK, STATE_LABELS
 from consumers.history.auth import KeyAuthenticator, Reader, authenticate
 from consumers.history.metrics import HistoryMetrics
 from consumers.history.params import (
@@ -53,8 +52,9 @@ from consumers.history.views import (
     latest_view,
     point_item,
 )
-from ioc.errors import HistoryQueryError, IocError
-from streams.catalog import Catalog
+from foundation.contract.alerts import SEVERITY_RANK, STATE_LABELS
+from foundation.contract.catalog import Catalog
+from foundation.errors import HistoryQueryError, IocError
 
 __all__ = ["LATEST_LOOKBACK", "PREFIX", "HistoryApi", "RowSource"]
 

@@ -10,8 +10,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from consumers.history.queries import Query
-from ioc.errors import DatabaseError
-from producers.key_store import open_pool
+from foundation.auth.key_store import open_pool
+from foundation.errors import DatabaseError
 
 __all__ = ["HistoryStore", "open_read_pool"]
 

@@ -27,8 +27,13 @@ from consumers.migrations._files import (
     load_migrations,
     pending_migrations,
 )
-from ioc.errors import DatabaseError, DatabaseUnreachableError, MigrationError, StoragePathError
-from ioc.probes import redact_url
+from foundation.errors import (
+    DatabaseError,
+    DatabaseUnreachableError,
+    MigrationError,
+    StoragePathError,
+)
+from foundation.probes import redact_url
 
 __all__ = ["MIGRATION_LOCK_KEY", "MigrationReport", "StorageChoice", "migrate"]
 

@@ -23,7 +23,7 @@ from importlib import resources
 from importlib.abc import Traversable
 from typing import Final, Literal
 
-from ioc.errors import MigrationChecksumError, MigrationError
+from foundation.errors import MigrationChecksumError, MigrationError
 
 __all__ = [
     "STORAGE_PATHS",

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from alerts.model import AlertTransition, RecordError
-from streams.envelope import ContractIndex, parse_record
-from streams.topics import ALERTS, DEADLETTER, EVENTS_PREFIX, KPI
+from foundation.contract.alerts import AlertTransition, RecordError
+from foundation.contract.envelope import ContractIndex, parse_record
+from foundation.contract.topics import ALERTS, DEADLETTER, EVENTS_PREFIX, KPI
 
 __all__ = [
     "ALERT_CURRENT_COLUMNS",

@@ -40,11 +40,11 @@ from consumers.storage.metrics import WriterMetrics
 from consumers.storage.policy import StoragePolicy
 from consumers.storage.rows import RecordDecoder, RowBatch
 from consumers.storage.sink import StorageSink, WriteResult
-from ioc.errors import BrokerUnreachableError, DatabaseError
-from ioc.probes import redact_url
-from streams.catalog import Catalog
-from streams.envelope import ContractIndex
-from streams.topics import ALERTS, DEADLETTER, KPI, event_topic
+from foundation.contract.catalog import Catalog
+from foundation.contract.envelope import ContractIndex
+from foundation.contract.topics import ALERTS, DEADLETTER, KPI, event_topic
+from foundation.errors import BrokerUnreachableError, DatabaseError
+from foundation.probes import redact_url
 
 __all__ = ["StorageWriter", "WriterConfig", "writer_topics"]
 
@@ -71,7 +71,7 @@ class WriterConfig:
     session_timeout: float = 10.0
     connect_timeout: float = 10.0
     write_timeout: float = 60.0
-    kafka_options: dict[str, Any] | None = None  # ioc.kafka_client.kafka_client_options
+    kafka_options: dict[str, Any] | None = None  # foundation.kafka_client.kafka_client_options
 
 
 def writer_topics(catalog: Catalog) -> list[str]:

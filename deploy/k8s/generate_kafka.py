@@ -19,9 +19,8 @@ from typing import Any
 
 import yaml
 
-from ioc.topics import contract_topics, topic_configs
-from streams.catalog import Catalog, load_catalog
-from streams.topics import (
+from foundation.contract.catalog import Catalog, load_catalog
+from foundation.contract.topics import (
     ALERT_ACTIONS,
     ALERTS,
     DEADLETTER,
@@ -29,6 +28,7 @@ from streams.topics import (
     EVENTS_PREFIX,
     KPI,
 )
+from ioc.topics import contract_topics, topic_configs
 
 HERE = Path(__file__).resolve().parent
 TOPICS_FILE = HERE / "base" / "kafka-topics.yaml"

@@ -10,8 +10,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ioc.errors import BrokerUnreachableError, SettingsError
-from ioc.settings import Settings
+from foundation.errors import BrokerUnreachableError, SettingsError
+from foundation.settings import Settings
 
 __all__ = ["register"]
 
@@ -64,8 +64,8 @@ async def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg
     from psycopg.rows import dict_row
 
-    from alerts.model import SEVERITY_LABELS, SEVERITY_RANK, STATE_LABELS
-    from ioc.errors import DatabaseError, DatabaseUnreachableError
+    from foundation.contract.alerts import SEVERITY_LABELS, SEVERITY_RANK, STATE_LABELS
+    from foundation.errors import DatabaseError, DatabaseUnreachableError
     from ioc.runtime import resolve_database_url
 
     url = resolve_database_url(settings)
@@ -121,11 +121,11 @@ async def _cmd_action(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
-    from alerts.model import AlertAction, Fingerprint, Silence
-    from ioc.kafka_client import kafka_client_options
+    from foundation.contract.alerts import AlertAction, Fingerprint, Silence
+    from foundation.contract.catalog import parse_duration
+    from foundation.contract.topics import ALERT_ACTIONS
+    from foundation.kafka_client import kafka_client_options
     from ioc.runtime import resolve_bootstrap_servers
-    from streams.catalog._model import parse_duration
-    from streams.topics import ALERT_ACTIONS
 
     now = time.time()
     silence = None

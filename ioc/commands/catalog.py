@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ioc.settings import Settings
+from foundation.settings import Settings
 
 __all__ = ["register"]
 
@@ -22,7 +22,7 @@ def register(commands: Any) -> None:
 
 
 async def _cmd_catalog_check(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.catalog import load_catalog
+    from foundation.contract.catalog import load_catalog
 
     catalog = load_catalog(args.file or settings.catalog)
     counts = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ioc.settings import Settings
+from foundation.settings import Settings
 
 __all__ = ["register"]
 
@@ -21,7 +21,7 @@ def register(commands: Any) -> None:
 
 async def _cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.migrations import migrate
-    from ioc.probes import redact_url
+    from foundation.probes import redact_url
     from ioc.runtime import resolve_database_url
 
     url = resolve_database_url(settings)
@@ -49,8 +49,8 @@ async def _timescale_jobs(url: str, settings: Settings) -> None:
     import psycopg
 
     from consumers.storage import apply_timescale_policies
+    from foundation.errors import DatabaseError
     from ioc.commands.writer import storage_policy
-    from ioc.errors import DatabaseError
 
     try:
         async with await psycopg.AsyncConnection.connect(

@@ -7,8 +7,8 @@ import asyncio
 import signal
 from typing import Any
 
+from foundation.settings import Settings
 from ioc.commands import flags_to_settings
-from ioc.settings import Settings
 
 __all__ = ["register"]
 
@@ -27,10 +27,10 @@ def register(commands: Any) -> None:
 
 async def _cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.gateway.app import GatewayConfig, run_gateway
-    from consumers.gateway.secret import token_secret
-    from ioc.kafka_client import kafka_client_options
+    from foundation.auth.token_secret import token_secret
+    from foundation.contract.catalog import load_catalog
+    from foundation.kafka_client import kafka_client_options
     from ioc.runtime import resolve_bootstrap_servers, resolve_database_url
-    from streams.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     config = GatewayConfig(

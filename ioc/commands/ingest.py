@@ -7,8 +7,8 @@ import asyncio
 import signal
 from typing import Any
 
+from foundation.settings import Settings
 from ioc.commands import flags_to_settings
-from ioc.settings import Settings
 
 __all__ = ["register"]
 
@@ -26,8 +26,8 @@ def register(commands: Any) -> None:
 
 
 async def _cmd_ingest_api(args: argparse.Namespace, settings: Settings) -> int:
+    from ioc.api_server import run_api_server
     from ioc.runtime import resolve_bootstrap_servers, resolve_database_url
-    from producers.ingest_api import run_ingest_api
 
     bootstrap = resolve_bootstrap_servers(settings)
     database_url = resolve_database_url(settings)
@@ -40,7 +40,7 @@ async def _cmd_ingest_api(args: argparse.Namespace, settings: Settings) -> int:
         print(f"ingest API listening on {url} (POST {url}/v1/events, docs {url}/openapi.json)")
         print("ready: Ctrl-C to stop", flush=True)
 
-    await run_ingest_api(
+    await run_api_server(
         settings,
         bootstrap_servers=bootstrap,
         database_url=database_url,

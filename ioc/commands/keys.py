@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from ioc.settings import Settings
+from foundation.settings import Settings
 
 if TYPE_CHECKING:
-    from producers.key_store import KeyStore
+    from foundation.auth.key_store import KeyStore
 
 __all__ = ["register"]
 
@@ -36,8 +36,8 @@ def register(commands: Any) -> None:
 
 @asynccontextmanager
 async def _store(settings: Settings) -> AsyncIterator[KeyStore]:
+    from foundation.auth.key_store import KeyStore, open_pool
     from ioc.runtime import resolve_database_url
-    from producers.key_store import KeyStore, open_pool
 
     timeout = settings.connect_timeout
     pool = await open_pool(resolve_database_url(settings), timeout=timeout, max_size=1)
@@ -48,8 +48,8 @@ async def _store(settings: Settings) -> AsyncIterator[KeyStore]:
 
 
 async def _cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    from ioc.errors import UnknownSourceError
-    from streams.catalog import load_catalog
+    from foundation.contract.catalog import load_catalog
+    from foundation.errors import UnknownSourceError
 
     catalog = load_catalog(settings.catalog)
     found = catalog.source(args.source)
@@ -99,8 +99,8 @@ async def _cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from ioc.errors import UnknownApiKeyError
-    from producers.keys import KeyId
+    from foundation.auth.api_keys import KeyId
+    from foundation.errors import UnknownApiKeyError
 
     key_id = args.key_id.strip().lower()
     async with _store(settings) as store:

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from ioc.settings import Settings
+from foundation.settings import Settings
 
 __all__ = ["register"]
 
@@ -29,9 +29,9 @@ async def _cmd_kpi(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.history.routes import LATEST_LOOKBACK
     from consumers.history.store import HistoryStore, open_read_pool
     from consumers.history.views import latest_view
-    from ioc.errors import DatabaseError, UnknownSectorError
+    from foundation.contract.catalog import load_catalog
+    from foundation.errors import DatabaseError, UnknownSectorError
     from ioc.runtime import resolve_database_url
-    from streams.catalog import load_catalog
 
     catalog = HistoryCatalog(load_catalog(settings.catalog))
     if args.sector is not None and catalog.catalog.sector(args.sector) is None:

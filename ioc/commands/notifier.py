@@ -7,8 +7,8 @@ import asyncio
 import signal
 from typing import Any
 
+from foundation.settings import Settings
 from ioc.commands import flags_to_settings
-from ioc.settings import Settings
 
 __all__ = ["register"]
 
@@ -41,7 +41,7 @@ async def _cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
 
     from alerts.notifier import NotifierHandle, run_notifier
     from consumers.migrations import migrate
-    from ioc.observability import start_observability_server
+    from foundation.observability import start_observability_server
     from ioc.runtime import resolve_bootstrap_servers, resolve_database_url
 
     _check(settings, quiet=True)  # a bad routing file fails before anything connects
@@ -91,7 +91,7 @@ async def _cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
 
 def _check(settings: Settings, *, quiet: bool = False) -> int:
     from alerts.routing import check_roles, default_routing_path, load_routing
-    from streams.catalog import load_catalog
+    from foundation.contract.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     routing = load_routing(settings.notifier_routing)

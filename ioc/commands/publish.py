@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ioc.errors import SettingsError
-from ioc.settings import Settings
+from foundation.errors import SettingsError
+from foundation.settings import Settings
 
 __all__ = ["register"]
 
@@ -33,10 +33,10 @@ def register(commands: Any) -> None:
 
 
 async def _cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from ioc.kafka_client import kafka_client_options
+    from foundation.contract.catalog import load_catalog
+    from foundation.kafka_client import kafka_client_options
     from ioc.runtime import resolve_bootstrap_servers
     from producers.sdk import Publisher
-    from streams.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     found = catalog.source(args.source)

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ioc.errors import BrokerUnreachableError, SettingsError
-from ioc.settings import Settings
+from foundation.errors import BrokerUnreachableError, SettingsError
+from foundation.settings import Settings
 
 __all__ = ["register"]
 
@@ -52,12 +52,12 @@ def register(commands: Any) -> None:
 async def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaError
 
-    from ioc.kafka_client import kafka_client_options
+    from foundation.contract.catalog import load_catalog
+    from foundation.kafka_client import kafka_client_options
     from ioc.runtime import resolve_bootstrap_servers
-    from producers._tally import DeliveryTally
     from producers.replay import Pacer, ProgressBar, index_file, replay
     from producers.sdk import Publisher
-    from streams.catalog import load_catalog
+    from producers.tally import DeliveryTally
 
     if args.speed < 0 or (args.max_gap is not None and args.max_gap <= 0):
         raise SettingsError("--speed must be ≥ 0 and --max-gap > 0 seconds")

@@ -10,8 +10,8 @@ import logging
 import signal
 from typing import Any
 
+from foundation.settings import Settings
 from ioc.commands import flags_to_settings
-from ioc.settings import Settings
 
 __all__ = ["register"]
 
@@ -84,11 +84,11 @@ def register(commands: Any) -> None:
 
 async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.migrations import migrate
-    from ioc.kafka_client import kafka_client_options
+    from foundation.contract.catalog import load_catalog
+    from foundation.kafka_client import kafka_client_options
     from ioc.runtime import Runtime
     from ioc.status import collect_status, render_status
     from ioc.topics import contract_topics, create_topics, ensure_epoch
-    from streams.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     stop = asyncio.Event()
@@ -212,8 +212,8 @@ def _wall_url(settings: Settings) -> str:
     """The wall page's address with a fresh wall token (a day long) for this demo."""
     import time
 
-    from consumers.gateway.secret import token_secret
-    from consumers.gateway.tokens import issue_token
+    from foundation.auth.token_secret import token_secret
+    from foundation.auth.tokens import issue_token
 
     token, _claims = issue_token(
         token_secret(settings), role="wall", name="Màn hình tường IOC", sectors=None,
@@ -225,9 +225,9 @@ def _wall_url(settings: Settings) -> str:
 
 
 async def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from foundation.contract.catalog import load_catalog
     from ioc.status import collect_status, render_status
     from ioc.topics import contract_topics
-    from streams.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     report = await collect_status(settings, catalog, contract_topics(catalog))
@@ -236,10 +236,10 @@ async def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
-    from ioc.kafka_client import kafka_client_options
+    from foundation.contract.catalog import load_catalog
+    from foundation.kafka_client import kafka_client_options
     from ioc.runtime import resolve_bootstrap_servers
     from ioc.topics import contract_topics, create_topics, ensure_epoch
-    from streams.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     bootstrap = resolve_bootstrap_servers(settings)

@@ -14,16 +14,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ioc.errors import BrokerUnreachableError, SettingsError
-from ioc.settings import Settings
+from foundation.errors import BrokerUnreachableError, SettingsError
+from foundation.settings import Settings
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
 
-    from producers._tally import DeliveryTally
+    from foundation.contract.catalog import Catalog
     from producers.sdk import Publisher
     from producers.simulators import Emission, Simulation
-    from streams.catalog import Catalog
+    from producers.tally import DeliveryTally
 
 __all__ = ["register"]
 
@@ -92,7 +92,7 @@ def register(commands: Any) -> None:
 
 
 async def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.catalog import load_catalog
+    from foundation.contract.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     _check_bounds(args)
@@ -194,7 +194,7 @@ async def _publishers(
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
-    from ioc.kafka_client import kafka_client_options
+    from foundation.kafka_client import kafka_client_options
     from producers.sdk import Publisher
 
     options = kafka_client_options(settings)
@@ -235,8 +235,8 @@ async def _publish_live(
     publisher: Publisher,
     raw: AIOKafkaProducer | None,
 ) -> int:
-    from producers._tally import DeliveryTally
-    from streams.topics import event_topic
+    from foundation.contract.topics import event_topic
+    from producers.tally import DeliveryTally
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

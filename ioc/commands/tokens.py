@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from ioc.settings import Settings
+from foundation.settings import Settings
 
 __all__ = ["register"]
 
@@ -35,11 +35,10 @@ def register(commands: Any) -> None:
 
 
 async def _cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.gateway.secret import token_secret
-    from consumers.gateway.tokens import issue_token
-    from ioc.errors import SettingsError, UnknownSectorError
-    from streams.catalog import load_catalog
-    from streams.catalog._model import parse_duration
+    from foundation.auth.token_secret import token_secret
+    from foundation.auth.tokens import issue_token
+    from foundation.contract.catalog import load_catalog, parse_duration
+    from foundation.errors import SettingsError, UnknownSectorError
 
     catalog = load_catalog(settings.catalog)
     sectors: tuple[str, ...] | None = None

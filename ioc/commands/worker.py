@@ -8,8 +8,8 @@ import logging
 import time
 from typing import Any
 
+from foundation.settings import Settings
 from ioc.commands import flags_to_settings
-from ioc.settings import Settings
 
 __all__ = ["register"]
 
@@ -34,11 +34,12 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from prometheus_client import CollectorRegistry
 
     from consumers.migrations import migrate
-    from ioc.kafka_client import faust_broker_credentials, kafka_client_options
-    from ioc.observability import start_observability_server
-    from ioc.runtime import ensure_state_dir, resolve_bootstrap_servers, resolve_database_url
+    from foundation.contract.catalog import load_catalog
+    from foundation.kafka_client import faust_broker_credentials, kafka_client_options
+    from foundation.observability import start_observability_server
+    from foundation.state_dir import ensure_state_dir
+    from ioc.runtime import resolve_bootstrap_servers, resolve_database_url
     from ioc.topics import ensure_epoch
-    from streams.catalog import load_catalog
     from streams.checkpoints import PostgresCheckpointStore
     from streams.faust_app import WorkerConfig, create_app
 

@@ -9,8 +9,8 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Any
 
+from foundation.settings import Settings
 from ioc.commands import flags_to_settings
-from ioc.settings import Settings
 
 if TYPE_CHECKING:
     from consumers.storage import StoragePolicy
@@ -53,11 +53,11 @@ async def _cmd_writer(args: argparse.Namespace, settings: Settings) -> int:
 
     from consumers.migrations import migrate
     from consumers.storage import StorageWriter, WriterConfig, WriterMetrics
-    from ioc.kafka_client import kafka_client_options
-    from ioc.observability import start_observability_server
+    from foundation.contract.catalog import load_catalog
+    from foundation.kafka_client import kafka_client_options
+    from foundation.observability import start_observability_server
     from ioc.runtime import resolve_bootstrap_servers, resolve_database_url
     from ioc.topics import contract_topics, create_topics
-    from streams.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     bootstrap = resolve_bootstrap_servers(settings)

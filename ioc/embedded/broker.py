@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from foundation.errors import EmbeddedStartError, PortInUseError
+from foundation.probes import probe_kafka
 from ioc.embedded._process import (
     find_free_port,
     kill_stale,
@@ -20,8 +22,6 @@ from ioc.embedded._process import (
     tail,
     write_pid_file,
 )
-from ioc.errors import EmbeddedStartError, PortInUseError
-from ioc.probes import probe_kafka
 
 __all__ = ["EmbeddedBroker", "broker_binary"]
 

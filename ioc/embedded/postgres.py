@@ -23,6 +23,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
+from foundation.errors import EmbeddedStartError, PortInUseError
 from ioc.embedded._process import (
     find_free_port,
     kill_stale,
@@ -32,7 +33,6 @@ from ioc.embedded._process import (
     tail,
     write_pid_file,
 )
-from ioc.errors import EmbeddedStartError, PortInUseError
 
 __all__ = ["EmbeddedPostgres", "postgres_bin_dir"]
 

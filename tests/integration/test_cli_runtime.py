@@ -12,10 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from foundation.contract.catalog import load_catalog
 from ioc.embedded import EmbeddedBroker
 from ioc.embedded._process import PidRecord, read_pid_file
 from ioc.topics import contract_topics
-from streams.catalog import load_catalog
 from tests.plugins.services import CliResult, IocProcess, run_sync, wait_until
 
 pytestmark = pytest.mark.integration

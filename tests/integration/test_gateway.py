@@ -276,7 +276,7 @@ async def test_officer_ack_is_published_as_an_alert_action(
     result = await officer.recv_until(is_type("action_result"))
     assert result["ok"] is True, result
 
-    from alerts.model import AlertAction
+    from foundation.contract.alerts import AlertAction
 
     records = await read_records(
         kafka_bootstrap, gateway_topics.actions, until=lambda r: len(r) >= 1, timeout=30

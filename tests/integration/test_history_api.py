@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from alerts.model import AlertTransition, Fingerprint
 from consumers.history.params import PROVINCE_ORIGIN
-from streams.topics import ALERTS, DEADLETTER, KPI
+from foundation.contract.alerts import AlertTransition, Fingerprint
+from foundation.contract.topics import ALERTS, DEADLETTER, KPI
 from tests.plugins.history import HistoryWorld, Record, history_token
 from tests.plugins.services import CliResult, IocProcess
 

@@ -17,11 +17,10 @@ import aiohttp
 import pytest
 
 from consumers.migrations import migrate
-from ioc.settings import load_settings
-from producers.ingest_api import run_ingest_api
-from producers.key_store import KeyStore, open_pool
-from producers.keys import KeyId, generate_key
-from producers.openapi import openapi_document
+from foundation.auth.api_keys import KeyId, generate_key
+from foundation.auth.key_store import KeyStore, open_pool
+from foundation.settings import load_settings
+from ioc.api_server import openapi_document, run_api_server
 from tests.plugins.services import CliResult, ConsumedRecord, IocProcess, events_in, read_records
 
 pytestmark = pytest.mark.integration
@@ -79,7 +78,7 @@ async def ingest(
     listening: asyncio.Future[str] = loop.create_future()
     stop = asyncio.Event()
     server = asyncio.create_task(
-        run_ingest_api(
+        run_api_server(
             settings,
             bootstrap_servers=kafka_bootstrap,
             database_url=fresh_database,

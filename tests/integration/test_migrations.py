@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from consumers.migrations import MIGRATION_LOCK_KEY, load_migrations, migrate
-from ioc.errors import MigrationChecksumError, MigrationError
+from foundation.errors import MigrationChecksumError, MigrationError
 from tests.plugins.services import CliResult
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from foundation.contract.catalog import load_catalog
 from producers.sdk import Publisher
-from streams.catalog import load_catalog
 from tests.plugins.services import CliResult, ConsumedRecord, events_in, read_records
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.catalog import load_catalog
-from streams.envelope import ContractIndex, parse_record
+from foundation.contract.catalog import load_catalog
+from foundation.contract.envelope import ContractIndex, parse_record
 from tests.plugins.services import CliResult
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,11 @@ import pytest
 
 from consumers.migrations import load_migrations, migrate
 from consumers.storage import RecordDecoder, RowBatch, StoragePolicy, StorageSink, run_maintenance
-from ioc.errors import StoragePathError
-from ioc.probes import probe_postgres
-from streams.catalog import Catalog
-from streams.envelope import ContractIndex
-from streams.topics import KPI
+from foundation.contract.catalog import Catalog
+from foundation.contract.envelope import ContractIndex
+from foundation.contract.topics import KPI
+from foundation.errors import StoragePathError
+from foundation.probes import probe_postgres
 from tests.plugins.services import CliResult
 from tests.plugins.storage import arows, rows
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from consumers.gateway.wall_config import wall_config
-from streams.catalog import Catalog
+from foundation.contract.catalog import Catalog
 from tests.plugins.gateway import Producer, alert_transition, kpi_point, make_token
 
 pytestmark = pytest.mark.integration

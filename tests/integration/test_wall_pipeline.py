@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from foundation.contract.catalog import default_catalog_path
 from ioc.embedded._process import find_free_port
-from streams.catalog import default_catalog_path
 from tests.plugins.services import CliResult, IocProcess, read_records
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from alerts.model import AlertState, AlertTransition, Fingerprint
-from streams.catalog import Catalog
-from streams.topics import ALERTS, DEADLETTER, KPI
+from foundation.contract.alerts import AlertState, AlertTransition, Fingerprint
+from foundation.contract.catalog import Catalog
+from foundation.contract.topics import ALERTS, DEADLETTER, KPI
 from tests.plugins.services import IocProcess
 from tests.plugins.storage import WriterFactory, arows, produce, until
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from consumers.migrations import migrate
+from foundation.contract.catalog import Catalog
 from ioc.embedded import EmbeddedPostgres
 from ioc.embedded._process import find_free_port
-from streams.catalog import Catalog
 from tests.plugins.storage import WriterFactory, arows, until
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from alerts.engine import AlertEngine
-from alerts.model import AlertAction, AlertTransition, Fingerprint, Silence
 from alerts.rules import fingerprint
-from streams.catalog import Catalog
+from foundation.contract.alerts import AlertAction, AlertTransition, Fingerprint, Silence
+from foundation.contract.catalog import Catalog
 
 T0 = 1_800_000_000.0  # a Unix time in 2027, a multiple of every window size used here
 MIN = 60.0

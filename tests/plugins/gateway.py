@@ -22,8 +22,8 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
 from consumers.gateway.app import GatewayConfig, run_gateway
-from consumers.gateway.tokens import Role, issue_token
-from streams.catalog import Catalog, load_catalog
+from foundation.auth.tokens import Role, issue_token
+from foundation.contract.catalog import Catalog, load_catalog
 from tests.plugins.services import run_sync
 
 SECRET = b"gateway-test-secret-0123456789abcdef"
@@ -242,7 +242,7 @@ def alert_transition(
     message_en: str = "Bed occupancy 97% above 95%",
     acknowledged_by: str | None = None,
 ) -> dict[str, Any]:
-    from alerts.model import AlertTransition, Fingerprint
+    from foundation.contract.alerts import AlertTransition, Fingerprint
 
     now = time.time()
     return AlertTransition(

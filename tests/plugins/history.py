@@ -17,7 +17,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from consumers.gateway.tokens import Role, issue_token
 from consumers.history import (
     PREFIX,
     HistoryApi,
@@ -28,10 +27,11 @@ from consumers.history import (
 from consumers.migrations import migrate
 from consumers.storage import RecordDecoder, RowBatch, StoragePolicy, StorageSink
 from consumers.storage.maintenance import refresh_rollups
-from producers.key_store import KeyStore, open_pool
-from producers.keys import KeyCache
-from streams.catalog import Catalog, load_catalog
-from streams.envelope import ContractIndex
+from foundation.auth.api_keys import KeyCache
+from foundation.auth.key_store import KeyStore, open_pool
+from foundation.auth.tokens import Role, issue_token
+from foundation.contract.catalog import Catalog, load_catalog
+from foundation.contract.envelope import ContractIndex
 
 HISTORY_SECRET = b"history-test-secret-0123456789abcdef"
 

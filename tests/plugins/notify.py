@@ -26,8 +26,8 @@ import pytest
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from alerts.model import AlertTransition, Fingerprint
 from alerts.notifier.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from foundation.contract.alerts import AlertTransition, Fingerprint
 
 WEBHOOK_SECRET = "test-webhook-secret"
 TELEGRAM_TOKEN = "123456:TEST-token"
@@ -287,7 +287,7 @@ async def publish(bootstrap: str, transitions: list[AlertTransition]) -> None:
     """Produce transitions onto the real ioc.alerts topic, keyed by fingerprint."""
     from aiokafka import AIOKafkaProducer
 
-    from streams.topics import ALERTS
+    from foundation.contract.topics import ALERTS
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
@@ -374,7 +374,7 @@ async def running_notifier(env: dict[str, str]) -> AsyncIterator[Any]:
     """The notifier in this test's event loop (its settings from `env`), stopped on exit."""
     from alerts.notifier import NotifierHandle, run_notifier
     from consumers.migrations import migrate
-    from ioc.settings import load_settings
+    from foundation.settings import load_settings
 
     settings = load_settings(**{_field(k): v for k, v in env.items()})
     assert settings.database_url and settings.kafka_bootstrap_servers

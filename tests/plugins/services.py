@@ -205,9 +205,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 @pytest.fixture(scope="session")
 def contract_topics(kafka_bootstrap: str) -> list[str]:
     """Every topic of the contract exists on the session broker (create before use)."""
+    from foundation.contract.catalog import load_catalog
     from ioc.topics import contract_topics as names
     from ioc.topics import create_topics
-    from streams.catalog import load_catalog
 
     topics = names(load_catalog())
     run_sync(create_topics(kafka_bootstrap, topics, partitions=4, replication_factor=1, timeout=15))

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from consumers.migrations import migrate
 from consumers.storage import StoragePolicy, StorageWriter, WriterConfig, WriterMetrics
-from streams.catalog import Catalog, load_catalog
+from foundation.contract.catalog import Catalog, load_catalog
 
 
 @pytest.fixture

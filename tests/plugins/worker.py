@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.catalog import Catalog, load_catalog
+from foundation.contract.catalog import Catalog, load_catalog
 from tests.plugins.services import _cli_env, run_sync
 
 SHORT_CATALOG = """\

@@ -8,7 +8,7 @@ import pytest
 
 from alerts.engine import MAX_ACTION_IDS, AlertEngine
 from alerts.lifecycle import MAX_NOTES
-from alerts.model import AlertTransition
+from foundation.contract.alerts import AlertTransition
 from tests.plugins.alerts import (
     BED_D1,
     MIN,

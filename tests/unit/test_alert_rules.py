@@ -17,9 +17,8 @@ from alerts.rules import (
     rate_condition,
     threshold_condition,
 )
-from ioc.errors import CatalogError
-from streams.catalog import Catalog, load_catalog
-from streams.catalog._model import TEMPLATE_FIELDS, AlertRule
+from foundation.contract.catalog import TEMPLATE_FIELDS, AlertRule, Catalog, load_catalog
+from foundation.errors import CatalogError
 from tests.plugins.alerts import ALERT_CATALOG, make_catalog
 
 

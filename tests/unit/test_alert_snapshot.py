@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alerts.engine import AlertEngine
-from alerts.model import AlertTransition
+from foundation.contract.alerts import AlertTransition
 from tests.plugins.alerts import (
     BED_D1,
     KPI_ABSENCE,

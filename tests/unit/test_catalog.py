@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ioc.errors import CatalogError
-from streams.catalog import load_catalog
+from foundation.contract.catalog import load_catalog
+from foundation.errors import CatalogError
 
 SECTORS_VI = {
     "Y tế", "Giao thông", "Tài nguyên – Môi trường", "Giáo dục", "Dịch vụ công", "An ninh trật tự",

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 
-from ioc.errors import SettingsError
-from ioc.kafka_client import faust_broker_credentials, kafka_client_options
-from ioc.settings import Settings, load_settings
+from foundation.errors import SettingsError
+from foundation.kafka_client import faust_broker_credentials, kafka_client_options
+from foundation.settings import Settings, load_settings
 
 EXTERNAL = {"kafka_bootstrap_servers": "kafka-1:9093,kafka-2:9093"}
 
@@ -136,7 +136,7 @@ def test_the_worker_app_carries_the_credentials(tmp_path: Path) -> None:
     """`ioc worker` hands faust_broker_credentials to the Faust app it builds."""
     from prometheus_client import CollectorRegistry
 
-    from streams.catalog import load_catalog
+    from foundation.contract.catalog import load_catalog
     from streams.checkpoints import MemoryCheckpointStore
     from streams.faust_app import WorkerConfig, create_app
 

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
+from foundation.contract.catalog import load_catalog
+from foundation.settings import Settings
 from ioc.cli import _parser
-from ioc.settings import Settings
 from ioc.topics import contract_topics
-from streams.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -72,7 +72,7 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 
 def check_env_names(names: set[str], where: str) -> None:
     unknown = {n for n in names if n.startswith("IOC_") or n in SETTING_NAMES} - SETTING_NAMES
-    assert not unknown, f"{where}: not settings of ioc/settings.py: {sorted(unknown)}"
+    assert not unknown, f"{where}: not settings of foundation/settings.py: {sorted(unknown)}"
 
 
 # --- docker compose ----------------------------------------------------------------------------

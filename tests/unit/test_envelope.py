@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.catalog import load_catalog
-from streams.envelope import (
+from foundation.contract.catalog import load_catalog
+from foundation.contract.envelope import (
     MAX_BATCH_EVENTS,
     MAX_RECORD_BYTES,
     ContractIndex,

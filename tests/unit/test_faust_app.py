@@ -7,7 +7,7 @@ from pathlib import Path
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from streams.catalog import load_catalog
+from foundation.contract.catalog import load_catalog
 from streams.checkpoints import MemoryCheckpointStore
 from streams.faust_app import WorkerConfig, create_app
 

@@ -9,7 +9,7 @@ import pytest
 
 from consumers.gateway.state import GatewayState
 from consumers.gateway.wall_config import MAX_TILE_KPIS, wall_config
-from streams.catalog import load_catalog
+from foundation.contract.catalog import load_catalog
 
 
 def point(

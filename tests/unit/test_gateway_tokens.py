@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.gateway.tokens import TokenRejectedError, issue_token, verify_token
+from foundation.auth.tokens import TokenRejectedError, issue_token, verify_token
 
 SECRET = b"unit-test-secret-0123456789"
 NOW = 1_800_000_000.0

@@ -18,8 +18,8 @@ from consumers.history.params import (
     time_range,
 )
 from consumers.history.queries import ROLLUP_AFTER, HistoryCatalog, KpiEntry, plan_series
-from ioc.errors import HistoryQueryError
-from streams.catalog import load_catalog
+from foundation.contract.catalog import load_catalog
+from foundation.errors import HistoryQueryError
 
 CATALOG = HistoryCatalog(load_catalog())
 BED = CATALOG.kpi("health.bed_occupancy_pct")  # 15 min windows

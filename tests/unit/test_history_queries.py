@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from consumers.gateway.tokens import issue_token
 from consumers.history.auth import authenticate
 from consumers.history.kpi_text import format_age, format_value, render_latest
 from consumers.history.params import TimeRange
@@ -25,9 +24,10 @@ from consumers.history.queries import (
     series_query,
 )
 from consumers.history.views import latest_view, target_status
-from ioc.errors import HistoryQueryError
-from producers.keys import ApiKeyRecord, KeyId
-from streams.catalog import load_catalog
+from foundation.auth.api_keys import ApiKeyRecord, KeyId
+from foundation.auth.tokens import issue_token
+from foundation.contract.catalog import load_catalog
+from foundation.errors import HistoryQueryError
 
 CATALOG = HistoryCatalog(load_catalog())
 BED = CATALOG.kpi("health.bed_occupancy_pct")

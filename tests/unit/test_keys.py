@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from producers.keys import (
+from foundation.auth.api_keys import (
     ApiKeyRecord,
     KeyCache,
     KeyId,

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.catalog import Catalog
-from streams.envelope import Event
+from foundation.contract.catalog import Catalog
+from foundation.contract.envelope import Event
 from streams.kpi_engine import KpiPoint, PanePartial, PartitionPanes, SeriesBook
 from streams.kpi_plan import KpiPlan
 

@@ -8,7 +8,7 @@ import pytest
 
 from consumers.migrations import AppliedMigration, load_migrations, pending_migrations
 from consumers.migrations._files import checksum
-from ioc.errors import MigrationChecksumError, MigrationError
+from foundation.errors import MigrationChecksumError, MigrationError
 
 
 def test_shipped_migrations_are_numbered_from_one_without_gaps() -> None:

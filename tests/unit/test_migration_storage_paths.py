@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from consumers.migrations import load_migrations, sql_for_path
-from ioc.errors import MigrationError
+from foundation.errors import MigrationError
 
 SQL = """-- shared head
 CREATE TABLE a (x int);

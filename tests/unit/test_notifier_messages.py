@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerts.model import AlertTransition, Fingerprint
 from alerts.notifier.messages import MessageContext, format_elapsed, render, truncate
-from streams.catalog import load_catalog
+from foundation.contract.alerts import AlertTransition, Fingerprint
+from foundation.contract.catalog import load_catalog
 
 CONTEXT = MessageContext.from_catalog(load_catalog())
 # 20:15 in Bình Phước (UTC+7) on 26/11/2026.

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from alerts.model import AlertTransition, Fingerprint
 from alerts.routing import (
     Routing,
     Target,
@@ -15,8 +14,9 @@ from alerts.routing import (
     needs_history,
     plan_deliveries,
 )
-from ioc.errors import RoutingError
-from streams.catalog import load_catalog
+from foundation.contract.alerts import AlertTransition, Fingerprint
+from foundation.contract.catalog import load_catalog
+from foundation.errors import RoutingError
 
 ROLES = ["duty_officer", "sector_vice_chairman", "chairman"]
 

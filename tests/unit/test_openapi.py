@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+import foundation.contract.envelope
 import producers.sdk
-import streams.envelope
+from ioc.api_server import openapi_document
 from producers.ingest_rules import EVENT_REASON_PREFIXES, EVENT_REASONS, REQUEST_REASONS
-from producers.openapi import openapi_document
 
 DOC = openapi_document()
 TEXT = json.dumps(DOC, ensure_ascii=False)
@@ -114,7 +114,9 @@ def _reason_literals(module: Any, calls: dict[str, int]) -> set[str]:
 
 def test_reasons_the_envelope_and_sdk_produce_are_known() -> None:
     """Every reason code in the validator's and the SDK's source is in the API's tables."""
-    codes = _reason_literals(streams.envelope, {"_reject": 3, "reject": 0, "Rejection": 0})
+    codes = _reason_literals(
+        foundation.contract.envelope, {"_reject": 3, "reject": 0, "Rejection": 0}
+    )
     codes |= _reason_literals(producers.sdk, {"DeliveryReport": 3})
     assert {"unknown_sector", "bad_json", "send_failed"} <= codes, "the scan finds codes"
     for code in codes:

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from producers._tally import DeliveryTally
 from producers.replay import (
     Pacer,
     ProgressBar,
@@ -21,6 +20,7 @@ from producers.replay import (
     render_progress,
     replay,
 )
+from producers.tally import DeliveryTally
 
 
 def event(n: int, second: int, **extra: Any) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ioc.errors import SettingsError
-from ioc.settings import load_settings
+from foundation.errors import SettingsError
+from foundation.settings import load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -12,10 +12,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from foundation.contract.catalog import Catalog, Kpi, load_catalog
+from foundation.contract.envelope import (
+    ContractIndex,
+    Event,
+    Rejection,
+    parse_record,
+    validate_event,
+)
 from producers.simulators import Emission, Scenario, Simulation
-from streams.catalog import Catalog, load_catalog
-from streams.catalog._model import Kpi
-from streams.envelope import ContractIndex, Event, Rejection, parse_record, validate_event
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 # Monday 23 November 2026, 09:00 in Bình Phước: offices and schools are open.

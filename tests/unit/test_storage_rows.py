@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from consumers.storage import RecordDecoder, RowBatch
-from streams.catalog import Catalog, load_catalog
-from streams.envelope import ContractIndex
-from streams.topics import ALERTS, DEADLETTER, KPI
+from foundation.contract.catalog import Catalog, load_catalog
+from foundation.contract.envelope import ContractIndex
+from foundation.contract.topics import ALERTS, DEADLETTER, KPI
 
 NOW = 1_800_000_000.0
 

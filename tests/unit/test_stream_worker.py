@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from streams.catalog import load_catalog
+from foundation.contract.catalog import load_catalog
 from streams.checkpoints import MemoryCheckpointStore
 from streams.worker import StreamWorker
 from streams.worker_metrics import WorkerMetrics

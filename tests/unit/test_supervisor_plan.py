@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from foundation.contract.catalog import load_catalog
+from foundation.errors import SettingsError
 from ioc.components import SimulatorPlan, platform_children
-from ioc.errors import SettingsError
 from ioc.supervisor import Backoff
-from streams.catalog import load_catalog
 
 SECTORS = [s.id for s in load_catalog().sectors]
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from ioc.errors import SettingsError
+from foundation.errors import SettingsError
 
 if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
 
-    from ioc.settings import Settings
+    from foundation.settings import Settings
 
 __all__ = ["faust_broker_credentials", "kafka_client_options", "kafka_ssl_context"]
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ioc.errors import SettingsError
+from foundation.errors import SettingsError
 
 __all__ = ["Settings", "load_settings"]
 

@@ -3,7 +3,7 @@
 A key reads `iock_<key_id>_<secret>`: `key_id` is 12 hex characters (public, the row's
 primary key), `secret` is 32 random bytes in URL-safe base64 (43 characters). Only
 sha256(secret) is stored; with 256 random bits a slow password hash adds nothing.
-The store itself (PostgreSQL) is `producers.key_store.KeyStore`.
+The store itself (PostgreSQL) is `foundation.auth.key_store.KeyStore`.
 """
 
 from __future__ import annotations

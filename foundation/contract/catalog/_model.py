@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from streams.topics import event_topic
+from foundation.contract.topics import event_topic
 
 __all__ = [
     "TEMPLATE_FIELDS",

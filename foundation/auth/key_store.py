@@ -12,9 +12,9 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ioc.errors import DatabaseError, DatabaseUnreachableError
-from ioc.probes import redact_url
-from producers.keys import ApiKeyRecord, KeyId, NewApiKey, generate_key
+from foundation.auth.api_keys import ApiKeyRecord, KeyId, NewApiKey, generate_key
+from foundation.errors import DatabaseError, DatabaseUnreachableError
+from foundation.probes import redact_url
 
 __all__ = ["KeyStore", "open_pool"]
 

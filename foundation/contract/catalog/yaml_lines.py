@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from ioc.errors import CatalogError
+from foundation.errors import CatalogError
 
 __all__ = ["LineMap", "load_with_lines", "read_yaml_file"]
 

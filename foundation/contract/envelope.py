@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
-from streams.catalog import Catalog
+from foundation.contract.catalog import Catalog
 
 __all__ = [
     "ENVELOPE_FIELDS",

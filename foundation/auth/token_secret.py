@@ -8,9 +8,9 @@ import os
 import secrets
 import time
 
-from ioc.errors import StateDirError
-from ioc.runtime import ensure_state_dir
-from ioc.settings import Settings
+from foundation.errors import StateDirError
+from foundation.settings import Settings
+from foundation.state_dir import ensure_state_dir
 
 __all__ = ["SECRET_FILE", "token_secret"]
 

@@ -7,16 +7,16 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ioc.errors import CatalogError
-from streams.catalog._model import Catalog, cross_check
-from streams.catalog._yaml_lines import LineMap, read_yaml_file
+from foundation.contract.catalog._model import Catalog, cross_check
+from foundation.contract.catalog.yaml_lines import LineMap, read_yaml_file
+from foundation.errors import CatalogError
 
 __all__ = ["default_catalog_path", "load_catalog"]
 
 
 def default_catalog_path() -> Path:
     """The catalog of Bình Phước's 11 sectors shipped with the package."""
-    return Path(str(files("streams.catalog") / "binh_phuoc.yaml"))
+    return Path(str(files("foundation.contract.catalog") / "binh_phuoc.yaml"))
 
 
 def load_catalog(path: Path | None = None) -> Catalog:
