@@ -22,8 +22,9 @@ BASE = "foundation"
 COMPOSITION_ROOT = "ioc"
 COMPONENTS = ("streams", "producers", "consumers", "alerts")
 PACKAGES = (BASE, COMPOSITION_ROOT, *COMPONENTS)
-THIRD_PARTY = ("faust", "mode", "aiokafka", "websockets", "psycopg", "psycopg_pool")
-THIRD_PARTY += ("prometheus_client",)
+THIRD_PARTY = frozenset(
+    {"faust", "mode", "aiokafka", "websockets", "psycopg", "psycopg_pool", "prometheus_client"}
+)
 
 
 def _modules() -> Iterator[tuple[str, str, ast.Module]]:
@@ -163,7 +164,7 @@ def _patching(tree: ast.Module) -> Iterator[tuple[int, str]]:
             targets = [node.target]
         for target in targets:
             if isinstance(target, ast.Attribute) and _root(target) in third:
-                yield node.lineno, f"assigns {ast.unparse(target)}"
+                yield target.lineno, f"assigns {ast.unparse(target)}"
         # In a module that uses a library, another object's underscore attribute may be the
         # library's: only our own (`self`, `cls`) are ours to touch.
         if (
