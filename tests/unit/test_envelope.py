@@ -83,38 +83,40 @@ def test_timestamp_is_parsed_with_its_offset() -> None:
     assert event.occurred_at == utc.occurred_at == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 
 
-@pytest.mark.parametrize(
-    ("event", "reason"),
-    [
-        (good(event_id=_DROP), "missing_field:event_id"),
-        (good(source=None), "missing_field:source"),
-        (good(occurred_at=_DROP), "missing_field:occurred_at"),
-        (good(value=_DROP), "missing_field:value"),
-        (good(colour="red"), "unknown_field:colour"),
-        (good(event_id=""), "bad_field:event_id"),
-        (good(event_id="x" * 129), "bad_field:event_id"),
-        (good(event_id=7), "bad_field:event_id"),
-        (good(source=["his"]), "bad_field:source"),
-        (good(sector="space"), "unknown_sector"),
-        (good(sector=["health"]), "unknown_sector"),
-        (good(type="teleport"), "unknown_type"),
-        (good(source="nobody"), "unknown_source"),
-        (good(occurred_at="yesterday"), "bad_timestamp"),
-        (good(occurred_at="2026-09-21T20:00:00"), "bad_timestamp"),
-        (good(occurred_at="2026-09-21"), "bad_timestamp"),
-        (good(occurred_at=1790000000), "bad_timestamp"),
-        (good(occurred_at="2026-09-22T20:00:00+07:00"), "future_timestamp"),
-        (good(value="87"), "bad_field:value"),
-        (good(value=True), "bad_field:value"),
-        (good(value=2**60), "not_finite"),
-        (good(unit="ca"), "unit_mismatch"),
-        (good(district="ha-noi"), "unknown_district"),
-        (good(district={"code": "dong-xoai"}), "unknown_district"),
-        (good(data=[1, 2]), "bad_field:data"),
-        (good(schema_version=2), "unsupported_schema_version"),
-        (good(schema_version="1"), "unsupported_schema_version"),
-    ],
-)
+# Each rule's bad event and its reason code (tests/unit/test_contract_schemas.py checks that
+# the published JSON Schema refuses them too).
+BAD_EVENTS: list[tuple[dict[str, Any], str]] = [
+    (good(event_id=_DROP), "missing_field:event_id"),
+    (good(source=None), "missing_field:source"),
+    (good(occurred_at=_DROP), "missing_field:occurred_at"),
+    (good(value=_DROP), "missing_field:value"),
+    (good(colour="red"), "unknown_field:colour"),
+    (good(event_id=""), "bad_field:event_id"),
+    (good(event_id="x" * 129), "bad_field:event_id"),
+    (good(event_id=7), "bad_field:event_id"),
+    (good(source=["his"]), "bad_field:source"),
+    (good(sector="space"), "unknown_sector"),
+    (good(sector=["health"]), "unknown_sector"),
+    (good(type="teleport"), "unknown_type"),
+    (good(source="nobody"), "unknown_source"),
+    (good(occurred_at="yesterday"), "bad_timestamp"),
+    (good(occurred_at="2026-09-21T20:00:00"), "bad_timestamp"),
+    (good(occurred_at="2026-09-21"), "bad_timestamp"),
+    (good(occurred_at=1790000000), "bad_timestamp"),
+    (good(occurred_at="2026-09-22T20:00:00+07:00"), "future_timestamp"),
+    (good(value="87"), "bad_field:value"),
+    (good(value=True), "bad_field:value"),
+    (good(value=2**60), "not_finite"),
+    (good(unit="ca"), "unit_mismatch"),
+    (good(district="ha-noi"), "unknown_district"),
+    (good(district={"code": "dong-xoai"}), "unknown_district"),
+    (good(data=[1, 2]), "bad_field:data"),
+    (good(schema_version=2), "unsupported_schema_version"),
+    (good(schema_version="1"), "unsupported_schema_version"),
+]
+
+
+@pytest.mark.parametrize(("event", "reason"), BAD_EVENTS)
 def test_each_rule_has_its_reason_code(event: dict[str, Any], reason: str) -> None:
     result = parse_record(encode(event), INDEX, now=NOW)
     assert result.events == []
@@ -127,19 +129,19 @@ def test_non_finite_numbers_are_refused(literal: bytes) -> None:
     assert [r.reason for r in parse_record(raw, INDEX, now=NOW).rejections] == ["not_finite"]
 
 
-@pytest.mark.parametrize(
-    ("raw", "reason"),
-    [
-        (b"{not json", "bad_json"),
-        (b"\xff\xfe", "bad_json"),
-        (b"", "bad_json"),
-        (b"42", "not_object"),
-        (b'"event"', "not_object"),
-        (b"[]", "empty_batch"),
-        (b"[" + b",".join([b"{}"] * (MAX_BATCH_EVENTS + 1)) + b"]", "batch_too_large"),
-        (b" " * (MAX_RECORD_BYTES + 1), "too_large"),
-    ],
-)
+BAD_RECORDS: list[tuple[bytes, str]] = [
+    (b"{not json", "bad_json"),
+    (b"\xff\xfe", "bad_json"),
+    (b"", "bad_json"),
+    (b"42", "not_object"),
+    (b'"event"', "not_object"),
+    (b"[]", "empty_batch"),
+    (b"[" + b",".join([b"{}"] * (MAX_BATCH_EVENTS + 1)) + b"]", "batch_too_large"),
+    (b" " * (MAX_RECORD_BYTES + 1), "too_large"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), BAD_RECORDS)
 def test_record_level_problems_reject_the_whole_record(raw: bytes, reason: str) -> None:
     result = parse_record(raw, INDEX, now=NOW)
     assert result.events == []
