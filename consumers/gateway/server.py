@@ -1,7 +1,8 @@
 """The gateway's server: the wall page, /healthz, /metrics and the WebSocket on one port.
 
 `websockets` (asyncio API) serves plain HTTP GETs through `process_request` (the page, its
-static files, `/config.json`, `/healthz`, `/metrics`) and upgrades `/ws?token=…`. Each
+static files, `/config.json`, `/healthz`, `/metrics`, the Kafka contract at `/asyncapi.json`
+and `/schemas/…`) and upgrades `/ws?token=…`. Each
 connection gets a `ClientSession` (direct writes while the connection keeps up, else a
 bounded outbox + writer task) and a reader loop that handles the client's messages; both end
 together, and the session leaves the hub.
@@ -57,6 +58,7 @@ from consumers.gateway.protocol import (
 from consumers.gateway.wall_config import wall_config
 from foundation.auth.tokens import TokenClaims, TokenRejectedError, verify_token
 from foundation.contract.alerts import AlertAction, Fingerprint
+from foundation.contract.asyncapi import contract_documents
 from foundation.contract.catalog import Catalog
 from foundation.errors import PortInUseError
 
@@ -211,6 +213,13 @@ class GatewayServer:
         files["/"] = files["/index.html"]
         config = json.dumps(wall_config(catalog), ensure_ascii=False).encode()
         files["/config.json"] = (config, "application/json; charset=utf-8")
+        # The Kafka contract for integrators: /asyncapi.json and /schemas/… (JSON Schema).
+        for name, document in contract_documents(catalog).items():
+            body = json.dumps(document, ensure_ascii=False, indent=2, allow_nan=False).encode()
+            schema = name.startswith("schemas/") and name != "schemas/index.json"
+            kind = "application/schema+json" if schema else "application/json"
+            files[f"/{name}"] = (body, kind + "; charset=utf-8")
+        files["/schemas/"] = files["/schemas"] = files["/schemas/index.json"]
         return files
 
     # -- life cycle

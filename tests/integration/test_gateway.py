@@ -9,7 +9,10 @@ import urllib.request
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
+from foundation.contract.catalog import load_catalog
+from foundation.contract.schemas import schema_documents
 from tests.plugins.gateway import (
     GatewayTopics,
     Producer,
@@ -283,6 +286,8 @@ async def test_officer_ack_is_published_as_an_alert_action(
     )
     assert len(records) == 1
     action = AlertAction.decode(records[0].value)
+    contract = schema_documents(load_catalog())["schemas/topics/ioc.alert-actions.json"]
+    Draft202012Validator(contract).validate(json.loads(records[0].value))
     assert records[0].key == alert["fingerprint"].encode()
     assert (action.action, action.by, action.fingerprint, action.note) == (
         "ack",
@@ -424,3 +429,12 @@ async def test_http_endpoints(start_gateway):
     assert health["ok"] is True and health["walls"] == 0
     status, kind, body = await asyncio.to_thread(get, "metrics")
     assert b"ioc_gateway_push_latency_seconds" in body
+    # The Kafka contract for integrators: the AsyncAPI document and the JSON Schemas.
+    status, kind, body = await asyncio.to_thread(get, "asyncapi.json")
+    assert status == 200 and kind.startswith("application/json")
+    assert json.loads(body)["asyncapi"] == "3.0.0"
+    status, kind, body = await asyncio.to_thread(get, "schemas/")
+    paths = [d["path"] for d in json.loads(body)["documents"]]
+    assert "schemas/topics/ioc.events.health.json" in paths
+    status, kind, body = await asyncio.to_thread(get, "schemas/topics/ioc.kpi.json")
+    assert kind.startswith("application/schema+json") and json.loads(body)["oneOf"]
