@@ -17,7 +17,9 @@ from foundation.contract.catalog import Catalog
 from foundation.kafka_client import kafka_client_options
 from foundation.probes import ServiceStatus, probe_kafka, probe_postgres, redact_url
 from foundation.settings import Settings
+from ioc.components import SIMULATORS, SIMULATORS_STATUS_FILE
 from ioc.runtime import read_runtime_file
+from ioc.simulators import read_status_file
 
 __all__ = ["collect_status", "render_status"]
 
@@ -112,14 +114,28 @@ async def _gateway(settings: Settings, timeout: float) -> dict[str, Any] | None:
 
 
 def _components(state_dir: Path) -> list[dict[str, Any]]:
-    """The children `ioc up` supervises, as it last wrote them (none when it is not running)."""
+    """The children `ioc up` supervises, as it last wrote them (none when it is not running).
+
+    The simulators process carries `sectors`: each sector's simulator, from its status file.
+    """
     try:
         raw = json.loads((state_dir / "children.json").read_text())
         if not psutil.pid_exists(int(raw["supervisor_pid"])):
             return []
-        return [dict(row) for row in raw["children"]]
+        rows = [dict(row) for row in raw["children"]]
     except (OSError, ValueError, KeyError, TypeError):
         return []
+    for row in rows:
+        if row.get("name") == SIMULATORS:
+            found = {
+                r["name"]: r
+                for r in read_status_file(state_dir / SIMULATORS_STATUS_FILE, row.get("pid"))
+            }
+            row["sectors"] = [
+                found.get(name, {"name": name, "state": "starting", "restarts": 0, "events": 0})
+                for name in row.get("members", [])
+            ]
+    return rows
 
 
 async def _existing_topics(
@@ -173,4 +189,9 @@ def render_status(report: dict[str, Any]) -> str:
         restarts = f", {child['restarts']} restarts" if child["restarts"] else ""
         pid = f"pid {child['pid']}" if child["pid"] else "-"
         lines.append(f"  {child['name']:<16} {child['state']:<8} {pid}{restarts}")
+        for sector in child.get("sectors", []):  # the simulators: one simulation per sector
+            again = f", {sector['restarts']} restarts" if sector["restarts"] else ""
+            lines.append(
+                f"    {sector['name']:<22} {sector['state']:<8} {sector['events']:,} events{again}"
+            )
     return "\n".join(lines)

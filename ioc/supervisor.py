@@ -51,10 +51,14 @@ class Backoff:
 
 @dataclass(frozen=True, slots=True)
 class ChildSpec:
-    """One component: a name for logs and the status table, and its `ioc` arguments."""
+    """One component: a name for logs and the status table, and its `ioc` arguments.
+
+    `members` names what one process runs for several (the simulators: `sim-<sector>`).
+    """
 
     name: str
     args: tuple[str, ...]
+    members: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -76,6 +80,7 @@ class ChildStatus:
             "pid": self.pid,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
+            "members": list(self.spec.members),
         }
 
 

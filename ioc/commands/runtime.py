@@ -25,9 +25,7 @@ def register(commands: Any) -> None:
     up.add_argument(
         "--exit-after", type=float, metavar="SECONDS", help="stop by itself after SECONDS"
     )
-    up.add_argument(
-        "--no-simulate", action="store_true", help="do not run the 11 sector simulators"
-    )
+    up.add_argument("--no-simulate", action="store_true", help="do not run the sector simulators")
     up.add_argument(
         "--rate",
         type=float,
@@ -148,19 +146,23 @@ STOP_TIMEOUT = 6.0
 
 
 def _supervisor(args: argparse.Namespace, settings: Settings, sectors: list[str]) -> Any:
-    from ioc.components import SimulatorPlan, platform_children
+    from ioc.components import SIMULATORS_STATUS_FILE, SimulatorPlan, platform_children
     from ioc.supervisor import Supervisor
 
     if args.services_only:
         return None
+    state_dir = settings.state_dir.resolve()
     plan = None
     if not args.no_simulate:
         plan = SimulatorPlan(
-            rate=args.rate, scenarios=tuple(args.scenario), scenario_after=args.scenario_after
+            rate=args.rate,
+            scenarios=tuple(args.scenario),
+            scenario_after=args.scenario_after,
+            status_file=str(state_dir / SIMULATORS_STATUS_FILE),
         )
     only = args.only.split(",") if args.only else None
     children = platform_children(sectors, simulate=plan, only=only)
-    return Supervisor(children, state_dir=settings.state_dir.resolve(), env=None)
+    return Supervisor(children, state_dir=state_dir, env=None)
 
 
 async def _announce(supervisor: Any, settings: Settings, stop: asyncio.Event) -> None:
@@ -179,6 +181,8 @@ async def _announce(supervisor: Any, settings: Settings, stop: asyncio.Event) ->
         pid = child.pid if child.pid is not None else "-"
         log_path = supervisor.log_path(child.spec.name)
         print(f"  {child.spec.name:<16} {child.state:<8} pid {pid!s:<8} log {log_path}")
+        if child.spec.members:  # the simulators: one process, a simulation per sector
+            print(f"    {len(child.spec.members)} in one process: {', '.join(child.spec.members)}")
     if any(c.spec.name == "gateway" for c in supervisor.children):
         # The page must answer when the officer opens the link: wait for the gateway's port.
         if settings.gateway_port and not await _listening(

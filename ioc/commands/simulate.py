@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from foundation.contract.catalog import Catalog
     from producers.sdk import Publisher
-    from producers.simulators import Emission, Simulation
+    from producers.simulators import Emission, Scenario, Simulation
     from producers.tally import DeliveryTally
 
 __all__ = ["register"]
@@ -43,8 +43,14 @@ scenarios (NAME[:SECTOR[:SOURCE]]; without SECTOR: every simulated sector):
 
 examples:
   ioc simulate                                   # all 11 sectors, 50 ev/s, until Ctrl-C
+  ioc simulate --per-sector                      # as `ioc up` runs them (see below)
   ioc simulate --sectors health,traffic --scenario silent:health --scenario-after 120
   ioc simulate --count 100000 --out day.jsonl    # a replay file (event times end now)
+
+--per-sector (what `ioc up` runs, in one process): each sector is its own simulation with
+seed + its position in the catalog, an even share of --rate and the scenarios that name it
+or no sector; a sector that fails is restarted alone after 1, 2, 4 … 30 s; --status-file
+says each sector's state (`ioc status` shows it).
 """
 
 
@@ -81,6 +87,14 @@ def register(commands: Any) -> None:
         "--raw-malformed", action="store_true",
         help="send malformed events as raw bytes past the SDK (implies --scenario malformed)",
     )  # fmt: skip
+    simulate.add_argument(
+        "--per-sector", action="store_true",
+        help="one simulation per sector, each restarted alone if it fails (see below)",
+    )  # fmt: skip
+    simulate.add_argument(
+        "--status-file", type=Path, metavar="FILE.json",
+        help="with --per-sector: write each sector's state here every second",
+    )  # fmt: skip
     simulate.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this")
     simulate.add_argument("--count", type=int, metavar="N", help="stop after N events")
     simulate.add_argument(
@@ -96,6 +110,8 @@ async def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     catalog = load_catalog(settings.catalog)
     _check_bounds(args)
+    if args.per_sector:
+        return await _per_sector(args, catalog, settings)
     if args.out is not None:
         return _write_jsonl(args, _simulation(args, catalog, start=_backfill_start(args, catalog)))
     from ioc.runtime import resolve_bootstrap_servers
@@ -117,32 +133,153 @@ def _check_bounds(args: argparse.Namespace) -> None:
         raise SettingsError("--out needs --count or --duration (a file must end)")
     if args.scenario_after < 0 or (args.scenario_for is not None and args.scenario_for <= 0):
         raise SettingsError("--scenario-after must be ≥ 0 and --scenario-for > 0 seconds")
+    if args.per_sector and (args.out is not None or args.count is not None):
+        raise SettingsError("--per-sector publishes live until stopped: no --out or --count")
+    if args.status_file is not None and not args.per_sector:
+        raise SettingsError("--status-file goes with --per-sector")
 
 
-def _simulation(args: argparse.Namespace, catalog: Catalog, *, start: float) -> Simulation:
-    from producers.simulators import Scenario, Simulation
+def _scenarios(args: argparse.Namespace) -> list[Scenario]:
+    from producers.simulators import Scenario
 
     names = list(args.scenario)
     if args.raw_malformed and not any(n.split(":")[0] == "malformed" for n in names):
         names.append("malformed")
     try:
-        scenarios = [
+        return [
             Scenario.parse(n, after=args.scenario_after, lasts=args.scenario_for) for n in names
         ]
-        sectors = (
-            [s.strip() for s in args.sectors.split(",") if s.strip()] if args.sectors else None
-        )
+    except ValueError as exc:
+        raise SettingsError(f"ioc simulate: {exc}") from exc
+
+
+def _sectors(args: argparse.Namespace) -> list[str] | None:
+    return [s.strip() for s in args.sectors.split(",") if s.strip()] if args.sectors else None
+
+
+def _simulation(
+    args: argparse.Namespace,
+    catalog: Catalog,
+    *,
+    start: float,
+    sectors: list[str] | None = None,
+    rate: float | None = None,
+    seed: int | None = None,
+    scenarios: list[Scenario] | None = None,
+) -> Simulation:
+    from producers.simulators import Simulation
+
+    try:
         return Simulation(
             catalog,
-            sectors=sectors,
-            rate=args.rate,
-            seed=args.seed,
+            sectors=_sectors(args) if sectors is None else sectors,
+            rate=args.rate if rate is None else rate,
+            seed=args.seed if seed is None else seed,
             start=start,
-            scenarios=scenarios,
+            scenarios=_scenarios(args) if scenarios is None else scenarios,
             raw_malformed=args.raw_malformed,
         )
     except ValueError as exc:
         raise SettingsError(f"ioc simulate: {exc}") from exc
+
+
+async def _per_sector(args: argparse.Namespace, catalog: Catalog, settings: Settings) -> int:
+    """Every sector its own simulation in this one process (`ioc up`), restarted alone."""
+    from foundation.contract.topics import event_topic
+    from ioc.runtime import resolve_bootstrap_servers
+    from ioc.simulators import SectorSimulators
+    from producers.tally import DeliveryTally
+
+    positions: dict[str, int] = {s.id: index for index, s in enumerate(catalog.sectors)}
+    chosen = _sectors(args) or list(positions)
+    unknown = [s for s in chosen if s not in positions]
+    if unknown:
+        raise SettingsError(f"ioc simulate: unknown sector {unknown[0]!r}")
+    scenarios = [_located(s, catalog) for s in _scenarios(args)]
+    for scenario in scenarios:
+        if scenario.sector is not None and scenario.sector not in chosen:
+            raise SettingsError(f"ioc simulate: scenario {scenario.kind}: sector "
+                                f"{scenario.sector!r} is not simulated")  # fmt: skip
+    rate = args.rate / len(chosen)
+
+    def simulation(sector: str, start: float) -> Simulation:
+        mine = [s for s in scenarios if s.sector in (None, sector)]
+        seed = args.seed + positions[sector]
+        return _simulation(
+            args, catalog, start=start, sectors=[sector], rate=rate, seed=seed, scenarios=mine
+        )
+
+    for sector in chosen:  # a bad setting fails now, not in a restart loop
+        simulation(sector, time.time())
+    bootstrap = resolve_bootstrap_servers(settings)
+    tally = DeliveryTally()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if args.duration is not None:
+        loop.call_later(args.duration, stop.set)
+    started = time.monotonic()
+    async with _publishers(bootstrap, catalog, args.raw_malformed, settings) as (publisher, raw):
+
+        async def publish(emission: Emission) -> None:
+            if emission.raw is not None and raw is not None:
+                sent = await raw.send(
+                    event_topic(emission.sector), value=emission.raw, key=emission.source.encode()
+                )
+                tally.track_raw(sent)
+            else:
+                tally.track(await publisher.publish(emission.event))
+
+        simulators = SectorSimulators(
+            chosen, simulation=simulation, publish=publish, status_file=args.status_file
+        )
+        progress = asyncio.create_task(_report_progress(tally, simulators, started, stop))
+        try:
+            await simulators.run(stop)
+        finally:
+            progress.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        await publisher.flush()
+        if raw is not None:
+            await raw.flush()
+        await tally.drain()
+    elapsed = time.monotonic() - started
+    emitted = simulators.events
+    restarts = sum(run.restarts for run in simulators.runs)
+    print(
+        f"simulate: {len(chosen)} sectors, one simulation each · {emitted:,} events in "
+        f"{elapsed:.1f} s ({emitted / elapsed if elapsed else 0:,.1f} ev/s) · "
+        f"{restarts} restarts"
+    )
+    print(f"  {tally.summary()}")
+    print("  by sector: " + ", ".join(f"{r.sector} {r.events:,}" for r in simulators.runs))
+    return 0 if not tally.failed else 1
+
+
+async def _report_progress(
+    tally: DeliveryTally, simulators: Any, started: float, stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PROGRESS_SECONDS)
+        _progress(tally, simulators.events, time.monotonic() - started)
+
+
+def _located(scenario: Scenario, catalog: Catalog) -> Scenario:
+    """A scenario naming a source but no sector belongs to that source's sector."""
+    import dataclasses
+
+    if scenario.source is None or scenario.sector is not None:
+        return scenario
+    found = catalog.source(scenario.source)
+    if found is None:
+        raise SettingsError(f"ioc simulate: scenario {scenario.kind}: unknown source "
+                            f"{scenario.source!r}")  # fmt: skip
+    return dataclasses.replace(scenario, sector=found[0].id)
 
 
 def _backfill_start(args: argparse.Namespace, catalog: Catalog) -> float:

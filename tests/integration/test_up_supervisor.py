@@ -36,10 +36,19 @@ def test_a_killed_component_is_restarted_and_sigterm_stops_everything(
         "IOC_WORKER_METRICS_PORT": "0",
         "IOC_WORKER_SESSION_TIMEOUT": "3",
     }
-    up = ioc_process("up", "--only", "worker,sim-health", "--rate", "20", env=env)
+    up = ioc_process("up", "--only", "worker,sim-health,sim-traffic", "--rate", "110", env=env)
     up.wait_for_output("ready:", timeout=90)
-    assert "sim-health" in up.output() and "worker" in up.output()
+    assert "2 in one process: sim-health, sim-traffic" in up.output(), up.output()
+    assert set(_children(state_dir)) == {"worker", "simulators"}  # one process for both
 
+    def simulating() -> bool:
+        rows = json.loads(ioc_cli("status", "--json", env=env).stdout)["components"]
+        (simulators,) = [row for row in rows if row["name"] == "simulators"]
+        return [(s["name"], s["state"], s["events"] > 0) for s in simulators["sectors"]] == [
+            ("sim-health", "running", True), ("sim-traffic", "running", True)
+        ]  # fmt: skip
+
+    wait_until(simulating, 60, "both sectors' simulators to publish")
     status = ioc_cli("status", env=env)
     assert "sim-health" in status.stdout and "worker" in status.stdout, status.stdout
     first = _children(state_dir)["worker"]

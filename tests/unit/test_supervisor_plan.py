@@ -28,30 +28,48 @@ def test_a_long_healthy_run_resets_the_failure_count() -> None:
     assert backoff.failures_after_exit(5, ran_for=61.0) == 1
 
 
-def test_all_components_and_one_simulator_per_sector() -> None:
-    """Five services, then sim-<sector> for each of the 11 sectors sharing the rate."""
+def test_all_components_and_one_process_for_the_simulators_of_every_sector() -> None:
+    """Five services, then `simulators`: one process, a simulation per sector (sim-<sector>)."""
     children = platform_children(SECTORS, simulate=SimulatorPlan(rate=110.0))
     names = [c.name for c in children]
-    assert names[:5] == ["worker", "writer", "notifier", "gateway", "ingest-api"]
-    assert names[5:] == [f"sim-{s}" for s in SECTORS] and len(SECTORS) == 11
-    first = children[5].args
-    assert first[:5] == ("simulate", "--sectors", SECTORS[0], "--rate", "10")
+    assert names == ["worker", "writer", "notifier", "gateway", "ingest-api", "simulators"]
+    simulators = children[-1]
+    assert simulators.members == tuple(f"sim-{s}" for s in SECTORS) and len(SECTORS) == 11
+    assert simulators.args[:7] == (
+        "simulate", "--per-sector", "--sectors", ",".join(SECTORS), "--rate", "110", "--seed"
+    )  # fmt: skip
 
 
 def test_a_scenario_goes_to_its_sector_only_and_a_bare_one_to_all() -> None:
-    """spike:health reaches sim-health alone; silent reaches every simulator."""
+    """The plan passes both on; per sector, spike:health reaches health alone (simulate)."""
     plan = SimulatorPlan(scenarios=("spike:health", "silent"), scenario_after=5.0)
-    children = {c.name: c.args for c in platform_children(SECTORS, simulate=plan)}
-    assert "spike:health" in children["sim-health"]
-    assert "spike:health" not in children["sim-traffic"]
-    assert all("silent" in args for name, args in children.items() if name.startswith("sim-"))
-    assert children["sim-health"][-2:] == ("--scenario-after", "5")
+    (simulators,) = [c for c in platform_children(SECTORS, simulate=plan) if c.members]
+    args = simulators.args
+    assert args[args.index("--scenario") + 1] == "spike:health" and "silent" in args
+    assert args[-2:] == ("--scenario-after", "5")
+    only_traffic = platform_children(SECTORS, simulate=plan, only=["sim-traffic"])
+    assert "spike:health" not in only_traffic[0].args and "silent" in only_traffic[0].args
 
 
 def test_no_simulate_and_only() -> None:
     """--no-simulate drops the simulators; --only keeps the named ones; unknown names fail."""
     assert len(platform_children(SECTORS, simulate=None)) == 5
-    only = platform_children(SECTORS, simulate=SimulatorPlan(), only=["worker", "simulators"])
-    assert [c.name for c in only][:2] == ["worker", f"sim-{SECTORS[0]}"] and len(only) == 12
+    everything = platform_children(SECTORS, simulate=SimulatorPlan(), only=["worker", "simulators"])
+    assert [c.name for c in everything] == ["worker", "simulators"]
+    assert len(everything[1].members) == 11
     with pytest.raises(SettingsError, match="unknown component 'wroker'"):
         platform_children(SECTORS, simulate=None, only=["wroker"])
+    with pytest.raises(SettingsError, match="unknown component 'sim-health'"):
+        platform_children(SECTORS, simulate=None, only=["sim-health"])
+
+
+def test_only_some_sectors_keep_their_share_of_the_rate_and_status_file() -> None:
+    """`--only sim-health,sim-traffic`: one process for the two, each at 1/11 of the rate."""
+    plan = SimulatorPlan(rate=110.0, status_file="/s/simulators.json")
+    (simulators,) = platform_children(SECTORS, simulate=plan, only=["sim-health", "sim-traffic"])
+    assert simulators.name == "simulators"
+    assert simulators.members == ("sim-health", "sim-traffic")
+    args = simulators.args
+    assert args[args.index("--sectors") + 1] == "health,traffic"
+    assert args[args.index("--rate") + 1] == "20"  # 10 ev/s each, as with all 11
+    assert args[-2:] == ("--status-file", "/s/simulators.json")
