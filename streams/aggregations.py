@@ -3,19 +3,36 @@
 A partial state is a small JSON-ready value, so it can be checkpointed and sent
 between workers: stage 1 aggregates the events of one source partition, stage 2
 merges the partials of every partition into the series' value.
+
+Every state and result of finite inputs is finite (JSON has no Infinity, and one bad
+value must never blank a screen): an average is kept as a running mean with its count,
+which stays between the smallest and the largest value; a sum saturates at the largest
+float, and a result there is reported as an overflow (`overflowed`).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AGGREGATORS", "Aggregator", "p95"]
+__all__ = ["AGGREGATORS", "FLOAT_MAX", "Aggregator", "overflowed", "p95"]
 
 State = Any
+FLOAT_MAX = sys.float_info.max
+
+
+def overflowed(value: float | None) -> bool:
+    """A result at the edge of the float range: a saturated sum (or a value that large)."""
+    return value is not None and abs(value) >= FLOAT_MAX
+
+
+def _saturating_sum(a: float, b: float) -> float:
+    total = a + b
+    return total if math.isfinite(total) else math.copysign(FLOAT_MAX, total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,17 +50,37 @@ def _count_add(state: int, _value: Any, _ts: float) -> int:
 
 
 def _sum_add(state: float, value: Any, _ts: float) -> float:
-    return state + float(value)
+    return _saturating_sum(state, float(value))
+
+
+def _weighted_mean(mean_a: float, count_a: int, mean_b: float, count_b: int) -> float:
+    """The mean of two means; never overflows for finite means (it lies between them)."""
+    share_b = count_b / (count_a + count_b)
+    mean = mean_a + (mean_b - mean_a) * share_b
+    if not math.isfinite(mean):  # mean_b - mean_a overflowed: weigh each side on its own
+        mean = mean_a * (1.0 - share_b) + mean_b * share_b
+    return min(max(mean, min(mean_a, mean_b)), max(mean_a, mean_b))
 
 
 def _avg_add(state: list[float], value: Any, _ts: float) -> list[float]:
-    state[0] += value
-    state[1] += 1
+    # [mean, count], changed in place: stage 1 holds one state per pane.
+    count = int(state[1])
+    state[0] = float(value) if count == 0 else _weighted_mean(state[0], count, float(value), 1)
+    state[1] = count + 1
     return state
 
 
+def _avg_merge(a: list[float], b: list[float]) -> list[float]:
+    count_a, count_b = int(a[1]), int(b[1])
+    if count_b == 0:
+        return [a[0], count_a]
+    if count_a == 0:
+        return [b[0], count_b]
+    return [_weighted_mean(a[0], count_a, b[0], count_b), count_a + count_b]
+
+
 def _avg_result(state: list[float], _seconds: float) -> float | None:
-    return state[0] / state[1] if state[1] else None
+    return float(state[0]) if state[1] else None
 
 
 def _min_add(state: float | None, value: Any, _ts: float) -> float:
@@ -112,10 +149,8 @@ def _number(state: float | None, _seconds: float) -> float | None:
 
 AGGREGATORS: dict[str, Aggregator] = {
     "count": Aggregator(lambda: 0, _count_add, lambda a, b: a + b, _number),
-    "sum": Aggregator(lambda: 0.0, _sum_add, lambda a, b: a + b, _number),
-    "avg": Aggregator(
-        lambda: [0.0, 0], _avg_add, lambda a, b: [a[0] + b[0], a[1] + b[1]], _avg_result
-    ),
+    "sum": Aggregator(lambda: 0.0, _sum_add, _saturating_sum, _number),
+    "avg": Aggregator(lambda: [0.0, 0], _avg_add, _avg_merge, _avg_result),
     "min": Aggregator(lambda: None, _min_add, _min_merge, _number),
     "max": Aggregator(lambda: None, _max_add, _max_merge, _number),
     "last": Aggregator(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.aggregations import AGGREGATORS, p95
+from streams.aggregations import AGGREGATORS, FLOAT_MAX, overflowed, p95
 from streams.windows import WindowSpec
 
 
@@ -106,3 +107,52 @@ def test_p95_is_nearest_rank() -> None:
     assert p95([float(i) for i in range(1, 101)]) == 95.0
     assert p95([7.0]) == 7.0
     assert p95([]) is None
+
+
+finite_anywhere = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@pytest.mark.parametrize("aggregation", sorted(AGGREGATORS))
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(finite_anywhere, max_size=20), split=st.integers(0, 20))
+def test_finite_inputs_give_finite_json_states_and_results(
+    aggregation: str, values: list[float], split: int
+) -> None:
+    """Whatever finite values come (1.79e308 included), states and results stay finite."""
+    agg = AGGREGATORS[aggregation]
+    left, right = agg.initialize(), agg.initialize()
+    for i, value in enumerate(values):
+        if i < split:
+            left = agg.add(left, value, float(i))
+        else:
+            right = agg.add(right, value, float(i))
+    merged = agg.merge(left, right)
+    json.dumps([left, right, merged], allow_nan=False)  # raises on a non-finite number
+    result = agg.result(merged, 300.0)
+    assert result is None or math.isfinite(result)
+    if aggregation == "avg" and values:
+        assert result is not None and min(values) <= result <= max(values)
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "values", "expected", "overflow"),
+    [
+        ("avg", [FLOAT_MAX, FLOAT_MAX], FLOAT_MAX, True),
+        ("avg", [FLOAT_MAX, -FLOAT_MAX], 0.0, False),
+        ("avg", [1e308, 1e308, 1e308, 1e308], 1e308, False),
+        ("sum", [FLOAT_MAX, FLOAT_MAX], FLOAT_MAX, True),
+        ("sum", [-FLOAT_MAX, -1e308], -FLOAT_MAX, True),
+        ("sum", [1.0, 2.0], 3.0, False),
+    ],
+)
+def test_huge_values_average_exactly_and_sums_saturate_as_overflow(
+    aggregation: str, values: list[float], expected: float, overflow: bool
+) -> None:
+    """Two events of 1.7976931348623157e308 average to that value; their sum is an overflow."""
+    agg = AGGREGATORS[aggregation]
+    state = agg.initialize()
+    for value in values:
+        state = agg.add(state, value, 0.0)
+    result = agg.result(state, 60.0)
+    assert result == expected
+    assert overflowed(result) is overflow
