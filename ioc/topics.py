@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from foundation.contract.catalog import Catalog
-from foundation.contract.topics import EPOCH, INTERNAL_TOPICS, PLATFORM_TOPICS
+from foundation.contract.topics import EPOCH, INTERNAL_TOPICS, PLATFORM_TOPICS, BrokerEpoch
 from foundation.errors import BrokerUnreachableError, TopicError
 
 __all__ = ["TopicResult", "contract_topics", "create_topics", "ensure_epoch", "topic_configs"]
@@ -128,7 +128,7 @@ async def create_topics(
 
 async def ensure_epoch(
     bootstrap_servers: str, *, timeout: float, kafka_options: dict[str, Any] | None = None
-) -> str:
+) -> BrokerEpoch:
     """The broker's epoch (first record of `ioc.internal.epoch`), written if there is none yet.
 
     Two processes racing here may both write; everyone reads the first record, so all agree.
@@ -161,7 +161,7 @@ async def ensure_epoch(
 
 async def _first_epoch(
     bootstrap_servers: str, *, timeout: float, kafka_options: dict[str, Any] | None = None
-) -> str | None:
+) -> BrokerEpoch | None:
     # Never ask for end offsets (wrong on the embedded broker): read from the start, briefly.
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers, enable_auto_commit=False, **(kafka_options or {})
@@ -183,7 +183,9 @@ async def _first_epoch(
     for records in batch.values():
         for record in records:
             try:
-                return str(json.loads(record.value or b"")["epoch"])
-            except (ValueError, KeyError, TypeError):
+                first = json.loads(record.value or b"")
+                created_at = float(first.get("created_at") or record.timestamp / 1000.0)
+                return BrokerEpoch(str(first["epoch"]), int(created_at * 1000))
+            except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
                 continue
     return None

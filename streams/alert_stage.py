@@ -15,14 +15,15 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from alerts.engine import AlertEngine
 from foundation.contract.alerts import AlertAction, AlertTransition, RecordError
-from foundation.contract.topics import ALERT_INPUT, ALERTS
+from foundation.contract.topics import ALERT_INPUT, ALERTS, BrokerEpoch
 from streams.checkpoints import Checkpoint, CheckpointStore
-from streams.worker import RESEEKS_BEFORE_GIVING_UP, SEEK_PATIENCE, Sink, TopicPartition
+from streams.cursor import Admission, Cursors, PartitionCursor
+from streams.worker import STATE_FORMAT, Record, Sink, TopicPartition
 from streams.worker_metrics import WorkerMetrics
 
 __all__ = ["ALERT_PARTITION", "AlertStage"]
@@ -46,8 +47,10 @@ class AlertStage:
         watched_kpis: set[str],
         sectors: set[str],
         group: str = "ioc-worker",
-        epoch: str = "",
+        epoch: BrokerEpoch = BrokerEpoch(),  # noqa: B008 - frozen
         clock: Callable[[], float] = time.time,
+        acknowledge: Callable[[Any], None] = lambda _token: None,
+        is_current: Callable[[Any], bool] = lambda _token: True,
     ) -> None:
         self._engine = engine
         self._store = store
@@ -58,23 +61,16 @@ class AlertStage:
         self._consumer = f"{group}/alerts"
         self._epoch = epoch
         self._clock = clock
+        self._acknowledge = acknowledge
+        self._is_current = is_current
         self._feed: list[dict[str, Any]] = []
-        self._owned = False
-        self._ready = asyncio.Event()
-        self._ready.set()
         self._empty_engine = engine.snapshot()
-        self._next_offset: int | None = None
-        self._seek_to: int | None = None
-        self._sought_at = 0.0
-        self._overshot = False  # a record past _seek_to came while _seek_to had not
-        self._reseeks = 0
-        self._generation = 0  # counts ownerships: a seek begun under an earlier one is stale
-        self._seek: Callable[[TopicPartition, int], Any] | None = None
-        self._changed = False
+        self._cursors: Cursors[Any] = Cursors()
+        self._checkpointing = asyncio.Lock()
 
     @property
     def owned(self) -> bool:
-        return self._owned
+        return (ALERT_INPUT, ALERT_PARTITION) in self._cursors
 
     # ---- the feed: other stages hand records on ------------------------------------------
 
@@ -112,133 +108,97 @@ class AlertStage:
 
     # ---- ownership --------------------------------------------------------------------
 
-    async def assign(
-        self, assigned: set[TopicPartition], seek: Callable[[TopicPartition, int], Any]
-    ) -> None:
-        tp = (ALERT_INPUT, ALERT_PARTITION)
-        if tp not in assigned or self._owned:
+    async def assign(self, assigned: set[TopicPartition]) -> None:
+        """Owner of the alert state when partition 0 of the alert input is assigned here."""
+        opened = self._cursors.open(tp for tp in assigned if tp == (ALERT_INPUT, ALERT_PARTITION))
+        if not opened:
             return
-        self._seek = seek
-        # Owned before the first await: records delivered meanwhile wait for the restore
-        # instead of being dropped as not ours.
-        self._owned = True
-        self._generation += 1
-        self._ready.clear()
+        (cursor,) = opened
         try:
-            loaded = await self._store.load(self._consumer, [tp])
-            checkpoint = loaded.get(tp)
-            restored = checkpoint is not None and checkpoint.state.get("epoch") == self._epoch
-            if checkpoint is not None and restored:
-                self._engine.restore(checkpoint.state["engine"])
-                start = checkpoint.next_offset
-            else:  # from the first record, with an empty engine (not what a past owner left)
-                self._engine.restore(self._empty_engine)
-                start = 0
-            # Sought either way: no offset is committed, the consumer may stand anywhere.
-            landed = await seek(tp, start)
-            offset = max(start, landed) if isinstance(landed, int) else start
-            if restored and offset > start:
-                log.warning(
-                    "alert input records %d…%d are gone from the broker; resuming at %d",
-                    start, offset - 1, offset,
-                )  # fmt: skip
-            self._next_offset = offset
-            self._await_record(offset)
+            loaded = await self._store.load(self._consumer, [cursor.tp])
         except BaseException:
-            self._owned = False
+            self._cursors.close([cursor.tp])
             raise
-        finally:
-            self._ready.set()
+        checkpoint = loaded.get(cursor.tp)
+        saved = _state_of(checkpoint)
+        if checkpoint is None or saved is None:
+            self._engine.restore(self._empty_engine)  # not what a past owner left
+            cursor.restore(None)
+            how = "fresh"
+        else:
+            self._engine.restore(saved["engine"])
+            if saved.get("epoch") == self._epoch.id:
+                cursor.restore(checkpoint.next_offset)
+                how = "restored"
+            else:  # an earlier broker epoch: the alerts go on from the new topic's start
+                cursor.restore(None)
+                cursor.mark_changed()
+                how = "carried over from an earlier broker epoch"
         self._metrics.owned_partitions.labels("alerts").set(1)
         self._update_gauges()
-        log.info("alert stage: owner now (%s)", "restored" if restored else "fresh")
-
-    def _await_record(self, offset: int) -> None:
-        self._seek_to = offset
-        self._sought_at = self._clock()
-        self._overshot = False
-        self._reseeks = 0
-
-    async def watch_seek(self) -> bool:
-        """As StreamWorker.watch_seeks, for the alert input; True when it acted."""
-        wanted = self._seek_to
-        if (
-            wanted is None
-            or self._seek is None
-            or not self._owned
-            or not self._overshot
-            or self._clock() - self._sought_at < SEEK_PATIENCE
-        ):
-            return False
-        if self._reseeks >= RESEEKS_BEFORE_GIVING_UP:
-            log.error(
-                "alert input record %d never came after %d seeks; taking the records after it",
-                wanted, self._reseeks,
-            )  # fmt: skip
-            self._seek_to = None
-            self._metrics.reseeks.labels("alerts-gave-up").inc()
-            return True
-        generation = self._generation
-        landed = await self._seek((ALERT_INPUT, ALERT_PARTITION), wanted)
-        if generation != self._generation or self._seek_to != wanted:
-            return True  # ownership or the sought record changed meanwhile
-        target = max(wanted, landed) if isinstance(landed, int) else wanted
-        log.warning(
-            "alert input record %d never came while later ones did; sought again, resuming at %d",
-            wanted, target,
-        )  # fmt: skip
-        if self._next_offset is not None and target > self._next_offset:
-            self._next_offset = target
-        reseeks = self._reseeks + 1 if target == wanted else 0
-        self._await_record(target)
-        self._reseeks = reseeks
-        self._metrics.reseeks.labels("alerts").inc()
-        return True
-
-    def resume_offsets(self) -> dict[TopicPartition, int]:
-        """As StreamWorker.resume_offsets: where the consumer must resume the alert input."""
-        if not self._owned or not self._ready.is_set() or self._next_offset is None:
-            return {}
-        self._await_record(self._next_offset)
-        return {(ALERT_INPUT, ALERT_PARTITION): self._next_offset}
+        log.info("alert stage: owner now (%s)", how)
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
-        if (ALERT_INPUT, ALERT_PARTITION) in revoked and self._owned:
+        if (ALERT_INPUT, ALERT_PARTITION) in revoked and self.owned:
             try:
                 await self.checkpoint()
             finally:  # as StreamWorker.revoke: the next owner replays from the last checkpoint
-                self._owned = False
+                self._cursors.close([(ALERT_INPUT, ALERT_PARTITION)])
                 self._metrics.owned_partitions.labels("alerts").set(0)
 
     # ---- the owner's work -----------------------------------------------------------------
 
-    async def on_input_record(
-        self, partition: int, offset: int, value: bytes, timestamp: float | None = None
-    ) -> None:
-        """One record of the alert input; its broker timestamp is the engine's `now`.
+    async def on_input_records(self, records: Sequence[Record]) -> None:
+        """Records of the alert input; each one's broker timestamp is the engine's `now`.
 
         With the record's own time, a replay after a restart evaluates `for` durations and
         escalations at the same moments as the first run, so the same seq means the same
         transition.
         """
-        if partition != ALERT_PARTITION or not self._owned:
-            return
-        if not self._ready.is_set():
-            await self._ready.wait()
-        if not self._owned or not self._accepts(offset):
-            return
-        now = timestamp if timestamp else self._clock()
-        try:
-            records = json.loads(value)
-            if not isinstance(records, list):
-                raise TypeError("not a list")
-        except (ValueError, TypeError):
-            log.warning("skipping an unreadable alert input at offset %d", offset)
-            records = []
         for record in records:
-            await self._publish(self._apply(record, now))
-        self._next_offset = offset + 1
-        self._changed = True
+            cursor = await self._admit(record)
+            if cursor is None:
+                continue
+            now = record.timestamp if record.timestamp else self._clock()
+            try:
+                inputs = json.loads(record.value)
+                if not isinstance(inputs, list):
+                    raise TypeError("not a list")
+            except (ValueError, TypeError, RecursionError):
+                self._metrics.poison_records.labels(record.topic).inc()
+                log.warning("skipping an unreadable alert input at offset %d", record.offset)
+                inputs = []
+            for item in inputs:
+                try:
+                    transitions = self._apply(item, now)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    self._metrics.poison_records.labels(record.topic).inc()
+                    log.warning(
+                        "skipping an unreadable alert input item at offset %d: %s: %s",
+                        record.offset, type(exc).__name__, exc,
+                    )  # fmt: skip
+                    continue
+                await self._publish(transitions)
+            cursor.taken(record.offset, record.token)
+
+    async def _admit(self, record: Record) -> PartitionCursor[Any] | None:
+        if record.partition != ALERT_PARTITION or not self._is_current(record.token):
+            return None
+        cursor = await self._cursors.ready((record.topic, record.partition))
+        if cursor is None or not self._is_current(record.token):
+            return None
+        admission, lost = cursor.admit(record.offset)
+        if admission is Admission.COVERED:
+            self._acknowledge(record.token)
+            return None
+        if lost is not None:
+            self._metrics.records_lost.labels(lost.topic).inc(lost.count)
+            log.error(
+                "alert input records %d…%d (%d) are gone from the broker; the alert state "
+                "goes on without them from offset %d",
+                lost.first, lost.last, lost.count, record.offset,
+            )  # fmt: skip
+        return cursor
 
     def _apply(self, record: Any, now: float) -> list[AlertTransition]:
         kind = record.get("kind") if isinstance(record, dict) else None
@@ -274,7 +234,7 @@ class AlertStage:
         replay interleaves `for` durations, escalations and actions exactly as the first run
         did: every input of the engine, and its time, comes from the log.
         """
-        if self._owned:
+        if self.owned:
             await self._sink.send(
                 ALERT_INPUT, b"alerts", _encode([{"kind": "tick"}]), ALERT_PARTITION
             )
@@ -297,34 +257,43 @@ class AlertStage:
         for (state, severity, sector), count in counts.items():
             self._metrics.open_alerts.labels(state, severity, sector).set(count)
 
-    def _accepts(self, offset: int) -> bool:
-        if self._seek_to is not None:  # records fetched before the seek took effect
-            if offset != self._seek_to:
-                self._overshot = self._overshot or offset > self._seek_to
-                return False
-            self._seek_to = None
-        return self._next_offset is None or offset >= self._next_offset
-
     async def checkpoint(self) -> int:
-        if not self._owned or not self._changed or self._next_offset is None:
-            return 0
-        state = {"epoch": self._epoch, "engine": self._engine.snapshot()}
-        await self._sink.flush()  # transitions sent before the snapshot are on the broker
-        await self._store.save(
-            [
-                Checkpoint(
-                    self._consumer,
-                    ALERT_INPUT,
-                    ALERT_PARTITION,
-                    self._next_offset,
-                    state,
-                    self._clock(),
-                )
-            ]
-        )
-        self._changed = False
-        return 1
+        async with self._checkpointing:
+            cursor = self._cursors.get((ALERT_INPUT, ALERT_PARTITION))
+            if cursor is None or not cursor.changed or cursor.next_offset is None:
+                return 0
+            version = cursor.version
+            checkpoint = Checkpoint.of(
+                self._consumer,
+                cursor.tp,
+                cursor.next_offset,
+                {
+                    "format": STATE_FORMAT,
+                    "epoch": self._epoch.id,
+                    "generation": self._epoch.generation,
+                    "engine": self._engine.snapshot(),
+                },
+                self._clock(),
+            )
+            await self._sink.flush()  # transitions sent before the snapshot are on the broker
+            await self._store.save([checkpoint])
+            for token in cursor.checkpointed(checkpoint.next_offset, version):
+                self._acknowledge(token)
+            return 1
+
+
+def _state_of(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    try:
+        saved = checkpoint.state()
+    except ValueError:
+        return None
+    if saved.get("format") != STATE_FORMAT:
+        log.warning("alert stage: checkpoint in another layout; starting fresh and replaying")
+        return None
+    return saved
 
 
 def _encode(records: list[dict[str, Any]]) -> bytes:
-    return json.dumps(records, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(records, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()

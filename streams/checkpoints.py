@@ -24,14 +24,37 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """A partition's state as of `next_offset` (the first record it does not include)."""
+    """A partition's state as of `next_offset` (the first record it does not include).
+
+    The state is kept serialised: a checkpoint is taken (`of`) before any await, so that
+    the live state, which goes on changing while the checkpoint is written, cannot leak
+    into it. JSON has no NaN or Infinity: a state that holds one is refused when taken.
+    """
 
     consumer: str
     topic: str
     partition: int
     next_offset: int
-    state: dict[str, Any]
+    state_json: str
     taken_at: float
+
+    @classmethod
+    def of(
+        cls,
+        consumer: str,
+        tp: tuple[str, int],
+        next_offset: int,
+        state: dict[str, Any],
+        taken_at: float,
+    ) -> Checkpoint:
+        text = json.dumps(state, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return cls(consumer, tp[0], tp[1], next_offset, text, taken_at)
+
+    def state(self) -> dict[str, Any]:
+        state = json.loads(self.state_json)
+        if not isinstance(state, dict):
+            raise ValueError("a checkpoint's state is a JSON object")
+        return state
 
 
 class CheckpointStore(Protocol):
@@ -61,8 +84,6 @@ class MemoryCheckpointStore:
 
     async def save(self, checkpoints: list[Checkpoint]) -> None:
         for cp in checkpoints:
-            # As strict as PostgreSQL's jsonb: no NaN or Infinity.
-            json.dumps(cp.state, allow_nan=False)
             self.rows[(cp.consumer, cp.topic, cp.partition)] = cp
 
 
@@ -91,7 +112,8 @@ class PostgresCheckpointStore:
             conn = await self._connection()
             try:
                 cur = await conn.execute(
-                    "SELECT topic, partition, next_offset, state, extract(epoch FROM taken_at)"
+                    "SELECT topic, partition, next_offset, state::text,"
+                    " extract(epoch FROM taken_at)"
                     " FROM worker_checkpoints WHERE consumer = %s"
                     " AND (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[]))",
                     (consumer, [t for t, _ in partitions], [p for _, p in partitions]),
@@ -129,7 +151,7 @@ class PostgresCheckpointStore:
                                 cp.topic,
                                 cp.partition,
                                 cp.next_offset,
-                                json.dumps(cp.state, allow_nan=False),
+                                cp.state_json,
                                 cp.taken_at,
                             )
                             for cp in checkpoints

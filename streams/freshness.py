@@ -7,31 +7,12 @@ tracker started watching it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-__all__ = ["FreshnessChange", "SectorLastSeen", "SourceFreshness"]
+from foundation.contract.kpi import FreshnessChange, SectorSeen
+from foundation.contract.kpi import FreshnessState as State
 
-State = Literal["fresh", "stale"]
-
-
-@dataclass(frozen=True, slots=True)
-class FreshnessChange:
-    """A source turned fresh or stale (or was first heard from)."""
-
-    source: str
-    sector: str
-    state: State
-    last_seen: float | None
-    changed_at: float
-    stale_after: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": "freshness", "source": self.source, "sector": self.sector,
-            "state": self.state, "last_seen": self.last_seen, "changed_at": self.changed_at,
-            "stale_after": self.stale_after,
-        }  # fmt: skip
+__all__ = ["SectorLastSeen", "SourceFreshness"]
 
 
 class SourceFreshness:
@@ -119,17 +100,14 @@ class SectorLastSeen:
             self._last_seen[sector] = at
             self._dirty.add(sector)
 
-    def due(self, now: float) -> list[dict[str, Any]]:
-        """Records for ioc.kpi: `{"kind": "sector_seen", "sector", "last_seen", "emitted_at"}`."""
+    def due(self, now: float) -> list[SectorSeen]:
+        """The sectors' new last-seen times to publish on ioc.kpi."""
         out = []
         for sector in sorted(self._dirty):
             if now - self._published.get(sector, float("-inf")) >= self._interval:
-                out.append(
-                    {"kind": "sector_seen", "sector": sector, "last_seen": self._last_seen[sector],
-                     "emitted_at": now}
-                )  # fmt: skip
+                out.append(SectorSeen(sector, self._last_seen[sector], now))
                 self._published[sector] = now
-        self._dirty.difference_update(r["sector"] for r in out)
+        self._dirty.difference_update(r.sector for r in out)
         return out
 
     def snapshot(self) -> dict[str, Any]:

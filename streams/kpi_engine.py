@@ -6,10 +6,14 @@ of one hop of a series (a tumbling window is one pane; a 1 h window hopping ever
 cumulative state of each changed pane, tagged with its partition and offset.
 
 Stage 2 (`SeriesBook`, keyed by series) keeps the latest pane state per partition
-(the highest offset wins, so a replayed partial never counts twice), merges the
-panes of each window, and decides what to emit: provisional points at most once per
-second, the final point when the window ends, revisions for late events within
+(the highest (generation, offset) wins, so a replayed partial never counts twice),
+merges the panes of each window, and decides what to emit: provisional points at most
+once per second, the final point when the window ends, revisions for late events within
 grace, nothing after.
+
+A broker epoch's generation orders partials and points across epochs: after the embedded
+broker lost its topics, offsets start again at 0, and the state carried over from the
+previous epoch's checkpoints goes on under the new, higher generation.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from foundation.contract.envelope import Event
-from streams.kpi_plan import KpiPlan, KpiSpec, series_key
+from foundation.contract.kpi import KpiPoint, series_key
+from streams.aggregations import overflowed
+from streams.kpi_plan import KpiPlan, KpiSpec
 
-__all__ = ["KpiPoint", "PanePartial", "PartitionPanes", "SeriesBook"]
+__all__ = ["PanePartial", "PartitionPanes", "SeriesBook"]
 
 EMIT_INTERVAL = 1.0  # seconds between two points of one window (coalescing)
 
@@ -38,12 +44,17 @@ class PanePartial:
     partition: str
     offset: int
     newest: float  # wall-clock time the newest event of the pane was taken in
+    generation: int = 0  # of the broker epoch `offset` belongs to
+
+    @property
+    def ordering(self) -> tuple[int, int]:
+        return (self.generation, self.offset)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "series": self.series, "kpi": self.kpi, "pane": self.pane, "state": self.state,
             "count": self.count, "partition": self.partition, "offset": self.offset,
-            "newest": self.newest,
+            "newest": self.newest, "generation": self.generation,
         }  # fmt: skip
 
     @classmethod
@@ -51,15 +62,17 @@ class PanePartial:
         return cls(
             raw["series"], raw["kpi"], float(raw["pane"]), raw["state"], int(raw["count"]),
             raw["partition"], int(raw["offset"]), float(raw["newest"]),
+            int(raw.get("generation", 0)),
         )  # fmt: skip
 
 
 class PartitionPanes:
     """Stage 1: the panes fed by one source partition."""
 
-    def __init__(self, plan: KpiPlan, partition: str) -> None:
+    def __init__(self, plan: KpiPlan, partition: str, *, generation: int = 0) -> None:
         self._plan = plan
         self.partition = partition
+        self.generation = generation
         self.next_offset = 0
         # (series, pane) -> [state, count, newest arrival, kpi key]
         self._panes: dict[tuple[str, float], list[Any]] = {}
@@ -105,9 +118,10 @@ class PartitionPanes:
             state, count, newest, kpi = self._panes[key]
             out.append(
                 PanePartial(
-                    key[0], kpi, key[1], state, count, self.partition, self.next_offset, newest
+                    key[0], kpi, key[1], state, count, self.partition, self.next_offset, newest,
+                    self.generation,
                 )
-            )
+            )  # fmt: skip
         self._dirty.clear()
         for key in [k for k, slot in self._panes.items() if self._expired(slot[3], k[1], now)]:
             del self._panes[key]
@@ -117,8 +131,13 @@ class PartitionPanes:
         window = self._plan.by_key[kpi].window
         return now >= pane + window.size + window.grace + EMIT_INTERVAL
 
+    def mark_all_dirty(self) -> None:
+        """Hand every pane on again (after a new broker epoch: stage 2 may have missed some)."""
+        self._dirty = set(self._panes)
+
     def snapshot(self) -> dict[str, Any]:
-        """Everything needed to resume exactly here (JSON-ready)."""
+        """Everything needed to resume exactly here (JSON-ready; shares lists with the live
+        state, so serialise it before the next change)."""
         return {
             "next_offset": self.next_offset,
             "panes": [[s, p, *slot] for (s, p), slot in self._panes.items()],
@@ -134,32 +153,6 @@ class PartitionPanes:
         self._dirty = {(s, float(p)) for s, p in snapshot["dirty"]}
 
 
-@dataclass(frozen=True, slots=True)
-class KpiPoint:
-    """One emission of a window of a series; (series, window_start, revision) is unique."""
-
-    series: str
-    kpi: str
-    sector: str
-    group: str
-    window_start: float
-    window_end: float
-    value: float | None
-    count: int
-    final: bool
-    revision: int
-    emitted_at: float
-    newest: float  # arrival time of the newest event included (latency measurement)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": "kpi", "series": self.series, "kpi": self.kpi, "sector": self.sector,
-            "group": self.group, "window_start": self.window_start, "window_end": self.window_end,
-            "value": self.value, "count": self.count, "final": self.final,
-            "revision": self.revision, "emitted_at": self.emitted_at, "newest": self.newest,
-        }  # fmt: skip
-
-
 @dataclass(slots=True)
 class _Window:
     revision: int = -1
@@ -172,8 +165,10 @@ class _Window:
 class _Series:
     spec: KpiSpec
     group: str
-    # pane -> partition -> (offset, state, count, newest)
-    panes: dict[float, dict[str, tuple[int, Any, int, float]]] = field(default_factory=dict)
+    # pane -> partition -> ((generation, offset), state, count, newest)
+    panes: dict[float, dict[str, tuple[tuple[int, int], Any, int, float]]] = field(
+        default_factory=dict
+    )
     windows: dict[float, _Window] = field(default_factory=dict)
     last_provisional: float = -math.inf
 
@@ -181,8 +176,9 @@ class _Series:
 class SeriesBook:
     """Stage 2: merges pane partials of every partition and decides the KPI points."""
 
-    def __init__(self, plan: KpiPlan) -> None:
+    def __init__(self, plan: KpiPlan, *, generation: int = 0) -> None:
         self._plan = plan
+        self.generation = generation  # of the points it emits
         self._series: dict[str, _Series] = {}
 
     def apply(self, partial: PanePartial, *, now: float) -> bool:
@@ -199,10 +195,10 @@ class SeriesBook:
             series = self._series[partial.series] = _Series(spec, group)
         by_partition = series.panes.setdefault(partial.pane, {})
         held = by_partition.get(partial.partition)
-        if held is not None and held[0] >= partial.offset:
+        if held is not None and held[0] >= partial.ordering:
             return False
         by_partition[partial.partition] = (
-            partial.offset,
+            partial.ordering,
             partial.state,
             partial.count,
             partial.newest,
@@ -282,14 +278,16 @@ class SeriesBook:
         revision = series.windows[start].revision + 1
         return KpiPoint(
             key, spec.key, spec.sector, series.group, start, start + window.size, value, count,
-            final, revision, now, newest,
+            final, revision, now, newest, self.generation, overflowed(value),
         )  # fmt: skip
 
     def snapshot(self) -> dict[str, Any]:
         return {
             key: {
                 "panes": [
-                    [p, part, *held] for p, parts in s.panes.items() for part, held in parts.items()
+                    [p, part, order[0], order[1], *rest]
+                    for p, parts in s.panes.items()
+                    for part, (order, *rest) in parts.items()
                 ],
                 "windows": [
                     # JSON has no -Infinity: a window never published is stored as null.
@@ -315,9 +313,9 @@ class SeriesBook:
             if spec is None:
                 continue
             series = _Series(spec, key.rsplit("|", 1)[1])
-            for pane, part, offset, state, count, newest in raw["panes"]:
+            for pane, part, generation, offset, state, count, newest in raw["panes"]:
                 series.panes.setdefault(float(pane), {})[part] = (
-                    int(offset),
+                    (int(generation), int(offset)),
                     state,
                     int(count),
                     float(newest),

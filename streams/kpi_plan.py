@@ -7,12 +7,11 @@ from typing import Any
 
 from foundation.contract.catalog import Catalog
 from foundation.contract.envelope import Event
+from foundation.contract.kpi import NO_GROUP, series_key
 from streams.aggregations import AGGREGATORS, Aggregator
 from streams.windows import WindowSpec
 
 __all__ = ["NO_GROUP", "KpiPlan", "KpiSpec", "series_key"]
-
-NO_GROUP = "*"  # the group of a KPI without group-by, and of events lacking the group field
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +40,6 @@ class KpiSpec:
         if self.data_key is None:
             return event.value if self.aggregation not in ("count", "rate_per_min") else 1
         return None if event.data is None else event.data.get(self.data_key)
-
-
-def series_key(spec_key: str, group: str) -> str:
-    return f"{spec_key}|{group}"
 
 
 class KpiPlan:

@@ -3,7 +3,9 @@
 It owns, per assigned partition, the stage-1 state (event topics: panes and freshness)
 or the stage-2 state (the partials topic: series windows), restores it from its
 checkpoint on assignment, skips records the state already covers, and checkpoints
-state together with the offset it covers.
+state together with the offset it covers. Each partition's position is a
+`PartitionCursor`; a record is acknowledged (so Faust may commit past it) only once a
+durable checkpoint covers it.
 """
 
 from __future__ import annotations
@@ -20,25 +22,58 @@ from typing import Any, Protocol
 
 from foundation.contract.catalog import Catalog
 from foundation.contract.envelope import ContractIndex, Event, Rejection, parse_record
-from foundation.contract.topics import DEADLETTER, EVENTS_PREFIX, KPI, KPI_PARTIALS, event_topic
+from foundation.contract.kpi import DataGap, encode_record
+from foundation.contract.topics import (
+    DEADLETTER,
+    EVENTS_PREFIX,
+    KPI,
+    KPI_PARTIALS,
+    BrokerEpoch,
+    event_topic,
+)
 from streams.checkpoints import Checkpoint, CheckpointStore
+from streams.cursor import Admission, Cursors, LostRecords, PartitionCursor
 from streams.freshness import SectorLastSeen, SourceFreshness
 from streams.kpi_engine import PanePartial, PartitionPanes, SeriesBook
 from streams.kpi_plan import KpiPlan
 from streams.worker_metrics import WorkerMetrics
 
-__all__ = ["AlertFeed", "EventRecord", "Sink", "StreamWorker", "TopicPartition"]
+__all__ = [
+    "STATE_FORMAT",
+    "AlertFeed",
+    "Record",
+    "Sink",
+    "StreamWorker",
+    "TopicPartition",
+]
 
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
-# How long a sought record may be missing while later records come, before seeking again.
-SEEK_PATIENCE = 10.0
-RESEEKS_BEFORE_GIVING_UP = 3
 # A dead letter keeps at most this much of the refused record (the size says how much it had).
 MAX_DEAD_LETTER_ORIGINAL = 256 * 1024
-EventRecord = tuple[str, int, int, bytes | None, bytes]  # topic, partition, offset, key, value
 STAGE1, STAGE2 = "events", "partials"
+# Checkpoints written in another layout are not restored (the partition replays instead).
+STATE_FORMAT = 2
+
+
+class Record(Protocol):
+    """A delivered record (`streams.faust_adapter.Delivered` in production)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def timestamp(self) -> float | None: ...
+    @property
+    def token(self) -> Any: ...
 
 
 class AlertFeed(Protocol):
@@ -61,28 +96,24 @@ class Sink(Protocol):
 
 
 @dataclass(kw_only=True)
-class _Slot:
-    """A partition this worker owns."""
-
-    next_offset: int | None = None  # None: no checkpoint, take what the consumer gives
-    seek_to: int | None = None  # records before the seek took effect are dropped
-    sought_at: float = 0.0  # when seek_to was set
-    overshot: bool = False  # a record past seek_to came while seek_to had not
-    reseeks: int = 0  # seeks the watchdog repeated for the same seek_to
-    changed: bool = False
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass(kw_only=True)
-class _EventSlot(_Slot):
+class _EventState:
     panes: PartitionPanes
     freshness: SourceFreshness
+    restored_at: float | None = None  # when the restored checkpoint was taken
 
 
 @dataclass(kw_only=True)
-class _PartialSlot(_Slot):
+class _PartialState:
     book: SeriesBook
     sectors: SectorLastSeen = field(default_factory=SectorLastSeen)
+
+
+def _no_ack(_token: Any) -> None:
+    return None
+
+
+def _always(_token: Any) -> bool:
+    return True
 
 
 class StreamWorker:
@@ -97,10 +128,15 @@ class StreamWorker:
         metrics: WorkerMetrics,
         partition_of: Callable[[str], int],
         group: str = "ioc-worker",
-        epoch: str = "",
+        epoch: BrokerEpoch = BrokerEpoch(),  # noqa: B008 - frozen
         clock: Callable[[], float] = time.time,
         alert_feed: AlertFeed | None = None,
+        acknowledge: Callable[[Any], None] = _no_ack,
+        is_current: Callable[[Any], bool] = _always,
     ) -> None:
+        """`acknowledge(token)` lets the consumer commit past a record once a checkpoint covers
+        it; `is_current(token)` says whether a record was fetched under the consumer's current
+        generation (an earlier one's records are delivered again and must not count)."""
         self._index = ContractIndex(catalog)
         # KPI points and freshness changes are also handed to the alert stage: offered before
         # they are sent, and the feed is flushed before every snapshot, so a checkpoint never
@@ -111,10 +147,11 @@ class StreamWorker:
         self._sink = sink
         self._metrics = metrics
         self._clock = clock
+        self._acknowledge = acknowledge
+        self._is_current = is_current
         # Memoised: murmur2 in pure Python took ~2 % of a worker's time, once per partial.
         # Keys are series and sector keys of the catalog, so the cache stays small.
         self._partition_of = functools.lru_cache(maxsize=65536)(partition_of)
-        # Checkpoints from another broker epoch hold offsets of topics that no longer exist.
         self._epoch = epoch
         # Checkpoints belong to a consumer group and a stage.
         self._stage1 = f"{group}/{STAGE1}"
@@ -122,6 +159,7 @@ class StreamWorker:
         # Counted per topic here and added to the metrics on each flush: a Prometheus increment
         # takes a lock, too much for every record.
         self._sector_of_topic = {s.topic: s.id for s in catalog.sectors}
+        self._sectors = [s.id for s in catalog.sectors]
         self._records_seen: dict[str, int] = {}
         self._events_seen: dict[str, int] = {}
         stale_factor = catalog.stale_factor
@@ -132,285 +170,280 @@ class StreamWorker:
                 owned = self._sources_of.setdefault(partition_of(source.id), {})
                 owned[source.id] = (sector.id, source.cadence * stale_factor)
         self.last_checkpoint_ok = clock()  # for /healthz: state that cannot be saved is at risk
-        self._events: dict[TopicPartition, _EventSlot] = {}
-        self._partials: dict[TopicPartition, _PartialSlot] = {}
-        self._seek: Callable[[TopicPartition, int], Any] | None = None
+        self._event_cursors: Cursors[Any] = Cursors()
+        self._partial_cursors: Cursors[Any] = Cursors()
+        self._events: dict[TopicPartition, _EventState] = {}
+        self._partials: dict[TopicPartition, _PartialState] = {}
+        # One checkpoint at a time: a revoke's checkpoint must not be overtaken by an older one
+        # (its records acknowledged, then an older state saved over it, would be lost).
+        self._checkpointing = asyncio.Lock()
 
     # ---- assignment ---------------------------------------------------------------
 
-    async def assign(
-        self, assigned: set[TopicPartition], seek: Callable[[TopicPartition, int], Any]
-    ) -> None:
-        """Restore state for newly assigned partitions and seek each to its checkpoint."""
-        self._seek = seek
+    async def assign(self, assigned: set[TopicPartition]) -> None:
+        """Open and restore the newly assigned partitions.
+
+        No seek: the consumer resumes at the committed offset, which never runs ahead of the
+        checkpoint (records are acknowledged only once a checkpoint covers them); what the
+        restored state covers is skipped as it comes.
+        """
         now = self._clock()
         started = time.monotonic()
-        fresh_events = sorted(
-            tp for tp in assigned if tp[0].startswith(EVENTS_PREFIX) and tp not in self._events
-        )
-        fresh_partials = sorted(
-            tp for tp in assigned if tp[0] == KPI_PARTIALS and tp not in self._partials
-        )
-        for tp in fresh_events:
-            self._events[tp] = _EventSlot(
-                panes=PartitionPanes(self._plan, f"{tp[0]}:{tp[1]}"),
+        events = self._event_cursors.open(tp for tp in assigned if tp[0].startswith(EVENTS_PREFIX))
+        partials = self._partial_cursors.open(tp for tp in assigned if tp[0] == KPI_PARTIALS)
+        for cursor in events:
+            self._events[cursor.tp] = _EventState(
+                panes=PartitionPanes(
+                    self._plan, f"{cursor.topic}:{cursor.partition}",
+                    generation=self._epoch.generation,
+                ),
                 freshness=SourceFreshness(
                     {
                         s: v
-                        for s, v in self._sources_of.get(tp[1], {}).items()
-                        if event_topic(v[0]) == tp[0]
+                        for s, v in self._sources_of.get(cursor.partition, {}).items()
+                        if event_topic(v[0]) == cursor.topic
                     },
                     now=now,
                 ),
+            )  # fmt: skip
+        for cursor in partials:
+            self._partials[cursor.tp] = _PartialState(
+                book=SeriesBook(self._plan, generation=self._epoch.generation)
             )
-        for tp in fresh_partials:
-            self._partials[tp] = _PartialSlot(book=SeriesBook(self._plan))
-        loaded = self._same_epoch(await self._store.load(self._stage1, fresh_events))
-        loaded_partials = self._same_epoch(await self._store.load(self._stage2, fresh_partials))
-        for tp, cp in loaded.items():
-            slot = self._events[tp]
-            slot.panes.restore(cp.state["panes"])
-            slot.freshness.restore(cp.state["freshness"])
-            slot.next_offset = cp.next_offset
-        for tp, cp in loaded_partials.items():
-            slot2 = self._partials[tp]
-            slot2.book.restore(cp.state["book"], now=now, taken_at=cp.taken_at)
-            slot2.sectors.restore(cp.state.get("sectors", {}))
-            slot2.next_offset = cp.next_offset
-        # Every new partition is sought, restored or not: to its checkpoint's offset, or to
-        # its first record. No offset is committed for the worker's topics, so whatever the
-        # consumer fetched before (from where it stood) is skipped until that record. The
-        # seeks run together: one after another they took ~1 s for the 48 of a full catalog.
-        fresh = [*fresh_events, *fresh_partials]
-        slots: list[_Slot] = [self._events.get(tp) or self._partials[tp] for tp in fresh]
-        starts = [s.next_offset if s.next_offset is not None else 0 for s in slots]
-        landings = await asyncio.gather(*(seek(tp, o) for tp, o in zip(fresh, starts, strict=True)))
-        for tp, slot_any, start, landed in zip(fresh, slots, starts, landings, strict=True):
-            target = max(start, landed) if isinstance(landed, int) else start
-            if slot_any.next_offset is not None and target > start:
-                # The broker dropped the checkpoint's records (retention): resume at the first
-                # record still there.
-                log.warning(
-                    "%s:%d: records %d…%d are gone from the broker (retention); resuming at %d",
-                    tp[0], tp[1], start, target - 1, target,
-                )  # fmt: skip
-            slot_any.next_offset = target
-            _await_record(slot_any, target, self._clock())
-            slot_any.ready.set()
+        try:
+            loaded = await self._store.load(self._stage1, [c.tp for c in events])
+            loaded_partials = await self._store.load(self._stage2, [c.tp for c in partials])
+        except BaseException:  # not restored: give the partitions up (the app crashes)
+            self._forget({c.tp for c in (*events, *partials)})
+            raise
+        restored = carried = 0
+        for cursor in events:
+            checkpoint = self._usable(loaded.get(cursor.tp))
+            state = self._events[cursor.tp]
+            if checkpoint is None:
+                cursor.restore(None)
+                continue
+            saved = checkpoint.state()
+            state.panes.restore(saved["panes"])
+            state.freshness.restore(saved["freshness"])
+            state.restored_at = checkpoint.taken_at
+            if saved.get("epoch") == self._epoch.id:
+                cursor.restore(checkpoint.next_offset)
+                restored += 1
+            else:
+                # The broker lost its topics: the state goes on from the new topics' start,
+                # and every pane is handed on again in case stage 2 missed one.
+                state.panes.mark_all_dirty()
+                cursor.restore(None)
+                cursor.mark_changed()
+                carried += 1
+        for cursor in partials:
+            checkpoint = self._usable(loaded_partials.get(cursor.tp))
+            pstate = self._partials[cursor.tp]
+            if checkpoint is None:
+                cursor.restore(None)
+                continue
+            saved = checkpoint.state()
+            pstate.book.restore(saved["book"], now=now, taken_at=checkpoint.taken_at)
+            pstate.sectors.restore(saved.get("sectors", {}))
+            if saved.get("epoch") == self._epoch.id:
+                cursor.restore(checkpoint.next_offset)
+                restored += 1
+            else:
+                cursor.restore(None)
+                cursor.mark_changed()
+                carried += 1
         self._update_gauges()
-        if fresh:
+        if events or partials:
             log.info(
                 "assigned %d event and %d partial partitions (%d restored from checkpoints) "
                 "in %.2f s",
-                len(fresh_events), len(fresh_partials), len(loaded) + len(loaded_partials),
-                time.monotonic() - started,
+                len(events), len(partials), restored, time.monotonic() - started,
             )  # fmt: skip
-
-    def _same_epoch(
-        self, loaded: dict[TopicPartition, Checkpoint]
-    ) -> dict[TopicPartition, Checkpoint]:
-        kept = {tp: cp for tp, cp in loaded.items() if cp.state.get("epoch") == self._epoch}
-        if len(kept) < len(loaded):
+        if carried:
             log.warning(
-                "ignoring %d checkpoints of an earlier broker epoch (its topics are gone)",
-                len(loaded) - len(kept),
+                "%d partitions carried their state over from an earlier broker epoch", carried
             )
-        return kept
 
-    async def watch_seeks(self) -> int:
-        """Seek again where a sought record never came although later ones did (a timer calls
-        this). The consumer then stood past it: the broker dropped it meanwhile (retention
-        between our earliest-offset question and the fetch) or something moved the position.
-        Without this the partition would wait for it forever. After RESEEKS_BEFORE_GIVING_UP
-        seeks that did not bring it, the next record after it is taken and the gap logged.
-        Returns how many partitions were acted on.
-        """
-        acted = 0
-        for stage, slots in ((STAGE1, self._events), (STAGE2, self._partials)):
-            for tp, slot in list(slots.items()):
-                if (
-                    self._seek is None
-                    or slot.seek_to is None
-                    or not slot.overshot
-                    or self._clock() - slot.sought_at < SEEK_PATIENCE
-                ):
-                    continue
-                wanted = slot.seek_to
-                acted += 1
-                if slot.reseeks >= RESEEKS_BEFORE_GIVING_UP:
-                    log.error(
-                        "%s:%d: record %d never came after %d seeks; taking the records after "
-                        "it (whatever lies between is not counted)",
-                        tp[0], tp[1], wanted, slot.reseeks,
-                    )  # fmt: skip
-                    slot.seek_to = None  # offset >= next_offset from here on
-                    self._metrics.reseeks.labels(f"{stage}-gave-up").inc()
-                    continue
-                try:
-                    landed = await self._seek(tp, wanted)
-                except Exception as exc:  # the next tick tries again
-                    log.warning("%s:%d: seeking again failed: %s", tp[0], tp[1], exc)
-                    continue
-                if slots.get(tp) is not slot or slot.seek_to != wanted:
-                    continue  # a rebalance or a rewind replaced it meanwhile
-                target = max(wanted, landed) if isinstance(landed, int) else wanted
-                log.warning(
-                    "%s:%d: record %d never came while later ones did; sought again, resuming "
-                    "at %d%s",
-                    tp[0], tp[1], wanted, target,
-                    f" (records {wanted}…{target - 1} are gone)" if target > wanted else "",
-                )  # fmt: skip
-                if slot.next_offset is not None and target > slot.next_offset:
-                    slot.next_offset = target
-                reseeks = slot.reseeks + 1 if target == wanted else 0
-                _await_record(slot, target, self._clock())
-                slot.reseeks = reseeks
-                self._metrics.reseeks.labels(stage).inc()
-        return acted
-
-    def resume_offsets(self) -> dict[TopicPartition, int]:
-        """Where the consumer must resume each partition held here: the next record its state
-        needs. Faust calls for this when it rewinds after a rebalance (our checkpoints stand in
-        for committed offsets); each partition then skips records until that one arrives."""
-        offsets: dict[TopicPartition, int] = {}
-        for slots in (self._events, self._partials):
-            for tp, slot in slots.items():
-                if slot.ready.is_set() and slot.next_offset is not None:
-                    _await_record(slot, slot.next_offset, self._clock())
-                    offsets[tp] = slot.next_offset
-        return offsets
+    def _usable(self, checkpoint: Checkpoint | None) -> Checkpoint | None:
+        if checkpoint is None:
+            return None
+        try:
+            saved = checkpoint.state()
+        except ValueError:
+            saved = {}
+        if saved.get("format") != STATE_FORMAT:
+            log.warning(
+                "%s:%d: checkpoint in another layout (format %r); replaying the partition",
+                checkpoint.topic, checkpoint.partition, saved.get("format"),
+            )  # fmt: skip
+            return None
+        if saved.get("epoch") != self._epoch.id:
+            log.warning(
+                "%s:%d: checkpoint of an earlier broker epoch %s (its topics are gone): its "
+                "state goes on from the start of this epoch's topics",
+                checkpoint.topic, checkpoint.partition, saved.get("epoch"),
+            )  # fmt: skip
+        return checkpoint
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         """Checkpoint what we give up, so that its next owner resumes exactly here.
 
-        The partitions are given up even when the checkpoint fails: records fetched before the
-        rebalance are dropped by the consumer, and no offset is committed to fetch them again,
-        so keeping the in-memory state past them would lose them. Whoever is assigned the
-        partition next (this worker too) restores the last checkpoint and replays from it.
+        The partitions are given up even when the checkpoint fails: their records not covered
+        by a durable checkpoint were never acknowledged, so whoever is assigned the partition
+        next (this worker too) restores the last checkpoint and gets them again.
         """
         try:
             await self.checkpoint(only=revoked)
         finally:
-            for tp in revoked:
-                self._events.pop(tp, None)
-                self._partials.pop(tp, None)
-            self._update_gauges()
+            self._forget(revoked)
+
+    def _forget(self, tps: set[TopicPartition]) -> None:
+        self._event_cursors.close(tps)
+        self._partial_cursors.close(tps)
+        for tp in tps:
+            self._events.pop(tp, None)
+            self._partials.pop(tp, None)
+        self._update_gauges()
 
     # ---- stage 1 --------------------------------------------------------------------
 
-    async def on_event_records(self, records: Sequence[EventRecord]) -> None:
+    async def on_event_records(self, records: Sequence[Record]) -> None:
         """A batch of records from the event topics, in the order the consumer gave them.
 
         A record whose processing fails (a bug, not bad input: that is dead-lettered with its
         reason) goes to the dead letters as `internal_error` and the batch goes on: nothing
         is dropped silently and no record stops the stream.
         """
-        for topic, partition, offset, key, value in records:
+        for record in records:
+            cursor = await self._admit(self._event_cursors, record)
+            if cursor is None:
+                continue
             try:
-                await self.on_event_record(topic, partition, offset, key, value)
+                await self._take_event_record(record)
             except Exception as exc:
-                log.exception("%s:%d@%d: processing failed", topic, partition, offset)
-                await self._internal_error(topic, partition, offset, key, value, exc)
+                log.exception(
+                    "%s:%d@%d: processing failed", record.topic, record.partition, record.offset
+                )
+                await self._internal_error(record, exc)
+            cursor.taken(record.offset, record.token)
 
-    async def _internal_error(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes,
-        exc: Exception,
-    ) -> None:
-        slot = self._events.get((topic, partition))
-        if slot is not None and slot.next_offset is not None and offset >= slot.next_offset:
-            slot.next_offset = offset + 1
-            slot.changed = True
-        source = key.decode("utf-8", "replace") if key else None
-        rejection = Rejection(
-            "internal_error", detail=f"{type(exc).__name__}: {exc}"[:500], source=source
-        )
-        try:
-            await self._dead_letter(
-                rejection, topic, partition, offset, value, False, self._clock()
-            )
-        except Exception:  # the producer itself fails: the log above is what remains
-            log.exception("%s:%d@%d: dead letter not sent", topic, partition, offset)
+    async def _admit(self, cursors: Cursors[Any], record: Record) -> PartitionCursor[Any] | None:
+        """The record's cursor when the record is to be taken; None to step over it."""
+        if not self._is_current(record.token):
+            return None  # fetched before a rebalance: delivered again, unacknowledged
+        tp = (record.topic, record.partition)
+        cursor = await cursors.ready(tp)
+        if cursor is None or not self._is_current(record.token):
+            return None  # not ours (any more): the consumer stops delivering it
+        admission, lost = cursor.admit(record.offset)
+        if admission is Admission.COVERED:
+            self._acknowledge(record.token)  # in the restored state already
+            return None
+        if lost is not None:
+            await self._report_lost(lost, record)
+        return cursor
 
-    async def on_event_record(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes
-    ) -> None:
-        slot = await self._slot(self._events, (topic, partition))
-        if slot is None or not _accepts(slot, offset):
-            return
+    async def _report_lost(self, lost: LostRecords, record: Record) -> None:
+        """Records the restored state needed are gone: counted, logged, shown as a gap."""
+        self._metrics.records_lost.labels(lost.topic).inc(lost.count)
+        log.error(
+            "%s:%d: records %d…%d (%d) are gone from the broker (retention, or a lost broker); "
+            "the state goes on without them from offset %d",
+            lost.topic, lost.partition, lost.first, lost.last, lost.count, record.offset,
+        )  # fmt: skip
         now = self._clock()
+        end = record.timestamp if record.timestamp else now
+        if lost.topic.startswith(EVENTS_PREFIX):
+            state = self._events.get((lost.topic, lost.partition))
+            sectors = [self._sector_of_topic.get(lost.topic, lost.topic)]
+            start = state.restored_at if state and state.restored_at is not None else end
+        else:  # the partials of every sector may be among them
+            sectors, start = list(self._sectors), end
+        for sector in sectors:
+            gap = DataGap(
+                sector, lost.topic, lost.partition, lost.first, lost.last, lost.count,
+                min(start, end), end, now,
+            )  # fmt: skip
+            await self._sink.send(KPI, f"gap|{sector}".encode(), gap.encode())
+
+    async def _take_event_record(self, record: Record) -> None:
+        tp = (record.topic, record.partition)
+        state = self._events[tp]
+        now = self._clock()
+        topic, offset, value = record.topic, record.offset, record.value
         self._records_seen[topic] = self._records_seen.get(topic, 0) + 1
-        source_key = key.decode("utf-8", "replace") if key else None
-        result = parse_record(value, self._index, now=now, key=source_key)
+        sender = _key_text(record.key)
+        result = parse_record(value, self._index, now=now, key=sender)
         for rejection in result.rejections:
-            await self._dead_letter(rejection, topic, partition, offset, value, result.batch, now)
+            await self._dead_letter(rejection, record, result.batch, now)
         if result.events:
             self._events_seen[topic] = self._events_seen.get(topic, 0) + len(result.events)
             for source in {e.source for e in result.events}:
-                slot.freshness.seen(source, now)
-            for late in slot.panes.add(result.events, offset=offset, now=now):
+                state.freshness.seen(source, now)
+            for late in state.panes.add(result.events, offset=offset, now=now):
                 self._metrics.late_events.inc()
-                await self._dead_letter_event(late, topic, partition, offset, now)
+                await self._dead_letter_event(late, record, now)
         else:
-            slot.panes.next_offset = offset + 1
-        slot.next_offset = offset + 1
-        slot.changed = True
+            state.panes.next_offset = offset + 1
+
+    async def _internal_error(self, record: Record, exc: Exception) -> None:
+        state = self._events.get((record.topic, record.partition))
+        if state is not None:
+            state.panes.next_offset = record.offset + 1
+        rejection = Rejection(
+            "internal_error",
+            detail=f"{type(exc).__name__}: {exc}"[:500],
+            source=_key_text(record.key),
+        )
+        try:
+            await self._send_dead_letter(rejection, record, record.value, self._clock())
+        except Exception:  # the producer itself fails: the log above is what remains
+            log.exception(
+                "%s:%d@%d: dead letter not sent", record.topic, record.partition, record.offset
+            )
 
     async def _dead_letter(
-        self,
-        rejection: Rejection,
-        topic: str,
-        partition: int,
-        offset: int,
-        value: bytes,
-        batch: bool,
-        now: float,
+        self, rejection: Rejection, record: Record, batch: bool, now: float
     ) -> None:
         self._metrics.rejects.labels(rejection.reason).inc()
         if batch and rejection.position is not None:
-            original = _element_bytes(value, rejection.position)
+            original = _element_bytes(record.value, rejection.position)
         else:
-            original = value
-        await self._send_dead_letter(rejection, topic, partition, offset, original, now)
+            original = record.value
+        await self._send_dead_letter(rejection, record, original, now)
 
-    async def _dead_letter_event(
-        self, event: Event, topic: str, partition: int, offset: int, now: float
-    ) -> None:
+    async def _dead_letter_event(self, event: Event, record: Record, now: float) -> None:
         rejection = Rejection(
             "too_late", detail="every window of the event is past its grace",
             source=event.source, event_id=event.event_id,
         )  # fmt: skip
         original = json.dumps(event.to_json(), ensure_ascii=False).encode()
-        await self._send_dead_letter(rejection, topic, partition, offset, original, now)
+        await self._send_dead_letter(rejection, record, original, now)
 
     async def _send_dead_letter(
-        self,
-        rejection: Rejection,
-        topic: str,
-        partition: int,
-        offset: int,
-        original: bytes,
-        now: float,
+        self, rejection: Rejection, record: Record, original: bytes, now: float
     ) -> None:
-        record = {
+        # A dead letter belongs to who sent the record (its key: the department's source id),
+        # and names the source the body claims when that is a registered one.
+        sender = _key_text(record.key)
+        dead_letter = {
             "reason": rejection.reason,
             "detail": rejection.detail,
+            "sender": sender,
             "source": rejection.source,
             "event_id": rejection.event_id,
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
             "index": rejection.position,
             "received_at": now,
             # base64 of a 1 MB record would exceed 1 MB: the first part, and the whole size
             "original_b64": base64.b64encode(original[:MAX_DEAD_LETTER_ORIGINAL]).decode(),
             "original_size": len(original),
         }
-        await self._sink.send(DEADLETTER, (rejection.source or "").encode(), _encode(record))
+        key = sender if sender is not None else (rejection.source or "")
+        await self._sink.send(DEADLETTER, key.encode(), encode_record(dead_letter))
 
     def _publish_counts(self) -> None:
         for seen, metric in (
@@ -429,155 +462,164 @@ class StreamWorker:
         # One record per stage-2 partition and flush: a Faust agent pays per record, not per
         # partial. Each partial goes where its series key hashes, as if keyed by it.
         outgoing: dict[int, list[dict[str, Any]]] = {}
-        for slot in list(self._events.values()):
-            for partial in slot.panes.drain(now):
+        for cursor in self._event_cursors:
+            state = self._events.get(cursor.tp)
+            if state is None or not cursor.restored:
+                continue
+            for partial in state.panes.drain(now):
                 outgoing.setdefault(self._partition_of(partial.series), []).append(
                     partial.to_json()
                 )
             # Sector last-seen: a sector's sources hash to several partitions, so its maximum
             # is kept in stage 2, where `sector|<id>` hashes to.
-            for sector, at in slot.freshness.drain_recent().items():
+            for sector, at in state.freshness.drain_recent().items():
                 outgoing.setdefault(self._partition_of(f"sector|{sector}"), []).append(
                     {"kind": "seen", "sector": sector, "last_seen": at}
                 )
-            for change in slot.freshness.changes(now):
+            for change in state.freshness.changes(now):
                 self._metrics.freshness_changes.labels(change.state).inc()
                 record = change.to_json()
                 if self._alert_feed is not None:
                     self._alert_feed.offer(record)
-                await self._sink.send(KPI, f"freshness|{change.source}".encode(), _encode(record))
-                slot.changed = True
-            stale += slot.freshness.stale_count()
+                await self._sink.send(KPI, f"freshness|{change.source}".encode(), change.encode())
+                cursor.mark_changed()
+            stale += state.freshness.stale_count()
         self._metrics.stale_sources.set(stale)
         for partition, partials in outgoing.items():
             await self._sink.send(KPI_PARTIALS, b"partials", _encode_list(partials), partition)
 
     # ---- stage 2 --------------------------------------------------------------------
 
-    async def on_partial_record(self, partition: int, offset: int, value: bytes) -> None:
-        slot = await self._slot(self._partials, (KPI_PARTIALS, partition))
-        if slot is None or not _accepts(slot, offset):
-            return
+    async def on_partial_records(self, records: Sequence[Record]) -> None:
+        """A batch of records from the partials topic (stage 1's pane states)."""
+        for record in records:
+            cursor = await self._admit(self._partial_cursors, record)
+            if cursor is None:
+                continue
+            self._take_partial_record(record)
+            cursor.taken(record.offset, record.token)
+
+    def _take_partial_record(self, record: Record) -> None:
+        state = self._partials[(record.topic, record.partition)]
         now = self._clock()
         try:
-            entries = json.loads(value)
+            entries = json.loads(record.value)
             seen = [
                 (e["sector"], float(e["last_seen"])) for e in entries if e.get("kind") == "seen"
             ]
             partials = [PanePartial.from_json(e) for e in entries if e.get("kind") != "seen"]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            log.warning("skipping unreadable partials at %s:%d@%d", KPI_PARTIALS, partition, offset)
-        else:
-            for partial in partials:
-                slot.book.apply(partial, now=now)
-            for sector, at in seen:
-                slot.sectors.seen(sector, at)
-        slot.next_offset = offset + 1
-        slot.changed = True
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            self._metrics.poison_records.labels(record.topic).inc()
+            log.warning(
+                "skipping unreadable partials at %s:%d@%d",
+                record.topic, record.partition, record.offset,
+            )  # fmt: skip
+            return
+        for partial in partials:
+            state.book.apply(partial, now=now)
+        for sector, at in seen:
+            state.sectors.seen(sector, at)
 
     async def flush_stage2(self) -> None:
         """Publish the KPI points that are due (a timer calls this)."""
         now = self._clock()
-        for slot in list(self._partials.values()):
-            for point in slot.book.due(now):
+        for cursor in self._partial_cursors:
+            state = self._partials.get(cursor.tp)
+            if state is None or not cursor.restored:
+                continue
+            for point in state.book.due(now):
                 record = point.to_json()
                 if self._alert_feed is not None:
                     self._alert_feed.offer(record)
-                await self._sink.send(KPI, point.series.encode(), _encode(record))
+                await self._sink.send(KPI, point.series.encode(), encode_record(record))
                 self._metrics.kpi_points_out.labels(str(point.final).lower()).inc()
                 if point.newest:
                     self._metrics.event_to_kpi_latency.observe(max(0.0, now - point.newest))
-                slot.changed = True
-            for record in slot.sectors.due(now):
-                await self._sink.send(KPI, f"sector|{record['sector']}".encode(), _encode(record))
-                slot.changed = True
+                cursor.mark_changed()
+            for seen in state.sectors.due(now):
+                await self._sink.send(KPI, f"sector|{seen.sector}".encode(), seen.encode())
+                cursor.mark_changed()
 
     # ---- checkpoints ------------------------------------------------------------------
 
     async def checkpoint(self, only: set[TopicPartition] | None = None) -> int:
-        """Save every changed partition's state with its offset; returns how many were saved."""
-        if self._alert_feed is not None:
-            await self._alert_feed.flush_feed()  # no await between this and the snapshots
-        now = self._clock()
-        batch: list[Checkpoint] = []
-        for tp, slot in self._events.items():
-            if (only is None or tp in only) and slot.changed and slot.next_offset is not None:
-                state = {
-                    "epoch": self._epoch,
-                    "panes": slot.panes.snapshot(),
-                    "freshness": slot.freshness.snapshot(),
-                }
-                batch.append(Checkpoint(self._stage1, tp[0], tp[1], slot.next_offset, state, now))
-        for tp, pslot in self._partials.items():
-            if (only is None or tp in only) and pslot.changed and pslot.next_offset is not None:
-                batch.append(
-                    Checkpoint(
-                        self._stage2,
-                        tp[0],
-                        tp[1],
-                        pslot.next_offset,
-                        {
-                            "epoch": self._epoch,
-                            "book": pslot.book.snapshot(),
-                            "sectors": pslot.sectors.snapshot(),
-                        },
-                        now,
-                    )
-                )
-        if not batch:
+        """Save every changed partition's state with its offset; returns how many were saved.
+
+        The states are serialised at once, before any await, so each holds exactly the
+        records before its offset. Then what was sent is flushed to the broker, the states
+        are saved, and the records they cover are acknowledged.
+        """
+        async with self._checkpointing:
+            if self._alert_feed is not None:
+                await self._alert_feed.flush_feed()  # no await between this and the snapshots
+            now = self._clock()
+            taken: list[tuple[PartitionCursor[Any], Checkpoint, int]] = []
+            for cursor in self._event_cursors:
+                if self._due(cursor, only):
+                    state = self._events[cursor.tp]
+                    snapshot = {
+                        "format": STATE_FORMAT,
+                        "epoch": self._epoch.id,
+                        "generation": self._epoch.generation,
+                        "panes": state.panes.snapshot(),
+                        "freshness": state.freshness.snapshot(),
+                    }
+                    taken.append(self._take(cursor, self._stage1, snapshot, now))
+            for cursor in self._partial_cursors:
+                if self._due(cursor, only):
+                    pstate = self._partials[cursor.tp]
+                    snapshot = {
+                        "format": STATE_FORMAT,
+                        "epoch": self._epoch.id,
+                        "generation": self._epoch.generation,
+                        "book": pstate.book.snapshot(),
+                        "sectors": pstate.sectors.snapshot(),
+                    }
+                    taken.append(self._take(cursor, self._stage2, snapshot, now))
+            if not taken:
+                self.last_checkpoint_ok = now
+                return 0
+            started = time.monotonic()
+            # What was sent before these snapshots must be on the broker before they count as
+            # done: a restored partition re-sends only what its snapshot still marks as changed.
+            await self._sink.flush()
+            await self._store.save([checkpoint for _c, checkpoint, _v in taken])
             self.last_checkpoint_ok = now
-            return 0
-        started = time.monotonic()
-        # What was sent before these snapshots must be on the broker before they count as
-        # done: a restored partition re-sends only what its snapshot still marks as changed.
-        await self._sink.flush()
-        await self._store.save(batch)
-        self.last_checkpoint_ok = now
-        self._metrics.checkpoint_seconds.observe(time.monotonic() - started)
-        for cp in batch:
-            slot_any: _Slot | None = self._events.get(
-                (cp.topic, cp.partition)
-            ) or self._partials.get((cp.topic, cp.partition))
-            if slot_any is not None and slot_any.next_offset == cp.next_offset:
-                slot_any.changed = False
-        return len(batch)
+            self._metrics.checkpoint_seconds.observe(time.monotonic() - started)
+            for cursor, checkpoint, version in taken:
+                for token in cursor.checkpointed(checkpoint.next_offset, version):
+                    self._acknowledge(token)
+            return len(taken)
+
+    @staticmethod
+    def _due(cursor: PartitionCursor[Any], only: set[TopicPartition] | None) -> bool:
+        return (
+            (only is None or cursor.tp in only)
+            and cursor.restored
+            and cursor.changed
+            and cursor.next_offset is not None
+        )
+
+    @staticmethod
+    def _take(
+        cursor: PartitionCursor[Any], consumer: str, snapshot: dict[str, Any], now: float
+    ) -> tuple[PartitionCursor[Any], Checkpoint, int]:
+        next_offset = cursor.next_offset or 0  # _due: never None here
+        return (
+            cursor,
+            Checkpoint.of(consumer, cursor.tp, next_offset, snapshot, now),
+            cursor.version,
+        )
 
     # ---- helpers ------------------------------------------------------------------------
 
-    async def _slot(self, slots: dict[TopicPartition, Any], tp: TopicPartition) -> Any:
-        slot = slots.get(tp)
-        if slot is None:
-            return None  # not ours (any more): the consumer will stop delivering it
-        if not slot.ready.is_set():
-            await slot.ready.wait()
-        return slot
-
     def _update_gauges(self) -> None:
-        self._metrics.owned_partitions.labels(STAGE1).set(len(self._events))
-        self._metrics.owned_partitions.labels(STAGE2).set(len(self._partials))
+        self._metrics.owned_partitions.labels(STAGE1).set(len(self._event_cursors))
+        self._metrics.owned_partitions.labels(STAGE2).set(len(self._partial_cursors))
 
 
-def _await_record(slot: _Slot, offset: int, now: float) -> None:
-    slot.seek_to = offset
-    slot.sought_at = now
-    slot.overshot = False
-    slot.reseeks = 0
-
-
-def _accepts(slot: _Slot, offset: int) -> bool:
-    """Take each record once, from the checkpoint on.
-
-    Records before `next_offset` are in the state already. After a restore we seek to the
-    checkpoint; records the consumer fetched before the seek took effect come again, so
-    until the record at the checkpoint arrives, nothing else is taken. (Event producers
-    must not be transactional: a control record at that offset would never arrive.)
-    """
-    if slot.seek_to is not None:
-        if offset != slot.seek_to:
-            slot.overshot = slot.overshot or offset > slot.seek_to
-            return False
-        slot.seek_to = None
-    return slot.next_offset is None or offset >= slot.next_offset
+def _key_text(key: bytes | None) -> str | None:
+    return key.decode("utf-8", "replace") if key else None
 
 
 def _element_bytes(value: bytes, position: int) -> bytes:
@@ -588,8 +630,5 @@ def _element_bytes(value: bytes, position: int) -> bytes:
 
 
 def _encode_list(records: list[dict[str, Any]]) -> bytes:
-    return json.dumps(records, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _encode(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact JSON of a list of records (no NaN or Infinity)."""
+    return json.dumps(records, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()

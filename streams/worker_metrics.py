@@ -24,7 +24,8 @@ class WorkerMetrics:
     owned_partitions: Gauge
     checkpoint_failures: Counter
     checkpoint_seconds: Histogram
-    reseeks: Counter
+    records_lost: Counter
+    poison_records: Counter
     alert_transitions: Counter
     escalations: Counter
     open_alerts: Gauge
@@ -80,10 +81,17 @@ class WorkerMetrics:
                 ["stage"],
                 registry=registry,
             ),
-            reseeks=Counter(
-                "ioc_worker_reseeks",
-                "Seeks repeated because the record sought never came while later ones did",
-                ["stage"],
+            records_lost=Counter(
+                "ioc_worker_records_lost",
+                "Records a checkpoint needed that the broker no longer had (retention, a lost "
+                "broker): counted, logged with their offsets, shown on the wall as a data gap",
+                ["topic"],
+                registry=registry,
+            ),
+            poison_records=Counter(
+                "ioc_worker_poison_records",
+                "Records of the worker's internal topics that break their format: stepped over",
+                ["topic"],
                 registry=registry,
             ),
             checkpoint_failures=Counter(

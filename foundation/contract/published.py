@@ -1,10 +1,10 @@
 """The records the platform publishes for consumers, each described once: its topic, key,
 fields and what they mean (the JSON Schemas and the AsyncAPI document are generated from this).
 
-A record's fields come from its codec's dataclass where the codec lives in
-`foundation.contract` (alerts: a field without a description here fails the generation), and
-from a field table where the codec still lives in the stream worker (KPI point, freshness
-change, sector last-seen, dead letter); the catalog adds its sectors, sources and KPIs.
+A record's fields come from its codec's dataclass in `foundation.contract` (alert records,
+KPI points, freshness changes, sector last-seen, data gaps: a field without a description
+here fails the generation), and from a field table for the dead letter; the catalog adds
+its sectors, sources and KPIs.
 Pure: no I/O.
 """
 
@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, get_type_hints
 
 from foundation.contract.alerts import AlertAction, AlertTransition, Silence
 from foundation.contract.catalog import Catalog
+from foundation.contract.kpi import DataGap, FreshnessChange, KpiPoint, SectorSeen
 from foundation.contract.reasons import DEAD_LETTER_REASONS, REASON_PREFIXES
 from foundation.contract.topics import ALERT_ACTIONS, ALERTS, DEADLETTER, KPI
 
@@ -120,10 +121,59 @@ _SILENCE_DOCS: Final = {
     "author": "Who set it",
     "reason": "Why",
 }
+_KPI_DOCS: Final = {
+    "series": "`<kpi>|<group>`, equal to the record key",
+    "kpi": "The KPI, `<sector>.<kpi id>`",
+    "sector": "The sector (catalog id)",
+    "group": "`*` without group-by (or for events lacking the field); else the district code "
+    "or the source id",
+    "window_start": f"The window's start: {_SECONDS}",
+    "window_end": f"The window's end (exclusive): {_SECONDS}",
+    "value": "The KPI's value (null with no event); always finite",
+    "count": "Events in the window",
+    "final": "false while the window is open; true once closed",
+    "revision": "0, 1, 2… per window within a generation; may skip numbers after a crash",
+    "generation": "The broker epoch's generation (its creation time in ms): within a window, "
+    "a point with a higher (generation, revision) supersedes; a later epoch (the embedded "
+    "broker restarted) supersedes an earlier one whatever their revisions",
+    "overflow": "true when the value is at the edge of the float range (a sum that saturated "
+    "at ±1.7976931348623157e308): shown as an overflow, not as a figure",
+    "emitted_at": f"When the worker published it: {_SECONDS}",
+    "newest": f"Arrival of the newest event in it: {_SECONDS} (0 with none)",
+}
+_FRESHNESS_DOCS: Final = {
+    "source": "The source",
+    "sector": "The sector (catalog id)",
+    "state": "The source's new state",
+    "last_seen": f"Its latest arrival: {_SECONDS} (null: never heard from)",
+    "changed_at": f"When it changed: {_SECONDS}",
+    "stale_after": "Seconds of silence after which it is stale (cadence × factor)",
+}
+_SECTOR_SEEN_DOCS: Final = {
+    "sector": "The sector (catalog id)",
+    "last_seen": f"The latest arrival: {_SECONDS}",
+    "emitted_at": f"When the worker published it: {_SECONDS}",
+}
+_DATA_GAP_DOCS: Final = {
+    "sector": "The sector whose figures lack events (every sector for the worker's internal "
+    "topics)",
+    "topic": "The topic whose records were gone",
+    "partition": "… its partition",
+    "first_offset": "The first offset lost",
+    "last_offset": "The last offset lost (included)",
+    "records": "Kafka records lost (each may carry many events)",
+    "start": f"The affected stretch begins (the restored checkpoint's time): {_SECONDS}",
+    "end": f"… and ends (the first record after the gap): {_SECONDS}",
+    "detected_at": f"When the worker found it: {_SECONDS}",
+}
 _DATACLASS_DOCS: Final[Mapping[type, Mapping[str, str]]] = {
     AlertTransition: _TRANSITION_DOCS,
     AlertAction: _ACTION_DOCS,
     Silence: _SILENCE_DOCS,
+    KpiPoint: _KPI_DOCS,
+    FreshnessChange: _FRESHNESS_DOCS,
+    SectorSeen: _SECTOR_SEEN_DOCS,
+    DataGap: _DATA_GAP_DOCS,
 }
 
 
@@ -140,6 +190,16 @@ def _enum(values: Sequence[str]) -> dict[str, Any]:
     return {"enum": list(values)}
 
 
+def _refined(
+    docs: dict[str, FieldDoc], refines: Mapping[str, Mapping[str, Any]]
+) -> dict[str, FieldDoc]:
+    """The fields with schema refinements (enum, pattern, minimum…) added to some."""
+    return {
+        name: dataclasses.replace(doc, refine={**doc.refine, **refines.get(name, {})})
+        for name, doc in docs.items()
+    }
+
+
 def record_kinds(catalog: Catalog) -> list[RecordKind]:
     """Every record kind the platform publishes for consumers, in the order of the README."""
     sectors = [s.id for s in catalog.sectors]
@@ -150,10 +210,7 @@ def record_kinds(catalog: Catalog) -> list[RecordKind]:
         for s in catalog.sectors
         for k in s.kpis
     )
-    sector_field = FieldDoc(str, "The sector (catalog id)", refine=_enum(sectors))
     return [
-        # The codec is streams.kpi_engine.KpiPoint.to_json for now; when it moves to
-        # foundation.contract, derive these fields with dataclass_fields like the alerts'.
         RecordKind(
             name="KpiPoint",
             file="kpi-point",
@@ -162,8 +219,8 @@ def record_kinds(catalog: Catalog) -> list[RecordKind]:
             description=(
                 "One emission of a KPI window of one series. Provisional while the window is "
                 "open (at most one a second), final when it closes; a late event within grace "
-                "publishes a new revision. (series, window_start, revision) is unique and "
-                "revisions only grow: a sink keeps the highest."
+                "publishes a new revision. Within a window (series, window_start), a point "
+                "with a higher (generation, revision) supersedes: a sink keeps that one."
             ),
             key={
                 "type": "string",
@@ -172,37 +229,21 @@ def record_kinds(catalog: Catalog) -> list[RecordKind]:
             },
             fields={
                 **_kind("kpi"),
-                "series": FieldDoc(
-                    str,
-                    "`<kpi>|<group>`, equal to the record key",
-                    refine={"pattern": r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\|.+$"},
-                ),
-                "kpi": FieldDoc(
-                    str, f"The KPI, `<sector>.<kpi id>`: {kpi_list}", refine=_enum(kpis)
-                ),
-                "sector": sector_field,
-                "group": FieldDoc(
-                    str,
-                    "`*` without group-by (or for events lacking the field); else the "
-                    "district code or the source id",
-                ),
-                "window_start": FieldDoc(float, f"The window's start: {_SECONDS}"),
-                "window_end": FieldDoc(float, f"The window's end (exclusive): {_SECONDS}"),
-                "value": FieldDoc(float | None, "The KPI's value (null with no event)"),
-                "count": FieldDoc(int, "Events in the window", refine={"minimum": 0}),
-                "final": FieldDoc(bool, "false while the window is open; true once closed"),
-                "revision": FieldDoc(
-                    int,
-                    "0, 1, 2… per window; may skip numbers after a crash",
-                    refine={"minimum": 0},
-                ),
-                "emitted_at": FieldDoc(float, f"When the worker published it: {_SECONDS}"),
-                "newest": FieldDoc(
-                    float, f"Arrival of the newest event in it: {_SECONDS} (0 with none)"
+                **_refined(
+                    dataclass_fields(
+                        KpiPoint, {**_KPI_DOCS, "kpi": f"The KPI, `<sector>.<kpi id>`: {kpi_list}"}
+                    ),
+                    {
+                        "series": {"pattern": r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\|.+$"},
+                        "kpi": _enum(kpis),
+                        "sector": _enum(sectors),
+                        "count": {"minimum": 0},
+                        "revision": {"minimum": 0},
+                        "generation": {"minimum": 0},
+                    },
                 ),
             },
         ),
-        # Codec: streams.freshness.FreshnessChange.to_json.
         RecordKind(
             name="FreshnessChange",
             file="freshness-change",
@@ -216,19 +257,12 @@ def record_kinds(catalog: Catalog) -> list[RecordKind]:
             },
             fields={
                 **_kind("freshness"),
-                "source": FieldDoc(str, "The source", refine=_enum(sources)),
-                "sector": sector_field,
-                "state": FieldDoc(Literal["fresh", "stale"], "The source's new state"),
-                "last_seen": FieldDoc(
-                    float | None, f"Its latest arrival: {_SECONDS} (null: never heard from)"
-                ),
-                "changed_at": FieldDoc(float, f"When it changed: {_SECONDS}"),
-                "stale_after": FieldDoc(
-                    float, "Seconds of silence after which it is stale (cadence × factor)"
+                **_refined(
+                    dataclass_fields(FreshnessChange, _FRESHNESS_DOCS),
+                    {"source": _enum(sources), "sector": _enum(sectors)},
                 ),
             },
         ),
-        # Codec: streams.freshness.SectorLastSeen.due.
         RecordKind(
             name="SectorSeen",
             file="sector-seen",
@@ -238,9 +272,30 @@ def record_kinds(catalog: Catalog) -> list[RecordKind]:
             key={"type": "string", "pattern": r"^sector\|.+$", "description": "`sector|<sector>`"},
             fields={
                 **_kind("sector_seen"),
-                "sector": sector_field,
-                "last_seen": FieldDoc(float, f"The latest arrival: {_SECONDS}"),
-                "emitted_at": FieldDoc(float, f"When the worker published it: {_SECONDS}"),
+                **_refined(
+                    dataclass_fields(SectorSeen, _SECTOR_SEEN_DOCS), {"sector": _enum(sectors)}
+                ),
+            },
+        ),
+        RecordKind(
+            name="DataGap",
+            file="data-gap",
+            topic=KPI,
+            title="Data gap",
+            description=(DataGap.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "),
+            key={"type": "string", "pattern": r"^gap\|.+$", "description": "`gap|<sector>`"},
+            fields={
+                **_kind("data_gap"),
+                **_refined(
+                    dataclass_fields(DataGap, _DATA_GAP_DOCS),
+                    {
+                        "sector": _enum(sectors),
+                        "partition": {"minimum": 0},
+                        "first_offset": {"minimum": 0},
+                        "last_offset": {"minimum": 0},
+                        "records": {"minimum": 1},
+                    },
+                ),
             },
         ),
         RecordKind(
@@ -277,12 +332,21 @@ def record_kinds(catalog: Catalog) -> list[RecordKind]:
             ),
             key={
                 "type": "string",
-                "description": "The source (empty when the record named none)",
+                "description": "The sender: the refused record's key (else the source the body "
+                "names; empty when neither)",
             },
             fields={
                 "reason": FieldDoc(str, _reason_table(), refine=_reason_schema()),
                 "detail": FieldDoc(str, "Human-readable detail (English)"),
-                "source": FieldDoc(str | None, "The event's source, else the record key"),
+                "sender": FieldDoc(
+                    str | None,
+                    "Who sent the record: its Kafka key (the department's source id; over "
+                    "HTTP, the API key's source); null when the record had no key",
+                    required=False,
+                ),
+                "source": FieldDoc(
+                    str | None, "The source the event names, when it is a registered one"
+                ),
                 "event_id": FieldDoc(str | None, "The event's id when it had a string one"),
                 "topic": FieldDoc(str, "Where the record was: topic"),
                 "partition": FieldDoc(int, "… partition", refine={"minimum": 0}),

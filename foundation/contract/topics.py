@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "KPI",
     "KPI_PARTIALS",
     "PLATFORM_TOPICS",
+    "BrokerEpoch",
     "event_topic",
 ]
 
@@ -37,6 +39,18 @@ EPOCH: Final = "ioc.internal.epoch"
 # exactly one worker of the group owns the alert state and sees them in one order.
 ALERT_INPUT: Final = "ioc.internal.alert-input"
 INTERNAL_TOPICS: Final = (KPI_PARTIALS, EPOCH, ALERT_INPUT)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerEpoch:
+    """The broker that offsets belong to: a broker that lost its topics has a new epoch.
+
+    `generation` is the epoch's creation time in ms, so a later epoch has a higher one:
+    KPI points and pane partials are ordered by it before their revision or offset.
+    """
+
+    id: str = ""
+    generation: int = 0
 
 
 def event_topic(sector_id: str) -> str:

@@ -115,7 +115,7 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         epoch = await ensure_epoch(
             endpoints.bootstrap_servers, timeout=settings.connect_timeout, kafka_options=options
         )
-        log.info("broker epoch %s", epoch)
+        log.info("broker epoch %s (generation %d)", epoch.id, epoch.generation)
         report = await collect_status(settings, catalog, names)
         print(render_status(report))
         supervisor = _supervisor(args, settings, [s.id for s in catalog.sectors])
@@ -258,7 +258,7 @@ async def _cmd_topics_create(args: argparse.Namespace, settings: Settings) -> in
     )
     print_topic_results(results, verbose=True)
     epoch = await ensure_epoch(bootstrap, timeout=settings.connect_timeout, kafka_options=options)
-    print(f"broker epoch: {epoch}")
+    print(f"broker epoch: {epoch.id} (generation {epoch.generation})")
     return 0
 
 

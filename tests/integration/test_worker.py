@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -182,7 +183,7 @@ async def test_malformed_records_go_to_dead_letters_while_valid_events_flow(
 
 
 def _expected(short: ShortCatalog, events: list[dict[str, Any]]) -> dict[tuple[str, float], float]:
-    """Recompute n_long, total_by_district and mean_hopping from the produced events."""
+    """Recompute n_long, total_by_district, mean_hopping and p95_long from the events."""
     sums: dict[tuple[str, float], list[float]] = defaultdict(list)
     for event in events:
         ts = datetime.fromisoformat(event["occurred_at"]).timestamp()
@@ -191,14 +192,17 @@ def _expected(short: ShortCatalog, events: list[dict[str, Any]]) -> dict[tuple[s
         sums[(f"{short.sector}.total_by_district|{event['district']}", minute)].append(
             event["value"]
         )
+        sums[(f"{short.sector}.p95_long|*", minute)].append(event["value"])
         for start in (minute - 60, minute):
             sums[(f"{short.sector}.mean_hopping|*", start)].append(event["value"])
     out: dict[tuple[str, float], float] = {}
     for (series, start), values in sums.items():
         if ".mean_hopping|" in series:
-            out[(series, start)] = sum(values) / len(values)
+            out[(series, start)] = math.fsum(values) / len(values)
+        elif ".p95_long|" in series:  # nearest rank
+            out[(series, start)] = sorted(values)[math.ceil(0.95 * len(values)) - 1]
         else:
-            out[(series, start)] = sum(values)
+            out[(series, start)] = math.fsum(values)
     return out
 
 
@@ -230,13 +234,15 @@ async def _recomputed(
     return _latest([_json(r) for r in records])
 
 
-def _events(short: ShortCatalog, count: int) -> list[dict[str, Any]]:
+def _events(short: ShortCatalog, count: int, *, exact: bool = True) -> list[dict[str, Any]]:
     # Two minutes whose every window (hopping ones too) closed ≥ 20 s ago, well within the
-    # 10 min grace: every point is final, and revised as events come.
+    # 10 min grace: every point is final, and revised as events come. Not `exact`: values
+    # with many digits, so that an average counting a record twice shows.
     base = math.floor((time.time() - 200) / 60) * 60.0
     return [
         _reading(
-            short, n, base + (n % 120) + 0.25, source="abcd"[n % 4], value=float(n % 7),
+            short, n, base + (n % 120) + 0.25, source="abcd"[n % 4],
+            value=float(n % 7) if exact else round(math.sin(n) * 1000, 6),
             district=("dong-xoai", "binh-long")[n % 3 % 2],
         )
         for n in range(count)
@@ -376,3 +382,58 @@ async def test_a_worker_killed_before_its_first_checkpoint_starts_over(
     for key, value in expected.items():
         assert latest[key]["value"] == pytest.approx(value), key
     assert second.stop() == 0
+
+
+def _latest_checkpoint(database_url: str, group: str) -> float:
+    """When the worker group's stage 1 last saved a checkpoint (0 when never)."""
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT coalesce(extract(epoch FROM max(taken_at)), 0)::float8"
+            " FROM worker_checkpoints WHERE consumer = %s",
+            (f"{group}/events",),
+        ).fetchone()
+    return float(row[0]) if row else 0.0
+
+
+async def test_kills_right_after_checkpoints_keep_averages_and_percentiles_exact(
+    stream_workers: StartWorker,
+    short_catalog: ShortCatalog,
+    kafka_bootstrap: str,
+    fresh_database: str,
+) -> None:
+    """SIGKILL the worker just after it saved a checkpoint, twice, while events flow: the
+    restored avg and p95 states hold exactly the records before the saved offsets."""
+    events = _events(short_catalog, 3000, exact=False)
+    worker = stream_workers(IOC_WORKER_CHECKPOINT_INTERVAL="0.3")
+    worker.wait_ready()
+    async with Publisher(
+        bootstrap_servers=kafka_bootstrap, catalog=short_catalog.catalog, linger=0
+    ) as pub:
+
+        async def stream() -> None:  # one event per record, about 2,000 a second
+            for start in range(0, len(events), 100):
+                assert all(r.ok for r in await pub.send_many(events[start : start + 100]))
+                await asyncio.sleep(0.05)
+
+        producing = asyncio.create_task(stream())
+        for kill in range(2):
+            group = worker.group
+            seen = await asyncio.to_thread(_latest_checkpoint, fresh_database, group)
+
+            def saved(seen: float = seen, group: str = group) -> bool:
+                return _latest_checkpoint(fresh_database, group) > seen
+
+            await eventually(
+                saved,
+                30,
+                f"checkpoint before kill {kill + 1}",
+                interval=0.02,
+            )
+            worker.kill()
+            worker = stream_workers()
+            await asyncio.to_thread(worker.wait_ready)
+        await producing
+    latest = await _recomputed(kafka_bootstrap, short_catalog, _expected(short_catalog, events))
+    for key, value in _expected(short_catalog, events).items():
+        assert latest[key]["value"] == pytest.approx(value), key
+    assert worker.stop() == 0

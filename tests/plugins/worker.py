@@ -51,6 +51,8 @@ sectors:
          aggregation: sum, unit: u, window: {{size: 60s, grace: 10m}}, group_by: [district]}}
       - {{id: mean_hopping, name_vi: Trung bình, name_en: Mean, event_type: reading,
          aggregation: avg, unit: u, window: {{size: 120s, hop: 60s, grace: 10m}}}}
+      - {{id: p95_long, name_vi: Phân vị 95, name_en: 95th percentile, event_type: reading,
+         aggregation: p95, unit: u, window: {{size: 60s, grace: 10m}}}}
     alerts:
       - {{id: burst_high, kind: threshold, kpi: n_short, op: above, raise: 30, clear: 10,
          severity: critical, message_vi: "Số bản ghi {{value:.0f}} vượt ngưỡng {{raise:.0f}}",

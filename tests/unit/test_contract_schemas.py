@@ -27,11 +27,11 @@ from foundation.contract.alerts import AlertAction, AlertTransition, Fingerprint
 from foundation.contract.asyncapi import asyncapi_document, contract_documents
 from foundation.contract.catalog import load_catalog
 from foundation.contract.envelope import ContractIndex, parse_record
+from foundation.contract.kpi import DataGap, FreshnessChange, KpiPoint
 from foundation.contract.published import record_kinds
 from foundation.contract.reasons import DEAD_LETTER_REASONS, REASON_PREFIXES
 from foundation.contract.schemas import named_schemas
-from streams.freshness import FreshnessChange, SectorLastSeen
-from streams.kpi_engine import KpiPoint
+from streams.freshness import SectorLastSeen
 from tests.unit.test_envelope import BAD_EVENTS, BAD_RECORDS, NOW, field_values, good
 
 CATALOG = load_catalog()
@@ -331,7 +331,9 @@ def published_records() -> list[tuple[str, dict[str, Any]]]:
         ("FreshnessChange", build(FreshnessChange, source="his-bvdk-tinh", sector="health",
                                   state="stale", last_seen=None, changed_at=NOW,
                                   stale_after=90.0).to_json()),
-        ("SectorSeen", sector_seen),
+        ("SectorSeen", sector_seen.to_json()),
+        ("DataGap", DataGap("health", "ioc.events.health", 2, 3, 9, 7, NOW - 60, NOW,
+                            NOW).to_json()),
     ]  # fmt: skip
 
 

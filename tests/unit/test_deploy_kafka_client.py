@@ -137,6 +137,7 @@ def test_the_worker_app_carries_the_credentials(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry
 
     from foundation.contract.catalog import load_catalog
+    from foundation.contract.topics import BrokerEpoch
     from streams.checkpoints import MemoryCheckpointStore
     from streams.faust_app import WorkerConfig, create_app
 
@@ -148,7 +149,7 @@ def test_the_worker_app_carries_the_credentials(tmp_path: Path) -> None:
     config = WorkerConfig(
         bootstrap_servers="kafka-1:9093",
         group="g",
-        epoch="e",
+        epoch=BrokerEpoch("e", 1),
         partitions=4,
         replication_factor=3,
         data_dir=tmp_path,

@@ -1,20 +1,25 @@
-"""The worker's Faust app: what it changes in Faust's consumer (no connection is made)."""
+"""The worker's Faust app and adapter: what they change in Faust (no connection is made)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-from faust.types import TP
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import CollectorRegistry
 
 from foundation.contract.catalog import load_catalog
+from foundation.contract.topics import BrokerEpoch
 from streams.checkpoints import MemoryCheckpointStore
+from streams.faust_adapter import FETCH_MAX_WAIT_MS, Transport, _ConsumerThread
 from streams.faust_app import WorkerConfig, create_app
 
 
-def _app(tmp_path: Path) -> object:
+def _app(tmp_path: Path) -> faust.App:
     config = WorkerConfig(
-        bootstrap_servers="127.0.0.1:9", group="g", epoch="e", partitions=4,
+        bootstrap_servers="127.0.0.1:9", group="g", epoch=BrokerEpoch("e", 1), partitions=4,
         replication_factor=1, data_dir=tmp_path,
     )  # fmt: skip
     app, _worker, _metrics = create_app(
@@ -23,22 +28,45 @@ def _app(tmp_path: Path) -> object:
     return app
 
 
-async def test_faust_does_not_drop_records_of_the_worker_topics_by_read_offset(
-    tmp_path: Path,
-) -> None:
-    """The stages filter by offset themselves; the officers' actions keep Faust's filter."""
-    consumer = _app(tmp_path).consumer  # type: ignore[attr-defined]
-    read_offsets = consumer._read_offset
-    for topic in ("ioc.events.health", "ioc.internal.kpi-partials", "ioc.internal.alert-input"):
-        read_offsets[TP(topic, 0)] = 5
-        # _drain_messages reads through the bound __getitem__: None means "drop nothing".
-        assert read_offsets.__getitem__(TP(topic, 0)) is None
-    read_offsets[TP("ioc.alert-actions", 0)] = 7
-    assert read_offsets.__getitem__(TP("ioc.alert-actions", 0)) == 7
-    assert read_offsets.__getitem__(TP("ioc.alert-actions", 1)) is None
+def _consumer_settings(consumer: Any) -> dict[str, Any]:
+    # Tests may look inside: aiokafka keeps its constructor arguments in private attributes.
+    ignored = {"_loop", "_client", "_coordinator", "_fetcher", "_subscription", "_closed"}
+    return {
+        name: value
+        for name, value in vars(consumer).items()
+        if name not in ignored and isinstance(value, (str, int, float, bool, type(None), list))
+    }
 
 
-async def test_faust_rewinds_ask_the_stages_where_to_resume(tmp_path: Path) -> None:
+async def test_the_worker_app_uses_the_adapters_transport(tmp_path: Path) -> None:
+    """`ioc://` broker URLs select the transport registered under faust.transports."""
     app = _app(tmp_path)
-    resume = app.ioc_resume_offsets  # type: ignore[attr-defined]
-    assert resume() == {}  # nothing assigned yet
+    assert type(app.transport) is Transport
+    assert [str(url) for url in app.conf.broker] == ["ioc://127.0.0.1:9"]
+
+
+async def test_its_consumer_is_fausts_own_but_for_a_short_fetch_wait(tmp_path: Path) -> None:
+    """The restated arguments match faust-streaming's own consumer: only the wait differs."""
+    app = _app(tmp_path)
+    # The factories called on a stand-in thread: a real consumer thread starts its own loop.
+    thread: Any = SimpleNamespace(app=app, consumer=SimpleNamespace(in_transaction=False))
+    transport: Any = app.transport
+    mine = _ConsumerThread._create_worker_consumer(thread, transport)
+    faust_own = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer(thread, transport)
+    try:
+        assert mine._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
+        assert faust_own._fetch_max_wait_ms == 1500
+        expected = _consumer_settings(faust_own)
+        expected["_fetch_max_wait_ms"] = FETCH_MAX_WAIT_MS
+        assert _consumer_settings(mine) == expected
+    finally:  # never started: stop() only closes what the constructor opened
+        await mine.stop()
+        await faust_own.stop()
+
+
+async def test_the_stateful_topics_are_acknowledged_by_the_stages(tmp_path: Path) -> None:
+    """Faust commits acknowledged records only: every topic of the worker keeps acks on."""
+    app = _app(tmp_path)
+    topics = {name for agent in app.agents.values() for name in agent.channel.topics}
+    assert {"ioc.events.health", "ioc.internal.kpi-partials", "ioc.internal.alert-input"} <= topics
+    assert all(agent.channel.acks for agent in app.agents.values())

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from foundation.contract.catalog import Catalog
 from foundation.contract.envelope import Event
-from streams.kpi_engine import KpiPoint, PanePartial, PartitionPanes, SeriesBook
+from foundation.contract.kpi import KpiPoint
+from streams.kpi_engine import PanePartial, PartitionPanes, SeriesBook
 from streams.kpi_plan import KpiPlan
 
 

@@ -191,7 +191,6 @@ def _patching(tree: ast.Module) -> Iterator[tuple[int, str]]:
                     yield node.lineno, f"reads a private attribute: {ast.unparse(node)}"
 
 
-@pytest.mark.xfail(strict=True, reason="streams/faust_app.py still patches Faust (issue #15)")
 def test_no_third_party_code_is_patched_or_read_privately() -> None:
     """No assignment to a library's attributes, no library underscore names, no setattr."""
     broken = [

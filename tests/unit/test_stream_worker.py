@@ -1,30 +1,57 @@
-"""StreamWorker with an in-memory store and sink: offsets, checkpoints, restore, dead letters."""
+"""StreamWorker with an in-memory store and sink: cursors, checkpoints, acknowledgements,
+restores, epochs, lost records and dead letters."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from foundation.contract.catalog import load_catalog
-from streams.checkpoints import MemoryCheckpointStore
+from foundation.contract.topics import BrokerEpoch
+from streams.checkpoints import Checkpoint, MemoryCheckpointStore
 from streams.worker import StreamWorker
 from streams.worker_metrics import WorkerMetrics
 
 CATALOG = load_catalog()
 TOPIC = "ioc.events.health"
+PARTIALS = "ioc.internal.kpi-partials"
 NOW = 1_800_000_000.0
+EPOCH = BrokerEpoch("now", 2_000)
+
+
+@dataclass(frozen=True)
+class Rec:
+    """A delivered record; its token is what the worker acknowledges."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp: float | None = None
+    token: Any = (1, -1)
+
+
+def rec(offset: int, value: bytes | None = None, *, partition: int = 0, generation: int = 1) -> Rec:
+    body = _event(offset) if value is None else value
+    return Rec(TOPIC, partition, offset, b"his-bvdk-tinh", body, NOW, (generation, offset))
 
 
 class RecordingSink:
     """Keeps what was sent, and notes every flush (in order with the store's saves)."""
 
-    def __init__(self, journal: list[str]) -> None:
+    def __init__(self, journal: list[str] | None = None) -> None:
         self.sent: list[tuple[str, bytes, Any]] = []
-        self.journal = journal
+        self.journal = journal if journal is not None else []
+        self.gate: asyncio.Event | None = None  # when set, flush waits for it
+        self.flushing = asyncio.Event()
 
     async def send(
         self, topic: str, key: bytes, value: bytes, partition: int | None = None
@@ -33,15 +60,27 @@ class RecordingSink:
 
     async def flush(self) -> None:
         self.journal.append("flush")
+        self.flushing.set()
+        if self.gate is not None:
+            await self.gate.wait()
+
+    def on(self, topic: str) -> list[Any]:
+        return [value for sent_topic, _key, value in self.sent if sent_topic == topic]
+
+    def partials(self, kpi: str) -> list[dict[str, Any]]:
+        return [p for batch in self.on(PARTIALS) for p in batch if p.get("kpi") == kpi]
 
 
 class JournalStore(MemoryCheckpointStore):
-    def __init__(self, journal: list[str]) -> None:
+    def __init__(self, journal: list[str] | None = None, *, fail: bool = False) -> None:
         super().__init__()
-        self.journal = journal
+        self.journal = journal if journal is not None else []
+        self.fail = fail
 
-    async def save(self, checkpoints: Any) -> None:
+    async def save(self, checkpoints: list[Checkpoint]) -> None:
         self.journal.append("save")
+        if self.fail:
+            raise OSError("database down")
         await super().save(checkpoints)
 
 
@@ -59,331 +98,288 @@ def _event(n: int, **changes: Any) -> bytes:
     return json.dumps(event).encode()
 
 
-def _worker(store: MemoryCheckpointStore, sink: RecordingSink, clock: list[float]) -> StreamWorker:
-    return StreamWorker(
-        catalog=CATALOG,
-        store=store,
-        sink=sink,
-        metrics=WorkerMetrics.create(CollectorRegistry()),
-        partition_of=lambda _key: 0,
-        clock=lambda: clock[0],
-    )
+class Harness:
+    """A worker, what it acknowledged, and the consumer generation it is on."""
+
+    def __init__(
+        self,
+        store: MemoryCheckpointStore,
+        sink: RecordingSink | None = None,
+        *,
+        epoch: BrokerEpoch = EPOCH,
+        clock: list[float] | None = None,
+    ) -> None:
+        self.sink = sink or RecordingSink()
+        self.acked: list[Any] = []
+        self.generation = 1
+        self.registry = CollectorRegistry()
+        self.metrics = WorkerMetrics.create(self.registry)
+        clock = clock or [NOW]
+        self.worker = StreamWorker(
+            catalog=CATALOG, store=store, sink=self.sink, metrics=self.metrics,
+            partition_of=lambda _key: 0, epoch=epoch, clock=lambda: clock[0],
+            acknowledge=self.acked.append, is_current=lambda t: t[0] == self.generation,
+        )  # fmt: skip
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
 
 
-async def test_records_before_the_checkpoint_are_skipped_after_a_restore() -> None:
+BED = "health.bed_occupancy_pct"
+
+
+async def test_records_a_checkpoint_covers_are_acknowledged_and_skipped_after_a_restore() -> None:
+    """Faust resumes at the committed offset, at or before the checkpoint: no seek needed."""
     journal: list[str] = []
-    store, clock = JournalStore(journal), [NOW]
-    first = _worker(store, RecordingSink(journal), clock)
-    seeks: list[tuple[tuple[str, int], int]] = []
+    store = JournalStore(journal)
+    first = Harness(store, RecordingSink(journal))
+    await first.worker.assign({(TOPIC, 0)})
+    await first.worker.on_event_records([rec(n) for n in range(3)])
+    assert first.acked == []  # not before a checkpoint covers them
+    assert await first.worker.checkpoint() == 1
+    assert journal == ["flush", "save"]  # sent records are on the broker before it counts
+    assert first.acked == [(1, 0), (1, 1), (1, 2)]
 
-    async def seek(tp: tuple[str, int], offset: int) -> None:
-        seeks.append((tp, offset))
-
-    await first.assign({(TOPIC, 0)}, seek)
-    for offset in range(3):
-        await first.on_event_record(TOPIC, 0, offset, b"his-bvdk-tinh", _event(offset))
-    assert await first.checkpoint() == 1
-    assert journal == [
-        "flush",
-        "save",
-    ]  # sent records are acknowledged before the checkpoint counts
-
-    sink = RecordingSink(journal)
-    second = _worker(store, sink, clock)
-    await second.assign({(TOPIC, 0)}, seek)
-    # The first worker started at the first record; the second at its checkpoint.
-    assert seeks == [((TOPIC, 0), 0), ((TOPIC, 0), 3)]
-    # A record fetched before the seek took effect, then the ones from the checkpoint on.
-    await second.on_event_record(TOPIC, 0, 7, b"his-bvdk-tinh", _event(7))
-    await second.on_event_record(TOPIC, 0, 3, b"his-bvdk-tinh", _event(3))
-    await second.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))  # replayed: in the state
-    await second.on_event_record(TOPIC, 0, 4, b"his-bvdk-tinh", _event(4))
-    await second.flush_stage1()
-    partials = [
-        p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
-    ]
-    occupancy = [p for p in partials if p.get("kpi") == "health.bed_occupancy_pct"]
-    assert (
-        occupancy and occupancy[0]["count"] == 5
-    )  # e0, e1, e2 restored + e3, e4; not e7, not e1 again
-    assert occupancy[0]["offset"] == 5
+    second = Harness(store)
+    await second.worker.assign({(TOPIC, 0)})
+    # Faust committed up to 2 only (say): records 1 and 2 come again, then 3 and 4.
+    await second.worker.on_event_records([rec(n) for n in (1, 2, 3, 4)])
+    assert second.acked == [(1, 1), (1, 2)]  # covered: acknowledged at once, not counted
+    await second.worker.flush_stage1()
+    (occupancy,) = second.sink.partials(BED)
+    assert occupancy["count"] == 5 and occupancy["offset"] == 5  # e0…e2 restored + e3, e4
+    assert second.metric("ioc_worker_records_lost_total", topic=TOPIC) == 0
 
 
-async def test_rejects_become_dead_letters_with_position_and_original_bytes() -> None:
-    journal: list[str] = []
-    sink = RecordingSink(journal)
-    worker = _worker(MemoryCheckpointStore(), sink, [NOW])
+async def test_a_failed_checkpoint_acknowledges_nothing() -> None:
+    """Records whose state could not be saved stay unacknowledged: they come again."""
+    store = JournalStore(fail=True)
+    harness = Harness(store)
+    await harness.worker.assign({(TOPIC, 0)})
+    await harness.worker.on_event_records([rec(0), rec(1)])
+    with pytest.raises(OSError, match="database down"):
+        await harness.worker.checkpoint()
+    assert harness.acked == []
+    store.fail = False
+    assert await harness.worker.checkpoint() == 1
+    assert harness.acked == [(1, 0), (1, 1)]
 
-    async def seek(tp: tuple[str, int], offset: int) -> None:
-        assert offset == 0, "nothing to restore: from the first record"
 
-    await worker.assign({(TOPIC, 0)}, seek)
+async def test_records_arriving_during_a_checkpoint_never_leak_into_it() -> None:
+    """The state saved is exactly the state before the offset saved (avg and p95 included),
+    however many records arrive while the checkpoint waits for the broker's flush."""
+    store, sink = MemoryCheckpointStore(), RecordingSink()
+    harness = Harness(store, sink)
+    await harness.worker.assign({(TOPIC, 0)})
+    await harness.worker.on_event_records([rec(n) for n in range(3)])
+    sink.gate = asyncio.Event()
+    checkpoint = asyncio.create_task(harness.worker.checkpoint())
+    await asyncio.wait_for(sink.flushing.wait(), 5)
+    await harness.worker.on_event_records([rec(n) for n in range(3, 10)])  # during the flush
+    sink.gate.set()
+    assert await checkpoint == 1
+    saved = store.rows[("ioc-worker/events", TOPIC, 0)]
+    assert saved.next_offset == 3
+    panes = saved.state()["panes"]["panes"]
+    occupancy = [pane for pane in panes if pane[0].startswith(BED)]
+    assert occupancy and all(pane[3] == 3 for pane in occupancy)  # e0, e1, e2 and no more
+    means = [pane[2] for pane in occupancy]
+    assert all(mean == [81.0, 3] for mean in means)  # the average state of e0…e2 only
+    assert harness.acked == [(1, 0), (1, 1), (1, 2)]  # and only they are acknowledged
+
+
+async def test_records_of_an_earlier_consumer_generation_are_never_taken() -> None:
+    """Fetched before a rebalance: Faust delivers them again, so they neither count nor ack."""
+    harness = Harness(MemoryCheckpointStore())
+    await harness.worker.assign({(TOPIC, 0)})
+    harness.generation = 2
+    await harness.worker.on_event_records([rec(0, generation=1), rec(0, generation=2)])
+    await harness.worker.flush_stage1()
+    (occupancy,) = harness.sink.partials(BED)
+    assert occupancy["count"] == 1
+    await harness.worker.checkpoint()
+    assert harness.acked == [(2, 0)]
+
+
+async def test_a_record_delivered_before_its_assignment_waits_for_it() -> None:
+    """The assignment signal and the first fetch race: the record waits, it is not lost."""
+    harness = Harness(MemoryCheckpointStore())
+    early = asyncio.create_task(harness.worker.on_event_records([rec(0)]))
+    await asyncio.sleep(0.01)
+    assert not early.done()
+    await harness.worker.assign({(TOPIC, 0)})
+    await asyncio.wait_for(early, 5)
+    await harness.worker.flush_stage1()
+    assert [p["count"] for p in harness.sink.partials(BED)] == [1]
+
+
+async def test_rejects_become_dead_letters_of_their_sender_with_position_and_original() -> None:
+    harness = Harness(MemoryCheckpointStore())
+    await harness.worker.assign({(TOPIC, 0)})
     batch = b"[" + _event(1) + b"," + _event(2, unit="kg") + b"]"
-    await worker.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", batch)
-    await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", b"{oops")
-    letters = [value for topic, _key, value in sink.sent if topic == "ioc.deadletter"]
+    await harness.worker.on_event_records([rec(0, batch), rec(1, b"{oops")])
+    letters = harness.sink.on("ioc.deadletter")
     assert [(d["reason"], d["offset"], d["index"]) for d in letters] == [
         ("unit_mismatch", 0, 1),
         ("bad_json", 1, None),
     ]
+    assert {d["sender"] for d in letters} == {"his-bvdk-tinh"}  # the record key
     assert base64.b64decode(letters[1]["original_b64"]) == b"{oops"
     assert json.loads(base64.b64decode(letters[0]["original_b64"]))["event_id"] == "e2"
 
 
+async def test_a_dead_letter_names_the_sender_even_when_the_body_claims_another_source() -> None:
+    """Keyed by one department, naming another: filed under the sender, the claim kept."""
+    harness = Harness(MemoryCheckpointStore())
+    await harness.worker.assign({(TOPIC, 0)})
+    claimed = _event(1, source="tc-benh-vien-binh-long", type="no-such-type")
+    await harness.worker.on_event_records([rec(0, claimed)])
+    (letter,) = harness.sink.on("ioc.deadletter")
+    assert letter["sender"] == "his-bvdk-tinh"
+    assert letter["reason"] == "unknown_type"
+
+
 async def test_revoke_checkpoints_the_partitions_given_up() -> None:
-    journal: list[str] = []
-    store = JournalStore(journal)
-    worker = _worker(store, RecordingSink(journal), [NOW])
-
-    async def seek(tp: tuple[str, int], offset: int) -> None:
-        pass
-
-    await worker.assign({(TOPIC, 0), (TOPIC, 1)}, seek)
-    await worker.on_event_record(TOPIC, 1, 0, b"his-bvdk-tinh", _event(1))
-    await worker.revoke({(TOPIC, 1)})
+    store = JournalStore()
+    harness = Harness(store)
+    await harness.worker.assign({(TOPIC, 0), (TOPIC, 1)})
+    await harness.worker.on_event_records([rec(0, partition=1)])
+    await harness.worker.revoke({(TOPIC, 1)})
     assert set(store.rows) == {("ioc-worker/events", TOPIC, 1)}
     assert store.rows[("ioc-worker/events", TOPIC, 1)].next_offset == 1
-
-
-async def test_checkpoints_of_another_broker_epoch_are_ignored() -> None:
-    """A restarted embedded broker has new, empty topics: old offsets must not be sought."""
-    journal: list[str] = []
-    store, clock = JournalStore(journal), [NOW]
-    old = StreamWorker(
-        catalog=CATALOG, store=store, sink=RecordingSink(journal),
-        metrics=WorkerMetrics.create(CollectorRegistry()), partition_of=lambda _k: 0,
-        epoch="before", clock=lambda: clock[0],
-    )  # fmt: skip
-    seeks: list[int] = []
-
-    async def seek(tp: tuple[str, int], offset: int) -> None:
-        seeks.append(offset)
-
-    await old.assign({(TOPIC, 0)}, seek)
-    await old.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", _event(0))
-    await old.checkpoint()
-    sink = RecordingSink(journal)
-    new = StreamWorker(
-        catalog=CATALOG, store=store, sink=sink,
-        metrics=WorkerMetrics.create(CollectorRegistry()), partition_of=lambda _k: 0,
-        epoch="after", clock=lambda: clock[0],
-    )  # fmt: skip
-    await new.assign({(TOPIC, 0)}, seek)
-    assert seeks == [0, 0]  # the earlier epoch's checkpoint is ignored: from the start
-    await new.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", _event(0))  # offset 0 again: taken
-    await new.flush_stage1()
-    partials = [
-        p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
-    ]
-    assert [p["count"] for p in partials if p.get("kpi") == "health.bed_occupancy_pct"] == [1]
-
-
-async def test_sector_last_seen_travels_through_stage_two_to_ioc_kpi() -> None:
-    """Stage 1 hands on each sector's latest arrival; stage 2 publishes `sector|<id>`."""
-    journal: list[str] = []
-    sink = RecordingSink(journal)
-    clock = [NOW]
-    worker = _worker(MemoryCheckpointStore(), sink, clock)
-
-    async def seek(tp: tuple[str, int], offset: int) -> None:
-        pass
-
-    await worker.assign({(TOPIC, 0), ("ioc.internal.kpi-partials", 0)}, seek)
-    await worker.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", _event(0))
-    await worker.flush_stage1()
-    (batch,) = [value for topic, _k, value in sink.sent if topic == "ioc.internal.kpi-partials"]
-    assert {"kind": "seen", "sector": "health", "last_seen": NOW} in batch
-    await worker.on_partial_record(0, 0, json.dumps(batch).encode())
-    await worker.flush_stage2()
-    sector = [value for topic, key, value in sink.sent if key == b"sector|health"]
-    assert sector == [
-        {"kind": "sector_seen", "sector": "health", "last_seen": NOW, "emitted_at": NOW}
-    ]
-    assert await worker.checkpoint() == 2  # both stages' state saves as strict JSON
-
-
-async def test_a_checkpoint_whose_records_expired_resumes_where_the_broker_landed() -> None:
-    """Retention dropped records 3…9: the seek lands on 10, and 10 is taken, not waited past."""
-    journal: list[str] = []
-    store, clock = JournalStore(journal), [NOW]
-    first = _worker(store, RecordingSink(journal), clock)
-
-    async def seek_exact(tp: tuple[str, int], offset: int) -> int:
-        return offset
-
-    await first.assign({(TOPIC, 0)}, seek_exact)
-    for offset in range(3):
-        await first.on_event_record(TOPIC, 0, offset, b"his-bvdk-tinh", _event(offset))
-    assert await first.checkpoint() == 1
-
-    async def seek_expired(tp: tuple[str, int], offset: int) -> int:
-        return 10  # the earliest record the broker still has
-
-    sink = RecordingSink(journal)
-    second = _worker(store, sink, clock)
-    await second.assign({(TOPIC, 0)}, seek_expired)
-    await second.on_event_record(TOPIC, 0, 10, b"his-bvdk-tinh", _event(10))
-    await second.on_event_record(TOPIC, 0, 11, b"his-bvdk-tinh", _event(11))
-    await second.flush_stage1()
-    partials = [
-        p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
-    ]
-    occupancy = [p for p in partials if p.get("kpi") == "health.bed_occupancy_pct"]
-    assert occupancy and occupancy[0]["count"] == 5  # e0…e2 restored + e10, e11
-
-
-class FailingStore(MemoryCheckpointStore):
-    """Saves until `failing` is set (the database went away)."""
-
-    failing = False
-
-    async def save(self, checkpoints: Any) -> None:
-        if self.failing:
-            raise OSError("database unavailable")
-        await super().save(checkpoints)
+    assert harness.acked == [(1, 0)]
 
 
 async def test_a_revoke_whose_checkpoint_fails_still_gives_the_partition_up() -> None:
-    """Reassigned afterwards, it restores the last good checkpoint and replays from there.
-
-    Keeping the in-memory state instead would skip the records the consumer fetched before
-    the rebalance and dropped (no commit makes it fetch them again).
-    """
-    store, clock, sink = FailingStore(), [NOW], RecordingSink([])
-    worker = _worker(store, sink, clock)
-    seeks: list[int] = []
-
-    async def seek(tp: tuple[str, int], offset: int) -> int:
-        seeks.append(offset)
-        return offset
-
-    await worker.assign({(TOPIC, 0)}, seek)
-    await worker.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", _event(0))
-    await worker.checkpoint()  # covers offset 0
-    await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))
-    store.failing = True
-    try:
-        await worker.revoke({(TOPIC, 0)})
-    except OSError:
-        pass
-    else:
-        raise AssertionError("the failed checkpoint should be reported")
-    store.failing = False
-    await worker.assign({(TOPIC, 0)}, seek)
-    assert seeks == [0, 1]  # replays offset 1 from the last good checkpoint
-    await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))
-    sink.sent.clear()
-    await worker.flush_stage1()
-    partials = [
-        p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
-    ]
-    assert [p["count"] for p in partials if p.get("kpi") == "health.bed_occupancy_pct"] == [2]
+    """Reassigned afterwards, it restores the last good checkpoint and replays from there."""
+    store = JournalStore()
+    harness = Harness(store)
+    await harness.worker.assign({(TOPIC, 0)})
+    await harness.worker.on_event_records([rec(0)])
+    await harness.worker.checkpoint()
+    await harness.worker.on_event_records([rec(1)])
+    store.fail = True
+    with pytest.raises(OSError, match="database down"):
+        await harness.worker.revoke({(TOPIC, 0)})
+    store.fail = False
+    await harness.worker.assign({(TOPIC, 0)})
+    harness.generation = 2  # the rebalance: record 1 comes again, unacknowledged before
+    await harness.worker.on_event_records([rec(0, generation=2), rec(1, generation=2)])
+    await harness.worker.flush_stage1()
+    assert [p["count"] for p in harness.sink.partials(BED)][-1] == 2
+    assert harness.acked == [(1, 0), (2, 0)]  # record 1 only once a checkpoint covers it
 
 
-async def test_a_record_whose_processing_fails_is_dead_lettered_and_the_batch_goes_on() -> None:
+async def test_an_earlier_broker_epochs_state_goes_on_from_the_new_topics_start() -> None:
+    """A restarted embedded broker has new, empty topics: the windows carry over, offsets
+    start again at 0, and every pane is handed on again under the new generation."""
+    store = MemoryCheckpointStore()
+    old = Harness(store, epoch=BrokerEpoch("before", 1_000))
+    await old.worker.assign({(TOPIC, 0)})
+    await old.worker.on_event_records([rec(n) for n in range(5)])
+    await old.worker.checkpoint()
+    new = Harness(store, epoch=EPOCH)
+    await new.worker.assign({(TOPIC, 0)})
+    await new.worker.on_event_records([rec(0, _event(9))])  # offset 0 again: a new record
+    await new.worker.flush_stage1()
+    (occupancy,) = new.sink.partials(BED)
+    assert occupancy["count"] == 6  # five carried over and the new one
+    assert (occupancy["generation"], occupancy["offset"]) == (EPOCH.generation, 1)
+    assert new.acked == []
+    assert new.metric("ioc_worker_records_lost_total", topic=TOPIC) == 0
+
+
+async def test_records_a_checkpoint_needed_that_are_gone_are_counted_and_shown() -> None:
+    """Retention dropped records 3…9 while no worker ran: nothing is skipped silently."""
+    store = MemoryCheckpointStore()
+    first = Harness(store)
+    await first.worker.assign({(TOPIC, 0)})
+    await first.worker.on_event_records([rec(n) for n in range(3)])
+    await first.worker.checkpoint()
+    second = Harness(store)
+    await second.worker.assign({(TOPIC, 0)})
+    await second.worker.on_event_records([rec(10), rec(11)])  # the earliest left is 10
+    assert second.metric("ioc_worker_records_lost_total", topic=TOPIC) == 7
+    (gap,) = [r for r in second.sink.on("ioc.kpi") if r["kind"] == "data_gap"]
+    assert (gap["sector"], gap["first_offset"], gap["last_offset"], gap["records"]) == (
+        "health", 3, 9, 7,
+    )  # fmt: skip
+    assert gap["start"] <= gap["end"]
+    await second.worker.flush_stage1()
+    (occupancy,) = second.sink.partials(BED)
+    assert occupancy["count"] == 5  # e0…e2 restored, e10, e11 taken
+
+
+async def test_sector_last_seen_travels_through_stage_two_to_ioc_kpi() -> None:
+    harness = Harness(MemoryCheckpointStore())
+    await harness.worker.assign({(TOPIC, 0), (PARTIALS, 0)})
+    await harness.worker.on_event_records([rec(0)])
+    await harness.worker.flush_stage1()
+    (batch,) = harness.sink.on(PARTIALS)
+    value = json.dumps(batch).encode()
+    await harness.worker.on_partial_records([Rec(PARTIALS, 0, 0, b"partials", value)])
+    await harness.worker.flush_stage2()
+    seen = [r for r in harness.sink.on("ioc.kpi") if r["kind"] == "sector_seen"]
+    assert [(r["sector"], r["last_seen"]) for r in seen] == [("health", NOW)]
+
+
+async def test_unreadable_partials_are_counted_and_stepped_over() -> None:
+    harness = Harness(MemoryCheckpointStore())
+    await harness.worker.assign({(PARTIALS, 0)})
+    await harness.worker.on_partial_records(
+        [Rec(PARTIALS, 0, 0, b"p", b"\xff{"), Rec(PARTIALS, 0, 1, b"p", b"[[[1e999]]]")]
+    )
+    assert harness.metric("ioc_worker_poison_records_total", topic=PARTIALS) == 2
+    assert await harness.worker.checkpoint() == 1  # the cursor moved past both
+
+
+async def test_a_record_whose_processing_fails_is_dead_lettered_and_the_batch_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A bug met by one record costs that record (visibly), not the rest of its batch."""
-    sink = RecordingSink([])
-    worker = _worker(MemoryCheckpointStore(), sink, [NOW])
+    harness = Harness(MemoryCheckpointStore())
+    await harness.worker.assign({(TOPIC, 0)})
+    original = harness.worker._take_event_record
 
-    async def seek(tp: tuple[str, int], offset: int) -> None:
-        pass
-
-    await worker.assign({(TOPIC, 0)}, seek)
-    original = worker.on_event_record
-
-    async def failing_on_offset_1(
-        topic: str, partition: int, offset: int, key: bytes | None, value: bytes
-    ) -> None:
-        if offset == 1:
+    async def failing_on_offset_1(record: Any) -> None:
+        if record.offset == 1:
             raise RuntimeError("boom")
-        await original(topic, partition, offset, key, value)
+        await original(record)
 
-    worker.on_event_record = failing_on_offset_1  # type: ignore[method-assign]
-    records = [(TOPIC, 0, n, b"his-bvdk-tinh", _event(n)) for n in range(3)]
-    await worker.on_event_records(records)
-    letters = [value for topic, _key, value in sink.sent if topic == "ioc.deadletter"]
-    assert [(d["reason"], d["offset"], d["source"]) for d in letters] == [
+    monkeypatch.setattr(harness.worker, "_take_event_record", failing_on_offset_1)
+    await harness.worker.on_event_records([rec(n) for n in range(3)])
+    letters = harness.sink.on("ioc.deadletter")
+    assert [(d["reason"], d["offset"], d["sender"]) for d in letters] == [
         ("internal_error", 1, "his-bvdk-tinh")
     ]
     assert "RuntimeError: boom" in letters[0]["detail"]
-    await worker.flush_stage1()
-    partials = [
-        p for topic, _k, batch in sink.sent if topic == "ioc.internal.kpi-partials" for p in batch
-    ]
-    assert [p["count"] for p in partials if p.get("kpi") == "health.bed_occupancy_pct"] == [2]
-    assert await worker.checkpoint() == 1  # offsets 0..2 are covered
+    await harness.worker.flush_stage1()
+    assert [p["count"] for p in harness.sink.partials(BED)] == [2]
+    assert await harness.worker.checkpoint() == 1
+    assert len(harness.acked) == 3  # offsets 0…2 are covered
 
 
 async def test_a_dead_letter_keeps_at_most_256_kib_of_the_original() -> None:
-    sink = RecordingSink([])
-    worker = _worker(MemoryCheckpointStore(), sink, [NOW])
-
-    async def seek(tp: tuple[str, int], offset: int) -> None:
-        pass
-
-    await worker.assign({(TOPIC, 0)}, seek)
+    harness = Harness(MemoryCheckpointStore())
+    await harness.worker.assign({(TOPIC, 0)})
     huge = b"{" + b" " * 900_000  # not JSON, 900 kB: its base64 would pass 1 MB
-    await worker.on_event_record(TOPIC, 0, 0, b"his-bvdk-tinh", huge)
-    (letter,) = [value for topic, _key, value in sink.sent if topic == "ioc.deadletter"]
+    await harness.worker.on_event_records([rec(0, huge)])
+    (letter,) = harness.sink.on("ioc.deadletter")
     assert letter["reason"] == "bad_json"
     assert letter["original_size"] == len(huge)
     assert base64.b64decode(letter["original_b64"]) == huge[: 256 * 1024]
 
 
-async def test_a_sought_record_that_never_comes_is_sought_again() -> None:
-    """Later records come but the checkpoint's does not (retention dropped it meanwhile):
-    after 10 s the worker seeks again, resumes at the earliest record left and says so."""
-    store, clock, sink = MemoryCheckpointStore(), [NOW], RecordingSink([])
-    first = _worker(store, sink, clock)
-
-    async def no_seek(tp: tuple[str, int], offset: int) -> int:
-        return offset
-
-    await first.assign({(TOPIC, 0)}, no_seek)
-    for offset in range(3):
-        await first.on_event_record(TOPIC, 0, offset, b"his-bvdk-tinh", _event(offset))
-    await first.checkpoint()  # next offset 3
-    seeks: list[int] = []
-    earliest = [0]
-
-    async def seek(tp: tuple[str, int], offset: int) -> int:
-        seeks.append(offset)
-        return max(offset, earliest[0])
-
-    second = _worker(store, sink, clock)
-    await second.assign({(TOPIC, 0)}, seek)
-    earliest[0] = 5  # records 3 and 4 are dropped before the consumer fetched them
-    await second.on_event_record(TOPIC, 0, 5, b"his-bvdk-tinh", _event(5))  # not taken: 3 first
-    assert await second.watch_seeks() == 0  # not yet: the seek may still be landing
-    clock[0] += 11
-    assert await second.watch_seeks() == 1
-    assert seeks == [3, 3]
-    await second.on_event_record(TOPIC, 0, 5, b"his-bvdk-tinh", _event(5))  # now taken
-    assert await second.checkpoint() == 1
-    assert store.rows[("ioc-worker/events", TOPIC, 0)].next_offset == 6
-    assert await second.watch_seeks() == 0
-
-
-async def test_after_three_fruitless_seeks_the_records_after_the_missing_one_are_taken() -> None:
-    """A record that no seek brings (never there): the partition must not wait forever."""
-    store, clock, sink = MemoryCheckpointStore(), [NOW], RecordingSink([])
-    worker = _worker(store, sink, clock)
-    seeks: list[int] = []
-
-    async def seek(tp: tuple[str, int], offset: int) -> int:
-        seeks.append(offset)
-        return offset  # lands on 0 every time, but record 0 never comes
-
-    await worker.assign({(TOPIC, 0)}, seek)
-    for _ in range(3):
-        await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))  # past 0
-        clock[0] += 11
-        assert await worker.watch_seeks() == 1
-    assert seeks == [0, 0, 0, 0]
-    await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))
-    clock[0] += 11
-    assert await worker.watch_seeks() == 1  # gives up: no fourth seek
-    assert seeks == [0, 0, 0, 0]
-    await worker.on_event_record(TOPIC, 0, 1, b"his-bvdk-tinh", _event(1))  # taken now
-    assert await worker.checkpoint() == 1
-    assert store.rows[("ioc-worker/events", TOPIC, 0)].next_offset == 2
+async def test_checkpoints_in_another_layout_are_not_restored() -> None:
+    """A checkpoint of the previous worker (before cursors) replays the partition instead."""
+    store = MemoryCheckpointStore()
+    old_state = {"epoch": EPOCH.id, "panes": {"next_offset": 3, "panes": [], "dirty": []}}
+    await store.save(
+        [Checkpoint.of("ioc-worker/events", (TOPIC, 0), 3, {**old_state, "freshness": {}}, NOW)]
+    )
+    harness = Harness(store)
+    await harness.worker.assign({(TOPIC, 0)})
+    await harness.worker.on_event_records([rec(0)])
+    assert harness.acked == []  # taken, not skipped as covered
+    await harness.worker.flush_stage1()
+    assert [p["count"] for p in harness.sink.partials(BED)] == [1]
