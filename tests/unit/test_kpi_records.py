@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from typing import Any
@@ -81,10 +82,8 @@ def test_broken_points_are_refused_with_a_reason(change: dict[str, object], reas
 )
 def test_any_bytes_decode_or_are_refused_with_a_record_error(raw: bytes) -> None:
     """A poison record never escapes as another exception."""
-    try:
+    with contextlib.suppress(RecordError):
         decode_kpi_topic_record(raw)
-    except RecordError:
-        pass
 
 
 def _fields(point: KpiPoint, **changes: object) -> dict[str, Any]:
