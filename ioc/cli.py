@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "ioc.commands.tokens",
     "ioc.commands.alerts",
     "ioc.commands.kpi",
+    "ioc.commands.report",
 )
 
 

@@ -23,9 +23,9 @@ from foundation.contract.alerts import AlertTransition, RecordError
 __all__ = [
     "MAX_EVENTS",
     "SourceGap",
-    "align_up",
     "alert_timeline",
     "alert_transitions_between",
+    "align_up",
     "events_between",
     "kpi_buckets",
     "source_gaps",

@@ -23,7 +23,9 @@ from consumers.reports.text import (
     target_text,
 )
 
-__all__ = ["render_html"]
+__all__ = ["LINK_MARKER", "link_paragraph", "render_html"]
+
+LINK_MARKER = "<!--ioc:link-->"  # where a stored report gets its reader's own link
 
 _CELL = "padding:6px 8px;border-bottom:1px solid #d8dee9;text-align:left;vertical-align:top"
 _HEAD = _CELL + ";background:#0f2a55;color:#fff;font-weight:bold"
@@ -69,6 +71,14 @@ def _spark(line: KpiLine) -> str:
     )
 
 
+def link_paragraph(link: str) -> str:
+    """The paragraph with a reader's link to the report online."""
+    return (
+        f'<p><a href="{escape(link)}" style="color:#0b57d0">Xem báo cáo trực tuyến '
+        "(View online)</a></p>"
+    )
+
+
 def render_html(report: Report, *, link: str | None = None) -> str:
     """The whole report as an HTML document (UTF-8, Vietnamese first)."""
     title_vi, title_en = period_title(report)
@@ -78,7 +88,7 @@ def render_html(report: Report, *, link: str | None = None) -> str:
         '<!doctype html><html lang="vi"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title_vi)} · {escape(team.name_vi)}</title></head>",
-        '<body style="margin:0;background:#f4f6fa;font-family:\'DejaVu Sans\',Arial,sans-serif;'
+        "<body style=\"margin:0;background:#f4f6fa;font-family:'DejaVu Sans',Arial,sans-serif;"
         'color:#1b1f24">',
         '<main style="max-width:960px;margin:0 auto;background:#fff;padding:20px">',
         f'<p style="margin:0;color:#555">IOC {escape(report.province_vi)} · '
@@ -90,11 +100,7 @@ def render_html(report: Report, *, link: str | None = None) -> str:
         *[f"<li>{escape(line)}</li>" for line in summary_lines(report)],
         "</ul></section>",
     ]
-    if link:
-        parts.append(
-            f'<p><a href="{escape(link)}" style="color:#0b57d0">Xem báo cáo trực tuyến '
-            "(View online)</a></p>"
-        )
+    parts.append(link_paragraph(link) if link else LINK_MARKER)
     parts += [
         '<h2 style="font-size:18px;margin:18px 0 6px">Chỉ tiêu <span style="color:#555;'
         'font-weight:normal">(Targets)</span></h2>',

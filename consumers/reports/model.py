@@ -160,7 +160,9 @@ class Report:
         return f"bao-cao-{self.team.id}-{self.period.edition}-{self.period.first_day.isoformat()}"
 
 
-def _trend(series: Sequence[tuple[float, float]], period: Period, width: float) -> list[float | None]:
+def _trend(
+    series: Sequence[tuple[float, float]], period: Period, width: float
+) -> list[float | None]:
     steps = round((period.end - period.start) / width)
     values: list[float | None] = [None] * steps
     for at, value in series:
@@ -188,7 +190,9 @@ def _alert_summary(transitions: Sequence[AlertTransition], period: Period) -> Al
             acks.append(t.at - t.started_at)
             if episode in opened:
                 opened[episode] = _replace(
-                    opened[episode], acknowledged_by=t.acknowledged_by, ack_seconds=t.at - t.started_at
+                    opened[episode],
+                    acknowledged_by=t.acknowledged_by,
+                    ack_seconds=t.at - t.started_at,
                 )
         elif t.transition == "resolve" and period.start <= t.at < period.end:
             resolved += 1
@@ -243,7 +247,11 @@ def build_report(
             key = f"{sector.id}.{kpi.id}"
             series = province_series(kpi, buckets.get(key, ()))
             figure = period_figure(
-                kpi, series, start=period.start, end=period.end, previous_start=period.previous_start
+                kpi,
+                series,
+                start=period.start,
+                end=period.end,
+                previous_start=period.previous_start,
             )
             lines.append(
                 KpiLine(key, sector.id, sector.name_vi, sector.name_en, kpi, figure,

@@ -119,8 +119,8 @@ def render_pdf(report: Report) -> bytes:
     pdf.ln(2)
     pdf.set_text_color(20, 20, 20)
     pdf.set_font(_FONT, "", 10)
-    for line in summary_lines(report):
-        pdf.multi_cell(0, 5.5, _t(f"• {line}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    for sentence in summary_lines(report):
+        pdf.multi_cell(0, 5.5, _t(f"• {sentence}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     pdf.ln(3)
 
     # Targets: one row per KPI, the trend drawn in its last column.
@@ -185,13 +185,16 @@ def render_pdf(report: Report) -> bytes:
         new_x=XPos.LMARGIN, new_y=YPos.NEXT,
     )  # fmt: skip
     for a in alerts.lines:
-        ack = "chưa tiếp nhận" if a.ack_seconds is None else f"tiếp nhận sau {duration(a.ack_seconds)}"
+        ack = (
+            "chưa tiếp nhận"
+            if a.ack_seconds is None
+            else f"tiếp nhận sau {duration(a.ack_seconds)}"
+        )
+        since = clock(a.started_at, report.timezone)
+        text = f"• [{severity_vi(a.severity)}] {a.message_vi} — từ {since}, {ack}"
         pdf.multi_cell(
-            0, 5,
-            _t(f"• [{severity_vi(a.severity)}] {a.message_vi} — từ {clock(a.started_at, report.timezone)}, "
-               f"{ack}, {state_vi(a.state)}"),
-            new_x=XPos.LMARGIN, new_y=YPos.NEXT,
-        )  # fmt: skip
+            0, 5, _t(f"{text}, {state_vi(a.state)}"), new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
     pdf.ln(3)
     pdf.set_font(_FONT, "B", 13)
     pdf.cell(0, 8, _t("Nguồn dữ liệu mất tín hiệu (Silent sources)"), new_x=XPos.LMARGIN,

@@ -80,18 +80,40 @@ def render_xlsx(report: Report) -> bytes:
         [
             (
                 "Chỉ tiêu",
-                ["Lĩnh vực", "Chỉ số", "Mã", "Đơn vị", "Giá trị", "Mục tiêu", "Chiều",
-                 "Kết quả", "Tỷ lệ kỳ đạt", "Kỳ trước", "Thay đổi %"],  # fmt: skip
+                [
+                    "Lĩnh vực",
+                    "Chỉ số",
+                    "Mã",
+                    "Đơn vị",
+                    "Giá trị",
+                    "Mục tiêu",
+                    "Chiều",
+                    "Kết quả",
+                    "Tỷ lệ kỳ đạt",
+                    "Kỳ trước",
+                    "Thay đổi %",
+                ],
                 kpis,
             ),
             (
                 "Cảnh báo",
-                ["Mức độ", "Lĩnh vực", "Nội dung", "Bắt đầu", "Tiếp nhận sau (giây)",
-                 "Người tiếp nhận", "Trạng thái", "Mã cảnh báo"],  # fmt: skip
+                [
+                    "Mức độ",
+                    "Lĩnh vực",
+                    "Nội dung",
+                    "Bắt đầu",
+                    "Tiếp nhận sau (giây)",
+                    "Người tiếp nhận",
+                    "Trạng thái",
+                    "Mã cảnh báo",
+                ],
                 alerts,
             ),
             ("Nguồn mất tín hiệu", ["Nguồn", "Mã", "Số lần", "Lâu nhất (giây)", "Bản ghi"], silent),
-            ("Thông tin", ["Báo cáo", "Tổ", "Lập lúc"],
-             [[title_vi, report.team.name_vi, clock(report.generated_at, zone)]]),  # fmt: skip
+            (
+                "Thông tin",
+                ["Báo cáo", "Tổ", "Lập lúc"],
+                [[title_vi, report.team.name_vi, clock(report.generated_at, zone)]],
+            ),
         ]
     )

@@ -54,8 +54,8 @@ async def _cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> in
     if args.team:
         found = catalog.team(args.team)
         if found is None:
-            known = ", ".join(t.id for t in catalog.teams) or "none in this catalog"
-            raise SettingsError(f"--team: {args.team!r} is not a team of the catalog ({known})")
+            teams = ", ".join(t.id for t in catalog.teams) or "none in this catalog"
+            raise SettingsError(f"--team: {args.team!r} is not a team of the catalog ({teams})")
         team = found.id
         sectors = tuple(found.sectors)
     elif args.sectors:

@@ -30,12 +30,12 @@ def catalog() -> Catalog:
 
 
 def _hourly(group: str, start: float, values: list[float], samples: int = 4) -> list[Bucket]:
-    return [
-        Bucket(group, start + i * 3600, 1, v, v, v, v, samples) for i, v in enumerate(values)
-    ]
+    return [Bucket(group, start + i * 3600, 1, v, v, v, v, samples) for i, v in enumerate(values)]
 
 
-def _transition(fp: str, seq: int, kind: str, state: str, at: float, started: float, **kw: object) -> AlertTransition:
+def _transition(
+    fp: str, seq: int, kind: str, state: str, at: float, started: float, **kw: object
+) -> AlertTransition:
     return AlertTransition(
         fingerprint=Fingerprint(fp), seq=seq, transition=kind, state=state,  # type: ignore[arg-type]
         previous_state=None, rule="bed_occupancy_high", severity=kw.pop("severity", "critical"),  # type: ignore[arg-type]
@@ -131,8 +131,9 @@ def test_html_pdf_and_xlsx_carry_the_same_figures(report: Report) -> None:
     pdf = render_pdf(report)
     assert pdf.startswith(b"%PDF")
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
-    for needle in ("Báo cáo ngày 02/12/2026", "Công suất giường bệnh", "83,8 %", "Đạt",
-                   "Tổ phân tích dữ liệu văn hóa – xã hội", "HIS Bệnh viện Đa khoa tỉnh"):  # fmt: skip
+    needles = ["Báo cáo ngày 02/12/2026", "Công suất giường bệnh", "83,8 %", "Đạt"]
+    needles += ["Tổ phân tích dữ liệu văn hóa – xã hội", "HIS Bệnh viện Đa khoa tỉnh"]
+    for needle in needles:
         assert needle in text, needle
     book = load_workbook(io.BytesIO(render_xlsx(report)))
     rows = list(book["Chỉ tiêu"].iter_rows(values_only=True))

@@ -29,12 +29,12 @@ def test_a_long_healthy_run_resets_the_failure_count() -> None:
 
 
 def test_all_components_and_one_simulator_per_sector() -> None:
-    """Five services, then sim-<sector> for each of the 11 sectors sharing the rate."""
+    """Six services, then sim-<sector> for each of the 11 sectors sharing the rate."""
     children = platform_children(SECTORS, simulate=SimulatorPlan(rate=110.0))
     names = [c.name for c in children]
-    assert names[:5] == ["worker", "writer", "notifier", "gateway", "ingest-api"]
-    assert names[5:] == [f"sim-{s}" for s in SECTORS] and len(SECTORS) == 11
-    first = children[5].args
+    assert names[:6] == ["worker", "writer", "notifier", "gateway", "ingest-api", "reporter"]
+    assert names[6:] == [f"sim-{s}" for s in SECTORS] and len(SECTORS) == 11
+    first = children[6].args
     assert first[:5] == ("simulate", "--sectors", SECTORS[0], "--rate", "10")
 
 
@@ -50,7 +50,7 @@ def test_a_scenario_goes_to_its_sector_only_and_a_bare_one_to_all() -> None:
 
 def test_no_simulate_and_only() -> None:
     """--no-simulate drops the simulators; --only keeps the named ones; unknown names fail."""
-    assert len(platform_children(SECTORS, simulate=None)) == 5
+    assert len(platform_children(SECTORS, simulate=None)) == 6
     only = platform_children(SECTORS, simulate=SimulatorPlan(), only=["worker", "simulators"])
     assert [c.name for c in only][:2] == ["worker", f"sim-{SECTORS[0]}"] and len(only) == 12
     with pytest.raises(SettingsError, match="unknown component 'wroker'"):
