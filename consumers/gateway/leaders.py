@@ -38,7 +38,7 @@ __all__ = ["PREFIXES", "LeaderPages", "Reply"]
 log = logging.getLogger("ioc.gateway")
 
 Reply = tuple[int, bytes, str, dict[str, str]]  # status, body, content type, extra headers
-PREFIXES: Final = ("/analysis", "/api/analysis/", "/m/", "/api/m/", "/r/")
+PREFIXES: Final = ("/analysis/", "/api/analysis/", "/m/", "/api/m/", "/r/")
 _JSON: Final = "application/json; charset=utf-8"
 _HTML: Final = "text/html; charset=utf-8"
 _PHONE_HOURS: Final = 24 * 3600.0
@@ -85,7 +85,7 @@ def refused_page(reason: str) -> Reply:
         '<!doctype html><html lang="vi"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{escape(title)} · IOC</title><link rel="stylesheet" href="/phone.css">'
-        '</head><body class="refused"><main><div class="refused-icon" aria-hidden="true">⛔</div>'
+        '</head><body class="refused"><main><div class="refused-icon" aria-hidden="true">⊘</div>'
         f"<h1>{escape(title)}</h1><p>{escape(text_vi)}</p>"
         f'<p class="en" lang="en">{escape(text_en)}</p>'
         f'<p class="code">Mã lỗi: {escape(reason)}</p></main></body></html>'

@@ -84,7 +84,7 @@
   }
   function when(t) {
     const tz = (S.config && S.config.province.timezone) || "Asia/Ho_Chi_Minh";
-    return new Intl.DateTimeFormat(S.lang === "vi" ? "vi-VN" : "en-GB", {
+    return new Intl.DateTimeFormat("en-GB", {  // 22:05, 03/12 in either language
       timeZone: tz, hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit", hourCycle: "h23",
     }).format(new Date(t * 1000));
   }
@@ -178,7 +178,7 @@
     const prev = new Map(d.previous_series.map((p) => [p[0], p[1]]));
     const data = [xs, d.series.map((p) => p[1]), xs.map((t) => (prev.has(t) ? prev.get(t) : null))];
     const series = [
-      {},
+      { label: L().col_time, value: (u, v) => (v === null || v === undefined ? "–" : when(v)) },
       { label: L().current, stroke: "#0b57d0", width: 2, points: { size: 6 } },
       { label: L().previous, stroke: "#8a8f98", width: 1.5, dash: [6, 4] },
     ];
@@ -188,10 +188,17 @@
     }
     const width = Math.max(320, el.clientWidth || 600);
     const tz = S.config.province.timezone;
+    const daily = d.bucket === "1d";
+    const tick = new Intl.DateTimeFormat("en-GB", daily
+      ? { timeZone: tz, day: "2-digit", month: "2-digit" }
+      : { timeZone: tz, hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit", hourCycle: "h23" });
     const opts = {
       width, height: 320, series,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), tz),
-      axes: [{}, { label: d.unit, size: 60 }],
+      axes: [
+        { values: (u, splits) => splits.map((s) => tick.format(new Date(s * 1000))), space: 90 },
+        { label: d.unit, size: 60 },
+      ],
       cursor: { points: { size: 8 } },
       legend: { live: true },
     };

@@ -65,7 +65,7 @@
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   const vi = () => S.lang === "vi";
   const fmt = (v) => (v === null || v === undefined || !isFinite(v) ? "–" : v.toLocaleString(vi() ? "vi-VN" : "en-US", { maximumFractionDigits: Math.abs(v) >= 100 ? 0 : 1 }));
-  const clock = (t) => new Intl.DateTimeFormat(vi() ? "vi-VN" : "en-GB", {
+  const clock = (t) => new Intl.DateTimeFormat("en-GB", {
     timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit", hourCycle: "h23",
   }).format(new Date(t * 1000));
 
