@@ -235,7 +235,7 @@ class _SmtpHandler:
         text = body.get_content() if body is not None else ""
         html = mail.get_body(preferencelist=("html",))
         files = [
-            (str(part.get_filename()), part.get_payload(decode=True) or b"")
+            (str(part.get_filename()), bytes(part.get_content()))
             for part in mail.iter_attachments()
         ]
         for rcpt in envelope.rcpt_tos:
