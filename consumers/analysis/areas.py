@@ -42,6 +42,8 @@ def map_config(catalog: Catalog) -> dict[str, Any]:
                 "code": d.code,
                 "name_vi": d.name_vi,
                 "name_en": d.name_en,
+                "short_vi": d.short_vi or d.name_vi,
+                "short_en": d.short_en or d.name_en,
                 "row": layout[d.code][0],
                 "column": layout[d.code][1],
             }

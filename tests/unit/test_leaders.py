@@ -500,3 +500,39 @@ def test_a_leader_escalates_an_open_alert_from_the_phone(new_engine: Any) -> Non
     engine.on_action(action("escalate", BED_D1, at=T0 + 13 * MIN), T0 + 13 * MIN)
     last = engine.on_action(action("escalate", BED_D1, at=T0 + 14 * MIN), T0 + 14 * MIN)
     assert last.rejected == "top_level"
+
+
+def test_ioc_tokens_create_team_scopes_the_token_to_the_team(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--team van-xa` signs the team's four sectors and the team; an unknown team is refused;
+    `--analysis` prints the workspace's address."""
+    import argparse
+    import asyncio
+
+    from ioc.commands import tokens as command
+
+    settings = load_settings(state_dir=tmp_path, gateway_token_secret=SECRET.decode())
+
+    def run(**kw: Any) -> int:
+        args = argparse.Namespace(
+            role="leader",
+            name="Phó Chủ tịch",
+            sectors=None,
+            team=None,
+            ttl=None,
+            url=False,
+            analysis=False,
+            json=False,
+        )
+        vars(args).update(kw)
+        return asyncio.run(command._cmd_tokens_create(args, settings))
+
+    assert run(team="van-xa") == 0
+    claims = verify_token(SECRET, capsys.readouterr().out.strip(), now=datetime.now().timestamp())
+    assert claims.team == "van-xa"
+    assert claims.sectors == ("health", "education", "citizen_feedback", "public_services")
+    assert run(team="van-xa", analysis=True) == 0
+    assert capsys.readouterr().out.startswith("http://127.0.0.1:8080/analysis?token=iot1.")
+    with pytest.raises(SettingsError, match="not a team"):
+        run(team="nope")

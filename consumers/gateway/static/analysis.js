@@ -231,7 +231,7 @@
       const f = byCode[a.code] || { status: "nodata", value: null };
       return `<div class="tile ${f.status}" role="listitem" data-area="${esc(a.code)}" data-status="${f.status}"
         style="grid-row:${a.row + 1};grid-column:${a.column + 1}" title="${esc(name(a))}: ${esc(label(f.status))}">
-        <span>${esc(name(a))}</span><b>${fmt(f.value)}</b></div>`;
+        <span>${esc(S.lang === "vi" ? a.short_vi : a.short_en)}</span><b>${fmt(f.value)}</b></div>`;
     }).join("");
     const shown = [...new Set(d.areas.map((a) => a.status))];
     $("map-legend").innerHTML = shown.map((st) => `<li><i class="tile ${st}" style="width:.8rem;height:.8rem;padding:0"></i>${esc(label(st))}</li>`).join("");

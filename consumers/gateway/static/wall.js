@@ -16,7 +16,7 @@
       org: "Trung tâm Giám sát, điều hành thông minh",
       alerts: "Cảnh báo đang mở",
       map: "Cảnh báo theo địa bàn",
-      area_ok: "✓ bình thường",
+      area_ok: "✓",
       no_alerts: "✓ Không có cảnh báo nào đang mở",
       legend: "Tạm tính: cửa sổ chưa đóng · Chốt: số liệu cuối của cửa sổ · ≈: ước tính từ các huyện",
       lost: (t) => `⚠ Mất kết nối từ ${t}`,
@@ -59,7 +59,7 @@
       org: "Intelligent Operations Center",
       alerts: "Open alerts",
       map: "Alerts by area",
-      area_ok: "✓ normal",
+      area_ok: "✓",
       no_alerts: "✓ No open alerts",
       legend: "Provisional: window still open · Final: the window's closing figure · ≈: estimated from districts",
       lost: (t) => `⚠ Connection lost since ${t}`,
@@ -598,10 +598,10 @@
     $("map").style.gridTemplateColumns = `repeat(${map.columns}, minmax(0, 1fr))`;
     $("map").innerHTML = map.areas.map((area) => {
       const sev = worst[area.code];
-      const name = S.lang === "vi" ? area.name_vi : area.name_en;
+      const name = S.lang === "vi" ? area.short_vi : area.short_en;
       const label = sev ? `${SEVERITY_ICON[sev]} ${S.lang === "vi" ? S.config.severity[sev].vi : S.config.severity[sev].en}` : L.area_ok;
       return `<div class="area${sev ? " sev-" + sev : ""}" role="listitem" data-area="${esc(area.code)}" data-severity="${sev || ""}"
-        style="grid-row:${area.row + 1};grid-column:${area.column + 1}"><span class="nm">${esc(name)}</span><span class="st${sev ? "" : " ok"}">${esc(label)}</span></div>`;
+        style="grid-row:${area.row + 1};grid-column:${area.column + 1}" title="${esc(S.lang === "vi" ? area.name_vi : area.name_en)}"><span class="nm">${esc(name)}</span><span class="st${sev ? "" : " ok"}">${esc(label)}</span></div>`;
     }).join("");
   }
 

@@ -113,6 +113,9 @@ class District(_Named):
 
     code: str = Field(pattern=_CODE)
     tile: tuple[int, int] | None = None
+    # A shorter name for the map's small tiles (e.g. "Lộc Ninh" for "Huyện Lộc Ninh").
+    short_vi: str | None = Field(default=None, min_length=1)
+    short_en: str | None = Field(default=None, min_length=1)
 
     @field_validator("tile")
     @classmethod
