@@ -15,7 +15,9 @@ import io
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from consumers.analysis.areas import map_config
 from consumers.analysis.data import align_up, events_between, kpi_buckets
@@ -277,7 +279,4 @@ class Workspace:
 
 
 def _iso(at: float, zone: str) -> str:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
     return datetime.fromtimestamp(at, ZoneInfo(zone)).isoformat(timespec="minutes")

@@ -14,13 +14,13 @@ from consumers.reports.text import (
     change_text,
     clock,
     duration,
-    number,
     period_title,
     severity_vi,
     share_text,
     state_vi,
     summary_lines,
     target_text,
+    value_text,
 )
 
 __all__ = ["LINK_MARKER", "link_paragraph", "render_html"]
@@ -129,8 +129,7 @@ def render_html(report: Report, *, link: str | None = None) -> str:
             f'<td style="{_CELL}">{escape(line.sector_vi)}</td>'
             f'<td style="{_CELL}">{escape(line.kpi.name_vi)}<br><span style="color:#555;'
             f'font-size:11px">{escape(line.kpi.name_en)}</span></td>'
-            f'<td style="{_CELL};white-space:nowrap">{number(line.figure.value)} '
-            f"{escape(line.kpi.unit)}</td>"
+            f'<td style="{_CELL};white-space:nowrap">{escape(value_text(line))}</td>'
             f'<td style="{_CELL};white-space:nowrap">{escape(target_text(line))}</td>'
             f'<td style="{_CELL};color:{colour};font-weight:bold">{status_vi}'
             f'<br><span style="font-weight:normal;font-size:11px">{status_en}</span></td>'

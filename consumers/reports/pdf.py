@@ -21,13 +21,13 @@ from consumers.reports.text import (
     change_text,
     clock,
     duration,
-    number,
     period_title,
     severity_vi,
     share_text,
     state_vi,
     summary_lines,
     target_text,
+    value_text,
 )
 
 __all__ = ["render_pdf"]
@@ -149,7 +149,7 @@ def render_pdf(report: Report) -> bytes:
         cells = [
             line.sector_vi,
             line.kpi.name_vi,
-            f"{number(line.figure.value)} {line.kpi.unit}",
+            value_text(line),
             target_text(line),
             STATUS[line.status][0],
             share_text(line),

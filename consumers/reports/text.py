@@ -20,6 +20,7 @@ __all__ = [
     "share_text",
     "summary_lines",
     "target_text",
+    "value_text",
 ]
 
 STATUS: Final[dict[str, tuple[str, str]]] = {
@@ -40,6 +41,12 @@ def number(value: float | None, *, digits: int | None = None) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+
+
+def value_text(line: KpiLine) -> str:
+    """The value with its unit, or '–' alone when there is no data."""
+    value = line.figure.value
+    return "–" if value is None else f"{number(value)} {line.kpi.unit}"
 
 
 def change_text(line: KpiLine) -> str:
