@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,7 +31,7 @@ from foundation.auth.tokens import issue_token
 from foundation.contract.catalog import load_catalog
 from ioc.embedded._process import find_free_port
 from producers.sdk import Publisher
-from tests.plugins.services import CliResult, IocProcess, read_records
+from tests.plugins.services import IocProcess, read_records
 
 pytestmark = [
     pytest.mark.integration,
@@ -391,12 +391,18 @@ async def test_phone_page_action_reaches_the_wall_and_bad_links_are_refused(
             await asyncio.wait_for(socket.recv(), 10)
 
 
-def test_ioc_report_from_the_running_platform_has_the_day_s_figures(
-    platform: Platform, ioc_cli: Callable[..., CliResult]
+@pytest.mark.asyncio(loop_scope="module")
+async def test_ioc_report_from_the_running_platform_has_the_day_s_figures(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`ioc report` for yesterday: the KPI is the mean of the hours' levels that were published
     (every commune sends as often, so an hour's figure is the mean of its events), and the
     share on target the share of those hours at or under 75 cm."""
+    import argparse
+
+    from foundation.settings import load_settings
+    from ioc.commands.report import _cmd_report
+
     yesterday = datetime.now(ZONE).date() - timedelta(days=1)
     hours: dict[int, list[float]] = {}
     for event in platform.events:
@@ -407,14 +413,17 @@ def test_ioc_report_from_the_running_platform_has_the_day_s_figures(
     expected = sum(means) / len(means)
     share = sum(1 for m in means if m <= 75) / len(means)
     out = platform.tmp / "report.xlsx"
-    result = ioc_cli(
-        "report", "--team", "noi-chinh", "--date", yesterday.isoformat(), "--format", "xlsx",
-        "--out", str(out), env=platform.env,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    # The command in this process (a subprocess costs seconds of imports), with the
+    # platform's settings.
+    args = argparse.Namespace(team="noi-chinh", date=yesterday.isoformat(), weekly=False,
+                              format="xlsx", out=str(out))  # fmt: skip
+    settings = load_settings(
+        database_url=platform.env["DATABASE_URL"], catalog=Path(platform.env["IOC_CATALOG"])
+    )
+    assert await _cmd_report(args, settings) == 0
     book = load_workbook(out)
     row = next(r for r in book["Chỉ tiêu"].iter_rows(values_only=True) if r[2] == "water.level_avg")
     assert row[4] == pytest.approx(expected)
     assert row[7] == ("Đạt" if expected <= 75 else "Chưa đạt")
     assert row[8] == pytest.approx(share)
-    assert "Báo cáo ngày" in result.stderr and "bytes" in result.stderr
+    assert "Báo cáo ngày" in capsys.readouterr().err
