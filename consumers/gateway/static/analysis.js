@@ -261,8 +261,9 @@
       const r = await json(`/api/analysis/events?${q}`);
       $("events").hidden = false;
       $("events-title").textContent = L().events(r.events.length, when(r.start));
+      const areas = Object.fromEntries(S.config.map.areas.map((a) => [a.code, name(a)]));
       $("event-rows").innerHTML = r.events.map((e) => `<tr><td>${esc(when(e.occurred_at))}</td><td>${esc(e.source)}</td>
-        <td>${esc(e.district || "–")}</td><td class="value">${fmt(e.value)}</td><td class="muted">${esc(e.kafka)}</td></tr>`).join("");
+        <td>${esc(areas[e.district] || e.district || "–")}</td><td class="value">${fmt(e.value)}</td><td class="muted">${esc(e.kafka)}</td></tr>`).join("");
     } catch (err) {
       fail(err);
     }
