@@ -189,9 +189,11 @@ class AlertEngine:
                 if not action.note:
                     return self._reject("missing_field:note")
                 transitions = self.lifecycle.note(alert, action.note, action.by, now)
+            elif action.action == "escalate":
+                transitions = self.lifecycle.escalate_by(alert, action.by, now)
             else:
                 transitions = self.lifecycle.resolve(alert, action.by, now)
-            if action.note and action.action in ("ack", "resolve"):
+            if action.note and action.action in ("ack", "resolve", "escalate"):
                 # `ioc alerts ack FP --note …`: the reason goes to the audit trail with it.
                 transitions += self.lifecycle.note(alert, action.note, action.by, now)
         except ActionRejectedError as exc:

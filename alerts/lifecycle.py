@@ -185,6 +185,20 @@ class Lifecycle:
         notes = (*alert.current.notes, (now, by, text))[-MAX_NOTES:]
         return [self._emit(alert, "note", now, note=text, notes=notes, actor=by)]
 
+    def escalate_by(self, alert: Alert, by: str, now: float) -> list[AlertTransition]:
+        """A person hands an open alert to the next escalation level at once (from a phone).
+
+        Any open alert may climb, acknowledged or not and whatever its severity: a leader
+        decides. The next level's timer starts now.
+        """
+        if not alert.is_open or alert.state == "pending":
+            raise ActionRejectedError(f"not_firing:{alert.state}")
+        level = alert.current.escalation_level
+        if level >= self.policy.max_level:
+            raise ActionRejectedError("top_level")
+        alert.level_since = now if self.escalates(alert) else None
+        return [self._emit(alert, "escalate", now, escalation_level=level + 1, actor=by)]
+
     def resolve(self, alert: Alert, by: str, now: float) -> list[AlertTransition]:
         """An officer closes the alert; it comes back only if its condition is met afresh."""
         if alert.state == "resolved":

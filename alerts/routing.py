@@ -39,10 +39,12 @@ __all__ = [
     "ChannelName",
     "PlannedDelivery",
     "Recipient",
+    "ReportRoute",
     "Route",
     "Routing",
     "Target",
     "check_roles",
+    "check_teams",
     "default_routing_path",
     "load_routing",
     "needs_history",
@@ -105,6 +107,20 @@ class Route(_Strict):
         )
 
 
+_EDITIONS: tuple[Literal["daily", "weekly"], ...] = ("daily", "weekly")
+
+
+class ReportRoute(_Strict):
+    """Who receives an analysis team's report (`ioc reporter`), on which channels."""
+
+    team: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    notify: list[str] = Field(min_length=1)
+    channels: list[ChannelName] | None = None  # None: every channel the recipient has
+    editions: list[Literal["daily", "weekly"]] = Field(
+        default_factory=lambda: list(_EDITIONS), min_length=1
+    )
+
+
 class Routing(_Strict):
     """The whole routing file."""
 
@@ -112,6 +128,7 @@ class Routing(_Strict):
     recipients: list[Recipient] = Field(min_length=1)
     groups: list[Group] = Field(default_factory=list)
     routes: list[Route] = Field(min_length=1)
+    reports: list[ReportRoute] = Field(default_factory=list)
     notify_ack: bool = True
 
     @model_validator(mode="after")
@@ -130,6 +147,10 @@ class Routing(_Strict):
             for name in route.notify:
                 if name not in known:
                     raise ValueError(f"routes[{index}]: unknown recipient or group {name!r}")
+        for index, report in enumerate(self.reports):
+            for name in report.notify:
+                if name not in known:
+                    raise ValueError(f"reports[{index}]: unknown recipient or group {name!r}")
         return self
 
     def recipient(self, recipient_id: str) -> Recipient | None:
@@ -154,6 +175,25 @@ class Routing(_Strict):
                                 (recipient.id, channel), Target(recipient.id, channel, address)
                             )
         return list(found.values())
+
+    def report_targets(self, team: str, edition: str) -> list[Target]:
+        """Every (recipient, channel, address) of a team's report edition, each once."""
+        found: dict[tuple[str, str], Target] = {}
+        groups = {g.id: g for g in self.groups}
+        for route in self.reports:
+            if route.team != team or edition not in route.editions:
+                continue
+            for name in route.notify:
+                for member in groups[name].members if name in groups else [name]:
+                    recipient = self.recipient(member)
+                    if recipient is None:
+                        continue
+                    for channel, address in recipient.addresses():
+                        if route.channels is None or channel in route.channels:
+                            found.setdefault(
+                                (recipient.id, channel), Target(recipient.id, channel, address)
+                            )
+        return sorted(found.values())
 
     def problems_with_roles(self, roles: Collection[str]) -> list[str]:
         """Routes whose role the catalog's escalation levels do not define."""
@@ -262,6 +302,20 @@ def _problem(path: Path, lines: LineMap, loc: Iterable[object], message: str) ->
             break
     dotted = ".".join(str(p) for p in where) or "(top)"
     return f"{path}:{line}: {dotted}: {message.removeprefix('Value error, ')}"
+
+
+def check_teams(routing: Routing, teams: Collection[str], *, path: Path | None = None) -> None:
+    """RoutingError when a report route names a team the catalog does not have."""
+    problems = [
+        f"reports[{i}].team: {r.team!r} is not a team of the catalog ({', '.join(teams)})"
+        for i, r in enumerate(routing.reports)
+        if r.team not in teams
+    ]
+    if problems:
+        where = path or default_routing_path()
+        raise RoutingError(
+            f"routing {where} has {len(problems)} problem(s)", [f"{where}: {p}" for p in problems]
+        )
 
 
 def check_roles(routing: Routing, roles: Collection[str], *, path: Path | None = None) -> None:

@@ -120,6 +120,20 @@ class Settings(BaseSettings):
     gateway_send_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds")
     gateway_replay_seconds: float = Field(default=600.0, ge=0, le=86400, description="seconds")
 
+    # Leaders and analysts: where people reach the gateway (links in notifications and
+    # reports; None: http://<gateway host>:<gateway port>), how long a link stays valid,
+    # and the morning report (`ioc reporter`).
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    link_ttl: float = Field(default=72 * 3600.0, gt=0, le=90 * 86400, description="seconds")
+    report_link_ttl: float = Field(default=30 * 86400.0, gt=0, le=366 * 86400)
+    reporter_hour: int = Field(default=7, ge=0, le=23, description="local hour of the report")
+    reporter_catch_up: float = Field(
+        default=86400.0, ge=0, le=30 * 86400, description="seconds a missed report is still sent"
+    )
+    reporter_metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    reporter_metrics_port: int = Field(default=9107, ge=0, le=65535, description="0: a free port")
+    reporter_poll_interval: float = Field(default=60.0, gt=0, le=3600, description="seconds")
+
     # Storage (`ioc db migrate`, `ioc writer`). auto: TimescaleDB when the extension can be
     # created, else plain PostgreSQL; chosen once per database.
     storage_path: Literal["auto", "plain-postgresql", "timescaledb"] = "auto"
@@ -162,6 +176,13 @@ class Settings(BaseSettings):
         if scheme not in ("postgresql", "postgres"):
             raise ValueError("expected a postgresql:// URL")
         return value.strip()
+
+    @property
+    def public_base_url(self) -> str:
+        """The gateway as people reach it: IOC_PUBLIC_URL, else its own host and port."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.gateway_host}:{self.gateway_port}"
 
     @property
     def embedded_broker(self) -> bool:

@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "ioc.commands.alerts",
     "ioc.commands.kpi",
     "ioc.commands.contract",
+    "ioc.commands.report",
 )
 
 

@@ -23,6 +23,7 @@ SERVICES: tuple[ChildSpec, ...] = (
     ChildSpec("notifier", ("notifier",)),
     ChildSpec("gateway", ("gateway",)),
     ChildSpec("ingest-api", ("ingest-api",)),
+    ChildSpec("reporter", ("reporter",)),
 )
 
 

@@ -22,17 +22,19 @@ from alerts.notifier.channels import (
 )
 from alerts.notifier.consumer import AlertConsumer
 from alerts.notifier.dispatcher import DispatchConfig, Dispatcher
-from alerts.notifier.messages import MessageContext
+from alerts.notifier.messages import LinkMaker, MessageContext
 from alerts.notifier.metrics import NotifierMetrics
 from alerts.notifier.store import PostgresDeliveryStore
-from alerts.routing import CHANNELS, PlannedDelivery, Target, check_roles, load_routing
+from alerts.routing import CHANNELS, PlannedDelivery, Routing, Target, check_roles, load_routing
 from alerts.routing import plan_deliveries as route
+from foundation.auth.links import issue_link
+from foundation.auth.token_secret import token_secret
 from foundation.contract.alerts import AlertTransition
 from foundation.contract.catalog import load_catalog
 from foundation.kafka_client import kafka_client_options
 from foundation.settings import Settings
 
-__all__ = ["NotifierHandle", "build_channels", "run_notifier"]
+__all__ = ["NotifierHandle", "build_channels", "link_maker", "run_notifier"]
 
 log = logging.getLogger("ioc.notifier")
 
@@ -100,6 +102,34 @@ def build_channels(settings: Settings, session: aiohttp.ClientSession) -> dict[s
     return channels
 
 
+def link_maker(
+    settings: Settings, routing: Routing, *, clock: Callable[[], float] = time.time
+) -> LinkMaker:
+    """Links to an alert's phone page (`<IOC_PUBLIC_URL>/m/<signed link>`), one per recipient:
+    actions taken there are recorded under the recipient's name from the routing file."""
+    secret = token_secret(settings)
+    base = settings.public_base_url
+    names = {r.id: r.name for r in routing.recipients}
+
+    def make(recipient: str, transition: AlertTransition) -> str | None:
+        name = names.get(recipient)
+        if name is None:
+            return None
+        link, _claims = issue_link(
+            secret,
+            kind="alert",
+            subject=transition.fingerprint,
+            sector=transition.sector,
+            recipient=recipient,
+            name=name,
+            now=clock(),
+            ttl=settings.link_ttl,
+        )
+        return f"{base}/m/{link}"
+
+    return make
+
+
 async def run_notifier(
     settings: Settings,
     *,
@@ -115,7 +145,7 @@ async def run_notifier(
     routing = load_routing(settings.notifier_routing)
     roles = [level.role for level in catalog.escalation.levels]
     check_roles(routing, roles, path=settings.notifier_routing)
-    context = MessageContext.from_catalog(catalog)
+    context = MessageContext.from_catalog(catalog, link=link_maker(settings, routing))
     metrics = handle.metrics = NotifierMetrics.create(handle.registry)
 
     store = PostgresDeliveryStore(

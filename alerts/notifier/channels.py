@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.header import Header
+from email.mime.application import MIMEApplication
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from typing import Any, Literal, Protocol
@@ -263,7 +266,8 @@ class SmtpConfig:
 
 
 class EmailChannel:
-    """Plain-text UTF-8 e-mail through SMTP (stdlib smtplib in a worker thread)."""
+    """UTF-8 e-mail through SMTP (stdlib smtplib in a worker thread): plain text, or text and
+    HTML alternatives with attachments when the message has them (the morning report)."""
 
     name: ChannelName = "email"
 
@@ -271,10 +275,31 @@ class EmailChannel:
         self._config = config
         self._timeout = timeout
 
-    def build(self, envelope: Envelope) -> MIMEText:
+    def build(self, envelope: Envelope) -> MIMEBase:
         # The legacy (compat32) API on purpose: the modern one drops the space between two
         # RFC 2047 encoded words when it folds a long Vietnamese subject (CPython's folder).
-        mail = MIMEText(envelope.message.text, "plain", "utf-8")
+        message = envelope.message
+        mail: MIMEBase
+        if message.html is None and not message.attachments:
+            mail = MIMEText(message.text, "plain", "utf-8")
+        else:
+            body = MIMEMultipart("alternative")
+            body.attach(MIMEText(message.text, "plain", "utf-8"))
+            if message.html is not None:
+                body.attach(MIMEText(message.html, "html", "utf-8"))
+            if message.attachments:
+                mail = MIMEMultipart("mixed")
+                mail.attach(body)
+                for attachment in message.attachments:
+                    part = MIMEApplication(
+                        attachment.content, attachment.mime_type.split("/", 1)[1]
+                    )
+                    part.add_header(
+                        "Content-Disposition", "attachment", filename=attachment.filename
+                    )
+                    mail.attach(part)
+            else:
+                mail = body
         mail["Subject"] = Header(envelope.message.subject, "utf-8")  # type: ignore[assignment]
         name, address = parseaddr(self._config.sender)
         mail["From"] = formataddr((name, address), charset="utf-8")
@@ -297,7 +322,7 @@ class EmailChannel:
                 f"email: timeout after {self._timeout:g} s", permanent=False
             ) from exc
 
-    def _send_blocking(self, mail: MIMEText) -> None:
+    def _send_blocking(self, mail: MIMEBase) -> None:
         cfg = self._config
         try:
             client: smtplib.SMTP

@@ -220,7 +220,7 @@ class Dispatcher:
         limit_key: tuple[str, str],
     ) -> tuple[str, int, list[float]]:
         rows = claim.rows
-        message = render(transitions, self._context)
+        message = render(transitions, self._context, recipient=plan.recipient)
         digest = digest_id(rows)
         started = time.monotonic()
         try:

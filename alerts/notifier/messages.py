@@ -7,7 +7,7 @@ command to acknowledge it (`ioc alerts ack FINGERPRINT`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
@@ -16,7 +16,19 @@ from zoneinfo import ZoneInfo
 from foundation.contract.alerts import SEVERITY_LABELS, SEVERITY_RANK, AlertTransition
 from foundation.contract.catalog import Catalog
 
-__all__ = ["Message", "MessageContext", "format_elapsed", "render", "truncate"]
+__all__ = [
+    "Attachment",
+    "LinkMaker",
+    "Message",
+    "MessageContext",
+    "format_elapsed",
+    "render",
+    "truncate",
+]
+
+# (recipient id, transition) -> the URL of the alert's phone page signed for that recipient,
+# or None (no page for this recipient).
+LinkMaker = Callable[[str, AlertTransition], str | None]
 
 # (Vietnamese, English) headline of a transition kind; {level} is the escalation level's name.
 _HEADLINES: dict[str, tuple[str, str]] = {
@@ -37,10 +49,12 @@ class MessageContext:
     sectors: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     levels: Mapping[int, tuple[str, str]] = field(default_factory=dict)
     zone: tzinfo = field(default_factory=lambda: ZoneInfo("Asia/Ho_Chi_Minh"))
+    link: LinkMaker | None = None
 
     @classmethod
-    def from_catalog(cls, catalog: Catalog) -> MessageContext:
+    def from_catalog(cls, catalog: Catalog, link: LinkMaker | None = None) -> MessageContext:
         return cls(
+            link=link,
             province=(catalog.province.name_vi, catalog.province.name_en),
             sectors={s.id: (s.name_vi, s.name_en) for s in catalog.sectors},
             levels={
@@ -58,12 +72,27 @@ class MessageContext:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with an e-mail (the report's PDF)."""
+
+    filename: str
+    content: bytes
+    mime_type: str = "application/pdf"
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    """A rendered notification: e-mail subject, plain text (vi then en), and its items."""
+    """A rendered notification: e-mail subject, plain text (vi then en), and its items.
+
+    `html` and `attachments` are used by the e-mail channel only (the morning report);
+    the other channels send the text.
+    """
 
     subject: str
     text: str
     items: list[dict[str, Any]]  # the transition records, for the webhook's JSON
+    html: str | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 def format_elapsed(seconds: float) -> tuple[str, str]:
@@ -87,15 +116,36 @@ def format_elapsed(seconds: float) -> tuple[str, str]:
     )
 
 
-def render(transitions: Sequence[AlertTransition], context: MessageContext) -> Message:
-    """One message for one transition, a digest for several (in the order given)."""
+def render(
+    transitions: Sequence[AlertTransition],
+    context: MessageContext,
+    *,
+    recipient: str | None = None,
+) -> Message:
+    """One message for one transition, a digest for several (in the order given).
+
+    With a recipient and a link maker in the context, every alert carries the link to its
+    phone page, signed for that recipient.
+    """
     if not transitions:
         raise ValueError("nothing to render")
-    items = [t.to_json() | {"idempotency_key": t.idempotency_key} for t in transitions]
+    links = {
+        t.fingerprint: link
+        for t in transitions
+        if recipient is not None
+        and context.link is not None
+        and (link := context.link(recipient, t)) is not None
+    }
+    items = [
+        t.to_json()
+        | {"idempotency_key": t.idempotency_key}
+        | ({"link": links[t.fingerprint]} if t.fingerprint in links else {})
+        for t in transitions
+    ]
     prov_vi, prov_en = context.province
     if len(transitions) == 1:
         t = transitions[0]
-        vi_lines, en_lines = _detail(t, context)
+        vi_lines, en_lines = _detail(t, context, links.get(t.fingerprint))
         sev_vi = SEVERITY_LABELS[t.severity][0]
         head_vi = _headline(t, context)[0]
         subject = f"[IOC {prov_vi}] {head_vi} · {sev_vi.upper()} · {context.sector(t.sector)[0]}"
@@ -109,7 +159,7 @@ def render(transitions: Sequence[AlertTransition], context: MessageContext) -> M
         vi = [f"[IOC {prov_vi}] {n} thông báo cảnh báo"]
         en = [f"[IOC {prov_en}] {n} alert notifications"]
         for index, t in enumerate(transitions, 1):
-            vi_line, en_line = _summary(t, context)
+            vi_line, en_line = _summary(t, context, links.get(t.fingerprint))
             vi.append(f"{index}. {vi_line}")
             en.append(f"{index}. {en_line}")
     return Message(subject, "\n".join([*vi, "", _SEPARATOR, *en]), items)
@@ -138,7 +188,9 @@ def _clock(at: float, context: MessageContext) -> str:
     return datetime.fromtimestamp(at, context.zone).strftime("%H:%M %d/%m/%Y")
 
 
-def _detail(t: AlertTransition, context: MessageContext) -> tuple[list[str], list[str]]:
+def _detail(
+    t: AlertTransition, context: MessageContext, link: str | None
+) -> tuple[list[str], list[str]]:
     head_vi, head_en = _headline(t, context)
     sev_vi, sev_en = SEVERITY_LABELS[t.severity]
     sector_vi, sector_en = context.sector(t.sector)
@@ -165,18 +217,24 @@ def _detail(t: AlertTransition, context: MessageContext) -> tuple[list[str], lis
     if t.transition == "resolve" and t.actor:
         vi.append(f"Người xử lý: {t.actor}")
         en.append(f"Resolved by: {t.actor}")
+    if t.transition == "escalate" and t.actor:
+        vi.append(f"Người chuyển cấp: {t.actor}")
+        en.append(f"Escalated by: {t.actor}")
     if t.stale:
         vi.append("Lưu ý: tính từ dữ liệu đã cũ (nguồn mất tín hiệu)")
         en.append("Note: computed from stale data (a source went silent)")
     vi.append(f"Mã cảnh báo: {t.fingerprint}")
     en.append(f"Fingerprint: {t.fingerprint}")
+    if link is not None:
+        vi.append(f"Xem và xử lý trên điện thoại: {link}")
+        en.append(f"View and act on your phone: {link}")
     if t.transition in ("fire", "refire", "escalate"):
         vi.append(f"Tiếp nhận: ioc alerts ack {t.fingerprint}")
         en.append(f"Acknowledge: ioc alerts ack {t.fingerprint}")
     return vi, en
 
 
-def _summary(t: AlertTransition, context: MessageContext) -> tuple[str, str]:
+def _summary(t: AlertTransition, context: MessageContext, link: str | None) -> tuple[str, str]:
     head_vi, head_en = _headline(t, context)
     sev_vi, sev_en = SEVERITY_LABELS[t.severity]
     sector_vi, sector_en = context.sector(t.sector)
@@ -190,4 +248,7 @@ def _summary(t: AlertTransition, context: MessageContext) -> tuple[str, str]:
         f"{head_en} · {sev_en.upper()} · {sector_en} — {t.message_en} ({ago_en} ago)"
         f"\n   Fingerprint: {t.fingerprint}" + (f" → ioc alerts ack {t.fingerprint}" if ack else "")
     )
+    if link is not None:
+        vi += f"\n   Xem và xử lý: {link}"
+        en += f"\n   View and act: {link}"
     return vi, en

@@ -19,6 +19,7 @@ from consumers.gateway.feed import KafkaFeed
 from consumers.gateway.metrics import GatewayMetrics
 from consumers.gateway.server import GatewayServer, ServerOptions
 from consumers.gateway.state import GatewayState
+from consumers.history import HistoryStore, open_read_pool
 from foundation.contract.catalog import Catalog
 from foundation.contract.topics import ALERT_ACTIONS, ALERTS, KPI
 from foundation.errors import BrokerUnreachableError, IocError
@@ -48,6 +49,9 @@ class GatewayConfig:
     alerts_topic: str = ALERTS
     actions_topic: str = ALERT_ACTIONS
     kafka_options: dict[str, Any] | None = None  # foundation.kafka_client.kafka_client_options
+    query_timeout: float = (
+        8.0  # the workspace's and phone page's reads (under the handshake's 10 s)
+    )
 
 
 async def run_gateway(
@@ -93,7 +97,19 @@ async def run_gateway(
         )
         await own_sink.start()
         actions = own_sink
+    pool = None
+    rows = None
+    if config.database_url is not None:
+        # The workspace, the phone page and the report links read the storage tables.
+        pool = await open_read_pool(
+            config.database_url,
+            timeout=config.connect_timeout,
+            statement_timeout=config.query_timeout,
+            max_size=4,
+        )
+        rows = HistoryStore(pool=pool, timeout=config.query_timeout)
     server = GatewayServer(
+        rows=rows,
         hub=hub,
         ready=feed.ready,
         catalog=catalog,
@@ -132,3 +148,5 @@ async def run_gateway(
             await stop_task
         if own_sink is not None:
             await own_sink.stop()
+        if pool is not None:
+            await pool.close()

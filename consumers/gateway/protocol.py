@@ -51,8 +51,9 @@ CLOSE_FORBIDDEN: Final = 4403  # a valid token that may not use this gateway (un
 CLOSE_SLOW: Final = 4408  # the client did not read for too long; reconnect and resync
 
 _MAX_CHANNELS = 256
-SocketAction = Literal["ack", "assign", "note", "resolve"]  # what a token may do over the socket
-_ACTIONS: Final = ("ack", "assign", "note", "resolve")
+# What a token (or a leader's link) may do over the socket.
+SocketAction = Literal["ack", "assign", "note", "resolve", "escalate"]
+_ACTIONS: Final = ("ack", "assign", "note", "resolve", "escalate")
 _MAX_TEXT = 2000
 
 

@@ -36,6 +36,7 @@ from websockets.protocol import State
 from consumers.gateway.actions import ActionPublishError, ActionSink
 from consumers.gateway.channels import ChannelDeniedError, expand_channels
 from consumers.gateway.fanout import ClientGoneError, ClientSession, Hub
+from consumers.gateway.leaders import LeaderPages
 from consumers.gateway.metrics import GatewayMetrics
 from consumers.gateway.protocol import (
     CLOSE_FORBIDDEN,
@@ -56,6 +57,8 @@ from consumers.gateway.protocol import (
     subscribed,
 )
 from consumers.gateway.wall_config import wall_config
+from consumers.history import RowSource
+from foundation.auth.links import LinkRejectedError, verify_link
 from foundation.auth.tokens import TokenClaims, TokenRejectedError, verify_token
 from foundation.contract.alerts import AlertAction, Fingerprint
 from foundation.contract.asyncapi import contract_documents
@@ -149,6 +152,12 @@ class _WsTransport:
             raise ClientGoneError(str(exc)) from exc
 
 
+_REASONS = {
+    200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    410: "Gone", 422: "Unprocessable Content", 503: "Service Unavailable",
+}  # fmt: skip
+
+
 def _response(status: int, reason: str, body: bytes, content_type: str) -> Response:
     headers = Headers(
         [
@@ -178,6 +187,7 @@ class GatewayServer:
         registry: CollectorRegistry,
         options: ServerOptions,
         clock: Callable[[], float] = time.time,
+        rows: RowSource | None = None,
     ) -> None:
         self._hub = hub
         self._ready = ready
@@ -194,6 +204,10 @@ class GatewayServer:
         self._server: Server | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._files = self._load_files(catalog)
+        self._leaders = LeaderPages(
+            catalog=catalog, secret=secret, rows=rows, state=hub.state, files=self._files,
+            clock=clock,
+        )  # fmt: skip
         metrics.clients_backed_up.set_function(
             lambda: sum(1 for s in self._sessions if s.backed_up)
         )
@@ -204,12 +218,12 @@ class GatewayServer:
     @staticmethod
     def _load_files(catalog: Catalog) -> dict[str, tuple[bytes, str]]:
         files: dict[str, tuple[bytes, str]] = {}
-        for path in sorted(STATIC_DIR.iterdir()):
+        for path in sorted(STATIC_DIR.rglob("*")):
             if path.is_file():
-                kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                kind = mimetypes.guess_type(path.name)[0] or "text/plain"  # LICENSE files
                 if kind.startswith("text/") or kind.endswith(("javascript", "json")):
                     kind += "; charset=utf-8"
-                files[f"/{path.name}"] = (path.read_bytes(), kind)
+                files[f"/{path.relative_to(STATIC_DIR).as_posix()}"] = (path.read_bytes(), kind)
         files["/"] = files["/index.html"]
         config = json.dumps(wall_config(catalog), ensure_ascii=False).encode()
         files["/config.json"] = (config, "application/json; charset=utf-8")
@@ -274,10 +288,22 @@ class GatewayServer:
 
     # -- HTTP
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        parts = urlsplit(request.path)
+        path = parts.path
         if path == "/ws":
             return None
+        if LeaderPages.handles(path):
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            status, body, kind, extra = await self._leaders.respond(
+                path, query, request.headers.get("Authorization")
+            )
+            response = _response(status, _REASONS.get(status, "Error"), body, kind)
+            for name, value in extra.items():
+                response.headers[name] = value
+            return response
         if path == "/healthz":
             report = self.health()
             body = json.dumps(report).encode()
@@ -298,9 +324,22 @@ class GatewayServer:
         query = parse_qs(urlsplit(connection.request.path if connection.request else "").query)
         tokens = query.get("token")
         token = tokens[0] if tokens else None
+        links = query.get("link")
+        only_alert: str | None = None
         try:
-            claims = verify_token(self._secret, token, now=self._clock())
-        except TokenRejectedError as exc:
+            if links and not token:
+                # A leader's phone page: the link signed for them and for one alert acts
+                # like a leader's token scoped to that alert, under the recipient's name.
+                link = verify_link(self._secret, links[0], now=self._clock(), kind="alert")
+                only_alert = link.subject
+                claims = TokenClaims(
+                    role="leader", name=link.name, sectors=(link.sector,),
+                    issued_at=link.issued_at, expires_at=link.expires_at,
+                    token_id=f"link-{link.link_id}",
+                )  # fmt: skip
+            else:
+                claims = verify_token(self._secret, token, now=self._clock())
+        except (TokenRejectedError, LinkRejectedError) as exc:
             self._metrics.auth_failures.labels(exc.reason).inc()
             log.info("refused a connection from %s: %s", connection.remote_address, exc.reason)
             await connection.close(CLOSE_UNAUTHORIZED, exc.reason)
@@ -336,7 +375,7 @@ class GatewayServer:
             "control",
         )
         writer = asyncio.create_task(session.run())
-        reader = asyncio.create_task(self._read(connection, session, claims))
+        reader = asyncio.create_task(self._read(connection, session, claims, only_alert))
         try:
             await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -352,14 +391,18 @@ class GatewayServer:
             await connection.close(*session.close_code)
 
     async def _read(
-        self, connection: ServerConnection, session: ClientSession, claims: TokenClaims
+        self,
+        connection: ServerConnection,
+        session: ClientSession,
+        claims: TokenClaims,
+        only_alert: str | None,
     ) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for message in connection:
                 if session.closed:
                     return
                 try:
-                    await self._on_message(session, claims, message)
+                    await self._on_message(session, claims, message, only_alert)
                 except ProtocolError as exc:
                     session.push(error(exc.code, exc.message), "control")
                 except ChannelDeniedError as exc:
@@ -375,7 +418,11 @@ class GatewayServer:
         return channel
 
     async def _on_message(
-        self, session: ClientSession, claims: TokenClaims, message: str | bytes
+        self,
+        session: ClientSession,
+        claims: TokenClaims,
+        message: str | bytes,
+        only_alert: str | None = None,
     ) -> None:
         request = parse_client_message(message)
         hub = self._hub
@@ -401,15 +448,19 @@ class GatewayServer:
         elif isinstance(request, Ping):
             session.push(pong(request.nonce, self._clock()), "control")
         elif isinstance(request, ActionRequest):
-            session.push(await self._act(request, claims), "control")
+            session.push(await self._act(request, claims, only_alert), "control")
 
-    async def _act(self, request: ActionRequest, claims: TokenClaims) -> str:
+    async def _act(
+        self, request: ActionRequest, claims: TokenClaims, only_alert: str | None = None
+    ) -> str:
         def refuse(code: str, message: str) -> str:
             self._metrics.actions.labels(request.action, code).inc()
             return action_result(request.request_id, ok=False, code=code, message=message)
 
         if not claims.may_act:
             return refuse("forbidden_action", f"a {claims.role} token cannot act on alerts")
+        if only_alert is not None and request.fingerprint != only_alert:
+            return refuse("forbidden_alert", "this link is for another alert")
         sector = self._hub.state.alert_sector(request.fingerprint)
         if sector is None:
             return refuse("unknown_alert", "this gateway has not seen that alert")

@@ -83,6 +83,10 @@ class GatewayState:
     def open_alert_count(self) -> int:
         return len(self._alerts)
 
+    def open_alert(self, fingerprint: str) -> dict[str, Any] | None:
+        """The latest transition of an open alert, or None."""
+        return self._alerts.get(fingerprint)
+
     def alert_sector(self, fingerprint: str) -> str | None:
         """The sector of an alert this gateway has seen, or None."""
         return self._alert_sector.get(fingerprint)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from consumers.analysis.areas import map_config
 from foundation.contract.alerts import SEVERITY_LABELS, SEVERITY_RANK, STATE_LABELS
 from foundation.contract.catalog import Catalog
 
@@ -62,4 +63,5 @@ def wall_config(catalog: Catalog) -> dict[str, Any]:
             for k, (vi, en) in SEVERITY_LABELS.items()
         },
         "states": {k: {"vi": vi, "en": en} for k, (vi, en) in STATE_LABELS.items()},
+        "map": map_config(catalog),
     }

@@ -44,7 +44,8 @@ class TokenRejectedError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
-    """Who holds a token: role, display name, sector scope (None: every sector), lifetime."""
+    """Who holds a token: role, display name, sector scope (None: every sector), lifetime,
+    and the analysis team it was made for (its sectors are then the team's)."""
 
     role: Role
     name: str
@@ -52,6 +53,7 @@ class TokenClaims:
     issued_at: float
     expires_at: float
     token_id: str
+    team: str | None = None
 
     def allows_sector(self, sector: str) -> bool:
         return self.sectors is None or sector in self.sectors
@@ -68,6 +70,7 @@ class TokenClaims:
             "iat": self.issued_at,
             "exp": self.expires_at,
             "jti": self.token_id,
+            **({"team": self.team} if self.team is not None else {}),
         }
 
 
@@ -96,6 +99,7 @@ def issue_token(
     sectors: tuple[str, ...] | None,
     now: float,
     ttl: float,
+    team: str | None = None,
 ) -> tuple[str, TokenClaims]:
     """A new signed token and its claims; ``ttl`` seconds from ``now``."""
     _check_secret(secret)
@@ -112,6 +116,7 @@ def issue_token(
         issued_at=float(int(now)),
         expires_at=float(int(now + ttl)),
         token_id=secrets.token_hex(8),
+        team=team,
     )
     body = _b64(json.dumps(claims.to_json(), ensure_ascii=False, separators=(",", ":")).encode())
     signed_part = f"{PREFIX}.{body}"
@@ -141,6 +146,7 @@ def verify_token(secret: bytes, token: str | None, *, now: float) -> TokenClaims
             issued_at=float(raw["iat"]),
             expires_at=float(raw["exp"]),
             token_id=str(raw["jti"]),
+            team=str(raw["team"]) if raw.get("team") is not None else None,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise TokenRejectedError("token_malformed", f"bad claims: {exc}") from exc

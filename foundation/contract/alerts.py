@@ -49,7 +49,7 @@ TransitionKind = Literal[
     "stale",  # stale-data flag changed (state unchanged)
     "silence",  # silenced flag changed (state unchanged)
 ]
-ActionKind = Literal["ack", "assign", "note", "resolve", "silence", "unsilence"]
+ActionKind = Literal["ack", "assign", "note", "resolve", "escalate", "silence", "unsilence"]
 
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2, "emergency": 3}
 SEVERITY_LABELS: dict[str, tuple[str, str]] = {  # (Vietnamese, English)

@@ -1,4 +1,5 @@
-"""`ioc alerts`: list the current alerts; ack, assign, note, resolve, silence (as actions)."""
+"""`ioc alerts`: list the current alerts; ack, assign, note, resolve, escalate, silence (as
+actions)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ def register(commands: Any) -> None:
     resolve = action("resolve", "resolve an alert by hand")
     resolve.add_argument("fingerprint")
     resolve.add_argument("--note", help="why")
+    escalate = action("escalate", "hand an alert to the next escalation level now")
+    escalate.add_argument("fingerprint")
+    escalate.add_argument("--note", help="why")
     silence = action("silence", "hold notifications of matching alerts for a while")
     silence.add_argument(
         "--match", action="append", required=True, metavar="LABEL=VALUE",

@@ -22,7 +22,7 @@ def register(commands: Any) -> None:
 
 
 async def _cmd_catalog_check(args: argparse.Namespace, settings: Settings) -> int:
-    from foundation.contract.catalog import load_catalog
+    from foundation.contract.catalog import load_catalog, unowned_sectors
 
     catalog = load_catalog(args.file or settings.catalog)
     counts = {
@@ -31,8 +31,14 @@ async def _cmd_catalog_check(args: argparse.Namespace, settings: Settings) -> in
         "event types": sum(len(s.event_types) for s in catalog.sectors),
         "KPIs": sum(len(s.kpis) for s in catalog.sectors),
         "alert rules": sum(len(s.alerts) for s in catalog.sectors),
-        "districts": len(catalog.districts),
+        "areas": len(catalog.districts),
+        "teams": len(catalog.teams),
     }
     summary = ", ".join(f"{n} {what}" for what, n in counts.items())
     print(f"catalog ok: {catalog.province.name_vi}: {summary}")
+    print(f"areas: {catalog.area_level.name_vi} ({catalog.area_level.name_en})")
+    for team in catalog.teams:
+        print(f"team {team.id}: {team.name_vi} · {team.leader_vi} · {', '.join(team.sectors)}")
+    if unowned := unowned_sectors(catalog):
+        print(f"note: no team follows {', '.join(unowned)}")
     return 0

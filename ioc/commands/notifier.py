@@ -90,7 +90,7 @@ async def _cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _check(settings: Settings, *, quiet: bool = False) -> int:
-    from alerts.routing import check_roles, default_routing_path, load_routing
+    from alerts.routing import check_roles, check_teams, default_routing_path, load_routing
     from foundation.contract.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
@@ -98,10 +98,12 @@ def _check(settings: Settings, *, quiet: bool = False) -> int:
     check_roles(
         routing, [lvl.role for lvl in catalog.escalation.levels], path=settings.notifier_routing
     )
+    check_teams(routing, [t.id for t in catalog.teams], path=settings.notifier_routing)
     if not quiet:
         path = settings.notifier_routing or default_routing_path()
         print(
             f"routing {path}: ok · {len(routing.recipients)} recipients,"
-            f" {len(routing.groups)} groups, {len(routing.routes)} routes"
+            f" {len(routing.groups)} groups, {len(routing.routes)} routes,"
+            f" {len(routing.reports)} report routes"
         )
     return 0

@@ -189,7 +189,11 @@ async def _announce(supervisor: Any, settings: Settings, stop: asyncio.Event) ->
             settings.gateway_host, settings.gateway_port, stop, timeout=60.0
         ):
             log.warning("the gateway does not answer yet (see %s)", supervisor.log_path("gateway"))
-        print(f"wall: {_wall_url(settings)}")
+        wall = _wall_url(settings)
+        print(f"wall: {wall}")
+        if wall.startswith("http://"):
+            # The same read-only token opens the analysis workspace (every team).
+            print(f"analysis: {wall.replace('/?token=', '/analysis?token=', 1)}")
     print("ready: Ctrl-C to stop", flush=True)
 
 

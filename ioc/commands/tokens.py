@@ -1,4 +1,5 @@
-"""`ioc tokens create --role wall|officer|leader --name NAME [--sectors …] [--ttl 30d] [--url]`."""
+"""`ioc tokens create --role wall|officer|leader --name NAME [--sectors …|--team T] [--ttl 30d]
+[--url]`."""
 
 from __future__ import annotations
 
@@ -23,12 +24,19 @@ def register(commands: Any) -> None:
     )
     create.add_argument("--role", required=True, choices=("wall", "officer", "leader"))
     create.add_argument("--name", required=True, help="who holds it (actions are signed so)")
-    create.add_argument("--sectors", help="comma-separated sector ids (default: every sector)")
+    scope = create.add_mutually_exclusive_group()
+    scope.add_argument("--sectors", help="comma-separated sector ids (default: every sector)")
+    scope.add_argument(
+        "--team", help="an analysis team of the catalog: the token covers the team's sectors"
+    )
     create.add_argument(
         "--ttl", help="lifetime: 12h, 30d… (default 365d for a wall, 30d for people)"
     )
     create.add_argument(
         "--url", action="store_true", help="print the wall URL with the token instead"
+    )
+    create.add_argument(
+        "--analysis", action="store_true", help="print the analysis workspace's URL instead"
     )
     create.add_argument("--json", action="store_true", help="print the token and its claims")
     create.set_defaults(run=_cmd_tokens_create)
@@ -42,7 +50,15 @@ async def _cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> in
 
     catalog = load_catalog(settings.catalog)
     sectors: tuple[str, ...] | None = None
-    if args.sectors:
+    team = None
+    if args.team:
+        found = catalog.team(args.team)
+        if found is None:
+            teams = ", ".join(t.id for t in catalog.teams) or "none in this catalog"
+            raise SettingsError(f"--team: {args.team!r} is not a team of the catalog ({teams})")
+        team = found.id
+        sectors = tuple(found.sectors)
+    elif args.sectors:
         sectors = tuple(s.strip() for s in args.sectors.split(",") if s.strip())
         known = [s.id for s in catalog.sectors]
         unknown = [s for s in sectors if s not in known]
@@ -63,15 +79,21 @@ async def _cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> in
         sectors=sectors,
         now=time.time(),
         ttl=ttl,
+        team=team,
     )
+    base = settings.public_base_url
     if args.json:
         print(json.dumps({"token": token, **claims.to_json()}, ensure_ascii=False))
     elif args.url:
-        print(f"http://{settings.gateway_host}:{settings.gateway_port}/?token={token}")
+        print(f"{base}/?token={token}")
+    elif args.analysis:
+        print(f"{base}/analysis?token={token}")
     else:
         print(token)
     expires = time.strftime("%Y-%m-%d %H:%M", time.localtime(claims.expires_at))
     scope = ", ".join(claims.sectors) if claims.sectors else "every sector"
+    if claims.team:
+        scope = f"team {claims.team}: {scope}"
     print(
         f"{claims.role} token for {claims.name!r} ({scope}), expires {expires}",
         file=sys.stderr,

@@ -63,6 +63,7 @@ async def test_the_wall_shows_live_tiles_and_a_spike_alert_from_the_running_plat
         "IOC_WORKER_METRICS_PORT": "0",
         "IOC_WRITER_METRICS_PORT": "0",
         "IOC_NOTIFIER_METRICS_PORT": "0",
+        "IOC_REPORTER_METRICS_PORT": "0",
     }
     up = ioc_process(
         "up", "--rate", "300", "--scenario", "spike:health", "--scenario-after", "40", env=env

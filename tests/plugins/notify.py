@@ -44,6 +44,8 @@ class Received:
     subject: str = ""
     body: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    html: str = ""
+    attachments: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class LocalServers:
@@ -231,10 +233,18 @@ class _SmtpHandler:
         )
         body = mail.get_body(preferencelist=("plain",))
         text = body.get_content() if body is not None else ""
+        html = mail.get_body(preferencelist=("html",))
+        files = [
+            (str(part.get_filename()), bytes(part.get_content()))
+            for part in mail.iter_attachments()
+        ]
         for rcpt in envelope.rcpt_tos:
             self._servers._accept(
-                Received("email", rcpt, text, str(mail["Subject"]), headers=dict(mail.items()))
-            )
+                Received(
+                    "email", rcpt, text, str(mail["Subject"]), headers=dict(mail.items()),
+                    html=html.get_content() if html is not None else "", attachments=files,
+                )
+            )  # fmt: skip
         return "250 OK"
 
 

@@ -29,10 +29,12 @@ def test_a_long_healthy_run_resets_the_failure_count() -> None:
 
 
 def test_all_components_and_one_process_for_the_simulators_of_every_sector() -> None:
-    """Five services, then `simulators`: one process, a simulation per sector (sim-<sector>)."""
+    """Six services, then `simulators`: one process, a simulation per sector (sim-<sector>)."""
     children = platform_children(SECTORS, simulate=SimulatorPlan(rate=110.0))
     names = [c.name for c in children]
-    assert names == ["worker", "writer", "notifier", "gateway", "ingest-api", "simulators"]
+    assert names == [
+        "worker", "writer", "notifier", "gateway", "ingest-api", "reporter", "simulators"
+    ]  # fmt: skip
     simulators = children[-1]
     assert simulators.members == tuple(f"sim-{s}" for s in SECTORS) and len(SECTORS) == 11
     assert simulators.args[:7] == (
@@ -53,7 +55,7 @@ def test_a_scenario_goes_to_its_sector_only_and_a_bare_one_to_all() -> None:
 
 def test_no_simulate_and_only() -> None:
     """--no-simulate drops the simulators; --only keeps the named ones; unknown names fail."""
-    assert len(platform_children(SECTORS, simulate=None)) == 5
+    assert len(platform_children(SECTORS, simulate=None)) == 6
     everything = platform_children(SECTORS, simulate=SimulatorPlan(), only=["worker", "simulators"])
     assert [c.name for c in everything] == ["worker", "simulators"]
     assert len(everything[1].members) == 11

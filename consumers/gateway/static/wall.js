@@ -9,12 +9,14 @@
   const STATE_ORDER = { firing: 0, acknowledged: 1, pending: 2 };
   const BACKOFF_BASE_MS = 500;
   const BACKOFF_MAX_MS = 10000;
-  const MAX_TICKER = 8;
+  const MAX_TICKER = 6;
 
   const T = {
     vi: {
       org: "Trung tâm Giám sát, điều hành thông minh",
       alerts: "Cảnh báo đang mở",
+      map: "Cảnh báo theo địa bàn",
+      area_ok: "✓",
       no_alerts: "✓ Không có cảnh báo nào đang mở",
       legend: "Tạm tính: cửa sổ chưa đóng · Chốt: số liệu cuối của cửa sổ · ≈: ước tính từ các huyện",
       lost: (t) => `⚠ Mất kết nối từ ${t}`,
@@ -56,6 +58,8 @@
     en: {
       org: "Intelligent Operations Center",
       alerts: "Open alerts",
+      map: "Alerts by area",
+      area_ok: "✓",
       no_alerts: "✓ No open alerts",
       legend: "Provisional: window still open · Final: the window's closing figure · ≈: estimated from districts",
       lost: (t) => `⚠ Connection lost since ${t}`,
@@ -578,6 +582,29 @@
     return alerts;
   }
 
+  function renderMap() {
+    // Each area of the catalog's map, coloured by the worst open alert that names it.
+    const map = S.config.map;
+    if (!map || !map.areas.length) return;
+    const L = t();
+    const rank = (sev) => S.config.severity[sev].rank;
+    const worst = {};
+    for (const a of S.alerts.values()) {
+      const area = a.labels && a.labels.district;
+      if (!area || (a.state !== "firing" && a.state !== "acknowledged")) continue;
+      if (!worst[area] || rank(a.severity) > rank(worst[area])) worst[area] = a.severity;
+    }
+    $("map-level").textContent = S.lang === "vi" ? map.level.name_vi : map.level.name_en;
+    $("map").style.gridTemplateColumns = `repeat(${map.columns}, minmax(0, 1fr))`;
+    $("map").innerHTML = map.areas.map((area) => {
+      const sev = worst[area.code];
+      const name = S.lang === "vi" ? area.short_vi : area.short_en;
+      const label = sev ? `${SEVERITY_ICON[sev]} ${S.lang === "vi" ? S.config.severity[sev].vi : S.config.severity[sev].en}` : L.area_ok;
+      return `<div class="area${sev ? " sev-" + sev : ""}" role="listitem" data-area="${esc(area.code)}" data-severity="${sev || ""}"
+        style="grid-row:${area.row + 1};grid-column:${area.column + 1}" title="${esc(S.lang === "vi" ? area.name_vi : area.name_en)}"><span class="nm">${esc(name)}</span><span class="st${sev ? "" : " ok"}">${esc(label)}</span></div>`;
+    }).join("");
+  }
+
   function renderSummary(alerts, staleSectors) {
     const L = t();
     const pills = [];
@@ -632,6 +659,7 @@
     $("province").textContent = S.lang === "vi" ? S.config.province.name_vi : S.config.province.name_en;
     $("tiles").innerHTML = S.config.sectors.map(renderTile).join("") + renderSources();
     const alerts = renderAlerts();
+    renderMap();
     const staleSectors = document.querySelectorAll('.tile[data-stale="true"]').length;
     renderSummary(alerts, staleSectors);
   }

@@ -4,6 +4,7 @@ from foundation.contract.catalog._load import default_catalog_path, load_catalog
 from foundation.contract.catalog._model import (
     TEMPLATE_FIELDS,
     AlertRule,
+    AreaLevel,
     Catalog,
     District,
     EscalationLevel,
@@ -14,14 +15,18 @@ from foundation.contract.catalog._model import (
     Sector,
     Source,
     Target,
+    Team,
+    TeamId,
     Window,
     cross_check,
     parse_duration,
+    unowned_sectors,
 )
 
 __all__ = [
     "TEMPLATE_FIELDS",
     "AlertRule",
+    "AreaLevel",
     "Catalog",
     "District",
     "EscalationLevel",
@@ -32,9 +37,12 @@ __all__ = [
     "Sector",
     "Source",
     "Target",
+    "Team",
+    "TeamId",
     "Window",
     "cross_check",
     "default_catalog_path",
     "load_catalog",
     "parse_duration",
+    "unowned_sectors",
 ]

@@ -21,6 +21,7 @@ __all__ = [
     "TEMPLATE_FIELDS",
     "Aggregation",
     "AlertRule",
+    "AreaLevel",
     "Catalog",
     "District",
     "EscalationLevel",
@@ -37,15 +38,19 @@ __all__ = [
     "Source",
     "SourceId",
     "Target",
+    "Team",
+    "TeamId",
     "Window",
     "cross_check",
     "parse_duration",
     "template_problem",
+    "unowned_sectors",
 ]
 
 SectorId = NewType("SectorId", str)
 SourceId = NewType("SourceId", str)
 KpiId = NewType("KpiId", str)
+TeamId = NewType("TeamId", str)
 
 _ID = r"^[a-z][a-z0-9_]*$"
 _CODE = r"^[a-z][a-z0-9-]*$"
@@ -91,10 +96,42 @@ class Province(_Named):
     timezone: str = "Asia/Ho_Chi_Minh"
 
 
+class AreaLevel(_Named):
+    """What the catalog's areas are (districts before 2025, communes and wards after)."""
+
+
+def _district_level() -> AreaLevel:
+    return AreaLevel(name_vi="Huyện, thị xã, thành phố", name_en="District-level unit")
+
+
 class District(_Named):
-    """An area code events may carry (district, town or city of the province)."""
+    """An area code events may carry (a district, or a commune: the catalog's `area_level`).
+
+    `tile` places the area on the schematic map (a tile cartogram): `[row, column]` from the
+    top-left, roughly where the area lies. Areas without one are laid out after the others.
+    """
 
     code: str = Field(pattern=_CODE)
+    tile: tuple[int, int] | None = None
+    # A shorter name for the map's small tiles (e.g. "Lộc Ninh" for "Huyện Lộc Ninh").
+    short_vi: str | None = Field(default=None, min_length=1)
+    short_en: str | None = Field(default=None, min_length=1)
+
+    @field_validator("tile")
+    @classmethod
+    def _tile_on_grid(cls, tile: tuple[int, int] | None) -> tuple[int, int] | None:
+        if tile is not None and not (0 <= tile[0] < 100 and 0 <= tile[1] < 100):
+            raise ValueError("tile is [row, column], each from 0 to 99")
+        return tile
+
+
+class Team(_Named):
+    """A data-analysis team (tổ phân tích dữ liệu): its leader and the sectors it follows."""
+
+    id: TeamId = Field(pattern=_CODE)
+    leader_vi: str = Field(min_length=1, description="the leader's title, e.g. Phó Chủ tịch …")
+    leader_en: str = Field(min_length=1)
+    sectors: list[SectorId] = Field(min_length=1)
 
 
 class Source(_Named):
@@ -266,12 +303,20 @@ class Catalog(_Strict):
     version: int = Field(ge=1, le=1)
     province: Province
     stale_factor: float = Field(default=3.0, gt=1.0, le=100.0)
+    area_level: AreaLevel = Field(default_factory=_district_level)
     districts: list[District] = Field(min_length=1)
     sectors: list[Sector] = Field(min_length=1)
+    teams: list[Team] = Field(default_factory=list)
     escalation: EscalationPolicy = Field(default_factory=EscalationPolicy)
 
     def sector(self, sector_id: str) -> Sector | None:
         return next((s for s in self.sectors if s.id == sector_id), None)
+
+    def team(self, team_id: str) -> Team | None:
+        return next((t for t in self.teams if t.id == team_id), None)
+
+    def district(self, code: str) -> District | None:
+        return next((d for d in self.districts if d.code == code), None)
 
     def source(self, source_id: str) -> tuple[Sector, Source] | None:
         for sector in self.sectors:
@@ -314,6 +359,12 @@ def cross_check(catalog: Catalog) -> list[Problem]:
     problems: list[Problem] = []
     problems += _duplicates(("districts",), "code", [d.code for d in catalog.districts])
     problems += _duplicates(("sectors",), "id", [s.id for s in catalog.sectors])
+    problems += _duplicates(("teams",), "id", [t.id for t in catalog.teams])
+    problems += _team_problems(catalog)
+    tiles = [d.tile for d in catalog.districts]
+    for index, tile in enumerate(tiles):
+        if tile is not None and tile in tiles[:index]:
+            problems.append((("districts", index, "tile"), f"tile {list(tile)} is taken"))
     seen_sources: set[str] = set()
     for s_index, sector in enumerate(catalog.sectors):
         at = ("sectors", s_index)
@@ -354,6 +405,29 @@ def cross_check(catalog: Catalog) -> list[Problem]:
                 if (problem := template_problem(getattr(rule, name))) is not None:
                     problems.append(((*at, "alerts", index, name), problem))
     return problems
+
+
+def _team_problems(catalog: Catalog) -> list[Problem]:
+    """Teams name sectors of the catalog, and a sector belongs to one team at most."""
+    problems: list[Problem] = []
+    known = {s.id for s in catalog.sectors}
+    owner: dict[str, str] = {}
+    for t_index, team in enumerate(catalog.teams):
+        for index, sector in enumerate(team.sectors):
+            where = ("teams", t_index, "sectors", index)
+            if sector not in known:
+                problems.append((where, f"unknown sector {sector!r}"))
+            elif sector in owner and owner[sector] != team.id:
+                problems.append((where, f"sector {sector!r} already belongs to {owner[sector]!r}"))
+            else:
+                owner[sector] = team.id
+    return problems
+
+
+def unowned_sectors(catalog: Catalog) -> list[str]:
+    """Sectors no team follows (`ioc catalog check` says so; not an error)."""
+    owned = {s for t in catalog.teams for s in t.sectors}
+    return [s.id for s in catalog.sectors if catalog.teams and s.id not in owned]
 
 
 def _duplicates(section: tuple[str | int, ...], field: str, ids: list[str]) -> list[Problem]:
