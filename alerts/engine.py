@@ -8,7 +8,8 @@ Decisions (the README's "Alerts: rules and lifecycle" section explains them for 
 
 - **Which KPI point counts.** Per series, the newest window wins: a point of an older window
   than one already seen (a late revision arriving after the next window's points) is ignored
-  for evaluation; within a window a point counts only if its revision is higher. Threshold and
+  for evaluation; within a window a point counts only if its (generation, revision) is
+  higher (a later broker epoch's point supersedes whatever its revision). Threshold and
   rate rules evaluate provisional and final points alike, except that a provisional point of a
   cumulative KPI (count, sum, rate, distinct count: its value only grows while the window is
   open) is not used to test "below" / "fall": it would read as a drop at every window start.
@@ -41,12 +42,19 @@ from alerts.rules import (
     rate_condition,
     threshold_condition,
 )
-from foundation.contract.alerts import AlertAction, AlertTransition, Fingerprint, Silence
+from foundation.contract.alerts import (
+    AlertAction,
+    AlertTransition,
+    Fingerprint,
+    RecordError,
+    Silence,
+)
 from foundation.contract.catalog import Catalog, EscalationPolicy
+from foundation.contract.kpi import KpiPoint
 
 __all__ = ["MAX_ACTION_IDS", "SNAPSHOT_VERSION", "ActionResult", "AlertEngine"]
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: points ordered by (generation, revision)
 MAX_ACTION_IDS = 10_000  # action ids remembered to drop replays (producer retries are near)
 
 
@@ -65,8 +73,9 @@ class _Series:
     """Evaluation position of one KPI series, and its recent window values (rate rules)."""
 
     window_start: float = -math.inf
-    revision: int = -1
-    history: dict[float, tuple[int, float]] = field(default_factory=dict)  # start -> (rev, value)
+    ordering: tuple[int, int] = (-1, -1)  # (generation, revision) of the point evaluated
+    # start -> ((generation, revision), value)
+    history: dict[float, tuple[tuple[int, int], float]] = field(default_factory=dict)
 
 
 class AlertEngine:
@@ -98,19 +107,14 @@ class AlertEngine:
             self.ignored["not_a_point" if kind == "sector_seen" else "bad_record"] += 1
             return []
         try:
-            series = str(record["series"])
-            kpi = str(record["kpi"])
-            group = str(record["group"])
-            start = float(record["window_start"])
-            raw_value = record["value"]
-            value = None if raw_value is None else float(raw_value)
-            final = bool(record["final"])
-            revision = int(record["revision"])
-            count = int(record.get("count", 1))
-            newest = float(record.get("newest") or now)
-        except (KeyError, TypeError, ValueError):
+            point = KpiPoint.from_json(record)
+        except RecordError:
             self.ignored["bad_record"] += 1
             return []
+        series, kpi, group, start = point.series, point.kpi, point.group, point.window_start
+        value, final, count = point.value, point.final, point.count
+        ordering = point.ordering
+        newest = point.newest or now
         if kpi not in self.rules.kpis:
             self.ignored["unknown_kpi"] += 1
             return []
@@ -123,11 +127,11 @@ class AlertEngine:
             return out
         state = self._series.setdefault(series, _Series())
         if value is not None and math.isfinite(value):
-            self._remember(state, specs, start, revision, value)
-        if (start, revision) <= (state.window_start, state.revision):
+            self._remember(state, specs, start, ordering, value)
+        if (start, *ordering) <= (state.window_start, *state.ordering):
             self.ignored["older_point"] += 1
             return out
-        state.window_start, state.revision = start, revision
+        state.window_start, state.ordering = start, ordering
         if value is None or not math.isfinite(value):
             return out
         for spec in specs:
@@ -253,8 +257,10 @@ class AlertEngine:
             "series": {
                 key: {
                     "window_start": s.window_start if math.isfinite(s.window_start) else None,
-                    "revision": s.revision,
-                    "history": [[w, rev, v] for w, (rev, v) in sorted(s.history.items())],
+                    "ordering": list(s.ordering),
+                    "history": [
+                        [w, gen, rev, v] for w, ((gen, rev), v) in sorted(s.history.items())
+                    ],
                 }
                 for key, s in sorted(self._series.items())
             },
@@ -273,8 +279,10 @@ class AlertEngine:
         self._series = {
             key: _Series(
                 window_start=-math.inf if raw["window_start"] is None else raw["window_start"],
-                revision=int(raw["revision"]),
-                history={float(w): (int(rev), float(v)) for w, rev, v in raw["history"]},
+                ordering=(int(raw["ordering"][0]), int(raw["ordering"][1])),
+                history={
+                    float(w): ((int(gen), int(rev)), float(v)) for w, gen, rev, v in raw["history"]
+                },
             )
             for key, raw in snapshot["series"].items()
         }
@@ -299,15 +307,20 @@ class AlertEngine:
         return ActionResult([], reason)
 
     def _remember(
-        self, state: _Series, specs: list[RuleSpec], start: float, revision: int, value: float
+        self,
+        state: _Series,
+        specs: list[RuleSpec],
+        start: float,
+        ordering: tuple[int, int],
+        value: float,
     ) -> None:
         """Keep window values as far back as the longest rate rule of this KPI looks."""
         spans = [s.rule.over for s in specs if s.kind == "rate_of_change" and s.rule.over]
         if not spans:
             return
         held = state.history.get(start)
-        if held is None or revision >= held[0]:
-            state.history[start] = (revision, value)
+        if held is None or ordering >= held[0]:
+            state.history[start] = (ordering, value)
         kpi = specs[0].kpi
         size = kpi.window.size if kpi is not None else 0.0
         horizon = max(state.window_start, start) - max(spans) - size

@@ -88,7 +88,9 @@ class KpiPoint:
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> KpiPoint:
         """RecordError with a reason when the record breaks the contract."""
-        value = record.get("value")
+        if "value" not in record:  # null is a value (no event in the window); absent is not
+            raise RecordError("missing_field:value")
+        value = record["value"]
         point = cls(
             series=_text(record, "series"),
             kpi=_text(record, "kpi"),

@@ -38,7 +38,7 @@ def test_threshold_waits_for_its_for_duration_then_fires(new_engine: Engine) -> 
     assert out[0].message_vi == "Công suất giường tại Thành phố Đồng Xoài 97,0% vượt 95%"
     assert engine.tick(T0 + 10 * MIN - 1) == []
     fired = engine.tick(T0 + 10 * MIN)
-    assert kinds(fired) == ["fire"]
+    assert kinds(fired) == ["pending"]  # bed_high waits its `for`: evaluated, not ignored
     assert fired[0].state == "firing" and fired[0].previous_state == "pending"
     assert fired[0].started_at == T0
     check_stream(out + fired)
@@ -99,6 +99,17 @@ def test_for_zero_fires_at_once_and_refires_after_resolving(new_engine: Engine) 
     assert out[2].previous_state == "resolved" and out[2].started_at == T0 + 120
     assert {t.fingerprint for t in out} == {SPEED}
     check_stream(out)
+
+
+def test_a_later_broker_epochs_point_supersedes_a_higher_revision(new_engine: Engine) -> None:
+    """After the embedded broker restarted, a window's revisions start again under a higher
+    generation: the new epoch's point counts, the old epoch's late revision does not."""
+    engine = new_engine()
+    engine.on_kpi({**point(value=80.0, revision=63), "generation": 1}, T0)
+    fired = engine.on_kpi({**point(value=97.0, revision=0), "generation": 2}, T0 + 1)
+    assert kinds(fired) == ["pending"]  # bed_high waits its `for`: evaluated, not ignored
+    late = engine.on_kpi({**point(value=80.0, revision=64), "generation": 1}, T0 + 2)
+    assert late == [] and engine.ignored["older_point"] == 1
 
 
 def test_a_point_of_an_older_window_does_not_override_a_newer_one(new_engine: Engine) -> None:
