@@ -38,7 +38,7 @@ def test_threshold_waits_for_its_for_duration_then_fires(new_engine: Engine) -> 
     assert out[0].message_vi == "Công suất giường tại Thành phố Đồng Xoài 97,0% vượt 95%"
     assert engine.tick(T0 + 10 * MIN - 1) == []
     fired = engine.tick(T0 + 10 * MIN)
-    assert kinds(fired) == ["pending"]  # bed_high waits its `for`: evaluated, not ignored
+    assert kinds(fired) == ["fire"]
     assert fired[0].state == "firing" and fired[0].previous_state == "pending"
     assert fired[0].started_at == T0
     check_stream(out + fired)
