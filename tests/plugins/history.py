@@ -24,14 +24,14 @@ from consumers.history import (
     HistoryStore,
     open_read_pool,
 )
-from consumers.migrations import migrate
+from consumers.migrations import StoragePath, migrate
 from consumers.storage import RecordDecoder, RowBatch, StoragePolicy, StorageSink
-from consumers.storage.maintenance import refresh_rollups
 from foundation.auth.api_keys import KeyCache
 from foundation.auth.key_store import KeyStore, open_pool
 from foundation.auth.tokens import Role, issue_token
 from foundation.contract.catalog import Catalog, load_catalog
 from foundation.contract.envelope import ContractIndex
+from tests.plugins.storage import bring_rollups_up_to_date
 
 HISTORY_SECRET = b"history-test-secret-0123456789abcdef"
 
@@ -68,9 +68,11 @@ class HistoryWorld:
 
     url: str
     catalog: Catalog
-    sink: StorageSink = field(
-        default_factory=lambda: StorageSink(path="plain-postgresql", policy=StoragePolicy.default())
-    )
+    path: StoragePath = "plain-postgresql"
+    sink: StorageSink = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sink = StorageSink(path=self.path, policy=StoragePolicy.default())
 
     async def write(self, records: Iterable[Record]) -> RowBatch:
         """Decode records with the writer's decoder and write them as one batch."""
@@ -87,10 +89,25 @@ class HistoryWorld:
             await self.sink.write(conn, batch)
         return batch
 
-    async def rollup(self) -> int:
-        """Bring the plain path's rollups up to date (the writer's maintenance does it)."""
+    async def rollup(self) -> None:
+        """Bring the rollups up to date (the writer's maintenance, or TimescaleDB's jobs)."""
+        await bring_rollups_up_to_date(self.url, self.path)
+
+    async def rollup_table(self, view: str) -> str:
+        """Where the rows of rollup `view` are stored: itself (plain path), or the hypertable
+        that materializes the continuous aggregate (TimescaleDB path)."""
+        if self.path == "plain-postgresql":
+            return view
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-            return await refresh_rollups(conn)
+            cursor = await conn.execute(
+                "SELECT format('%%I.%%I', materialization_hypertable_schema,"
+                " materialization_hypertable_name)"
+                " FROM timescaledb_information.continuous_aggregates WHERE view_name = %s",
+                (view,),
+            )
+            row = await cursor.fetchone()
+        assert row is not None, view
+        return str(row[0])
 
     async def execute(self, statement: str, params: Iterable[Any] = ()) -> None:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
@@ -109,10 +126,12 @@ class HistoryWorld:
 
 
 @pytest_asyncio.fixture
-async def history_world(fresh_database: str, history_catalog: Catalog) -> HistoryWorld:
-    """A fresh database with every migration applied (plain path)."""
-    await migrate(fresh_database, connect_timeout=10)
-    return HistoryWorld(fresh_database, history_catalog)
+async def history_world(
+    path_database: str, storage_path: StoragePath, history_catalog: Catalog
+) -> HistoryWorld:
+    """A fresh database with every migration applied, on this case's storage path."""
+    await migrate(path_database, connect_timeout=10, storage=storage_path)
+    return HistoryWorld(path_database, history_catalog, storage_path)
 
 
 @pytest_asyncio.fixture

@@ -10,12 +10,18 @@ from consumers.migrations import AppliedMigration, load_migrations, pending_migr
 from consumers.migrations._files import checksum
 from foundation.errors import MigrationChecksumError, MigrationError
 
+# Numbers taken by work on other branches, which may land in either order: a database that
+# applied a later number first applies the earlier one when it arrives (each once).
+RESERVED = {5: "0005_dead_letter_sender (issue 13)"}
+
 
 def test_shipped_migrations_are_numbered_from_one_without_gaps() -> None:
-    """The package ships 0001_api_keys first, versions contiguous."""
+    """The package ships 0001_api_keys first, versions contiguous but for reserved numbers."""
     shipped = load_migrations()
     assert shipped[0].label == "0001_api_keys"
-    assert [m.version for m in shipped] == list(range(1, len(shipped) + 1))
+    versions = [m.version for m in shipped]
+    missing = set(range(1, versions[-1] + 1)) - set(versions)
+    assert missing <= set(RESERVED), f"gaps in the migration numbers: {sorted(missing)}"
     assert "CREATE TABLE api_keys" in shipped[0].sql
 
 
