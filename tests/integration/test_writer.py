@@ -311,7 +311,8 @@ async def test_every_table_from_real_topics_duplicates_and_rereads(
     await check_tables()
 
 
-@BOTH_PATHS
+# The command's own plumbing (migrate, ready line, /metrics, /healthz, SIGTERM), once: the
+# storage behind it is the previous test's, on both paths.
 async def test_ioc_writer_command_serves_metrics_and_health(
     kafka_bootstrap: str,
     storage_database: str,

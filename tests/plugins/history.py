@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from foundation.auth.key_store import KeyStore, open_pool
 from foundation.auth.tokens import Role, issue_token
 from foundation.contract.catalog import Catalog, load_catalog
 from foundation.contract.envelope import ContractIndex
+from tests.plugins.services import new_database, run_sync
 from tests.plugins.storage import bring_rollups_up_to_date
 
 HISTORY_SECRET = b"history-test-secret-0123456789abcdef"
@@ -134,17 +135,23 @@ async def history_world(
     return HistoryWorld(path_database, history_catalog, storage_path)
 
 
-@pytest_asyncio.fixture
-async def history_client(
-    history_world: HistoryWorld,
-) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    """The history API over real HTTP on a free port, reading the world's database."""
-    read_pool = await open_read_pool(history_world.url, timeout=10, statement_timeout=30)
-    key_pool = await open_pool(history_world.url, timeout=10)
+@pytest.fixture(scope="module")
+def unchanged_history_world(database_url: str, history_catalog: Catalog) -> Iterator[HistoryWorld]:
+    """One migrated database (plain path) for a module's tests that only read and refuse:
+    they need the tables, not rows of their own, and a database each costs time."""
+    with new_database(database_url) as url:
+        run_sync(migrate(url, connect_timeout=10))
+        yield HistoryWorld(url, history_catalog)
+
+
+@contextlib.asynccontextmanager
+async def _serve(world: HistoryWorld) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    read_pool = await open_read_pool(world.url, timeout=10, statement_timeout=30)
+    key_pool = await open_pool(world.url, timeout=10)
     registry = CollectorRegistry()
     history = HistoryApi(
         rows=HistoryStore(pool=read_pool, timeout=30),
-        catalog=history_world.catalog,
+        catalog=world.catalog,
         token_secret=HISTORY_SECRET,
         keys=KeyCache(lookup=KeyStore(pool=key_pool), ttl=0.0),
         metrics=HistoryMetrics.create(registry),
@@ -160,3 +167,22 @@ async def history_client(
             await client.close()
         await read_pool.close()
         await key_pool.close()
+
+
+@pytest_asyncio.fixture
+async def history_client(
+    history_world: HistoryWorld,
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """The history API over real HTTP on a free port, reading the world's database."""
+    async with _serve(history_world) as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def unchanged_history_client(
+    unchanged_history_world: HistoryWorld,
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """The history API over real HTTP, on the module's shared database (tests that write
+    nothing)."""
+    async with _serve(unchanged_history_world) as client:
+        yield client

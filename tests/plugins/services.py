@@ -162,7 +162,8 @@ def storage_server(storage_path: StoragePath, request: pytest.FixtureRequest) ->
 
 
 @contextlib.contextmanager
-def _new_database(server_url: str) -> Iterator[str]:
+def new_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on that server, dropped afterwards (with its sessions)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -179,14 +180,14 @@ def _new_database(server_url: str) -> Iterator[str]:
 @pytest.fixture
 def fresh_database(database_url: str) -> Iterator[str]:
     """A new, empty database on the session server, dropped after the test."""
-    with _new_database(database_url) as url:
+    with new_database(database_url) as url:
         yield url
 
 
 @pytest.fixture
 def path_database(storage_server: str) -> Iterator[str]:
     """A new, empty database on the server of this case's storage path, dropped after."""
-    with _new_database(storage_server) as url:
+    with new_database(storage_server) as url:
         yield url
 
 
