@@ -112,9 +112,10 @@ def require_embedded_timescaledb() -> TimescaleFiles:
     files = timescaledb_files()
     if files is not None:
         return files
+    missing = TIMESCALEDB_MISSING.split(" or set ", 1)[0]  # an external server does not do here
     if os.environ.get("IOC_REQUIRE_TIMESCALEDB") == "1":
-        pytest.fail(f"IOC_REQUIRE_TIMESCALEDB=1, but {TIMESCALEDB_MISSING}", pytrace=False)
-    pytest.skip(TIMESCALEDB_MISSING)
+        pytest.fail(f"IOC_REQUIRE_TIMESCALEDB=1, but {missing}", pytrace=False)
+    pytest.skip(missing)
 
 
 @pytest.fixture(scope="session")
