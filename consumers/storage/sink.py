@@ -80,8 +80,9 @@ _LATER: Final = (
 
 # Events: `event_ids` decides which copy of (source, event_id) is kept (0006_event_ids.sql);
 # `events` gets that copy only. Returns the rows inserted into `events`, and the (source,
-# event_id, occurred_at) of copies a correction replaced (deleted next, by their time: an
-# index look-up in one partition or chunk, where a join could scan them all).
+# event_id, occurred_at) of copies a correction replaced: deleted next, one statement each with
+# its time as a value, so only that partition or chunk is searched (a join could plan a scan
+# of them all).
 _EVENTS_UPSERT: Final = f"""
 WITH latest AS (
     SELECT DISTINCT ON (source, event_id)
