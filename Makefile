@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PACKAGES := foundation ioc streams producers consumers alerts
 
-.PHONY: demo test test-unit lint format clean
+.PHONY: demo test test-unit lint format clean timescaledb
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.installed
+
+# TimescaleDB into the venv's embedded PostgreSQL from a build of it for that PostgreSQL
+# (README: "TimescaleDB in the embedded PostgreSQL"); CI takes the one next to the repository.
+TIMESCALEDB_BUILD ?= ../shared/timescaledb
+timescaledb: $(VENV)/.installed
+	$(TIMESCALEDB_BUILD)/install "$$($(BIN)/python -c 'from ioc.embedded.postgres import postgres_bin_dir; print(postgres_bin_dir().parent)')"
 
 demo: $(VENV)/.installed
 	$(BIN)/ioc up

@@ -1,15 +1,19 @@
-"""The writer's batch write next to a raw COPY of the same rows, on one embedded PostgreSQL.
+"""The writer's batch write next to a raw COPY of the same rows, on both storage paths.
 
     python bench/writer.py [--events N] [--batch 5000]
 
-Starts its own embedded PostgreSQL (temp dir), migrates it (plain path), decodes N simulator
-events into `events` rows once, then times, in batches of `--batch` rows, each its own
-transaction:
-  (a) raw psycopg COPY of the rows into an UNLOGGED table without indexes or keys;
-  (b) the writer's path, `StorageSink.write`: COPY into a temp staging table, then
-      INSERT … ON CONFLICT DO NOTHING into the partitioned `events` (its unique key and
-      indexes), partitions created as needed.
-Last line: `ratio: writer/raw-copy = X.XX` ((b) rows/s over (a) rows/s). Target: ≥ 0.25.
+Starts its own embedded PostgreSQL (temp dir; TimescaleDB preloaded when its installation has
+it, see README), decodes N simulator events into `events` rows once, then, for each storage
+path in its own database, times in batches of `--batch` rows, each its own transaction:
+  (a) raw psycopg COPY of the rows into an UNLOGGED table without indexes or keys — on the
+      TimescaleDB path an UNLOGGED hypertable with the same 1-day chunks, so both ratios
+      compare the writer with a raw COPY into the same kind of table;
+  (b) the writer's path, `StorageSink.write`: COPY into a temp staging table, then the upsert of
+      `event_ids` (the key) and the insert into `events` (partitioned table or hypertable,
+      with its indexes), partitions created as needed.
+Last lines: `ratio: writer/raw-copy = X.XX` (plain) and `ratio: writer/raw-copy (timescaledb)
+= X.XX` ((b) rows/s over (a) rows/s). Target: ≥ 0.25 each. Without TimescaleDB the second
+line says it was not measured.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
+from psycopg import sql
 
 from bench.common import machine, simulated_events
-from consumers.migrations import migrate
+from consumers.migrations import StoragePath, migrate
 from consumers.storage import RecordDecoder, RowBatch, StoragePolicy, StorageSink
 from consumers.storage.rows import EVENT_COLUMNS
 from foundation.contract.catalog import load_catalog
@@ -53,10 +58,15 @@ def decode(count: int) -> list[tuple[object, ...]]:
     return batch.events
 
 
-async def raw_copy(url: str, rows: list[tuple[object, ...]], size: int) -> float:
+async def raw_copy(url: str, rows: list[tuple[object, ...]], size: int, path: StoragePath) -> float:
     columns = ", ".join(EVENT_COLUMNS)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("CREATE UNLOGGED TABLE raw_events (LIKE events INCLUDING DEFAULTS)")
+        if path == "timescaledb":
+            await conn.execute(
+                "SELECT create_hypertable('raw_events', by_range('occurred_at', INTERVAL '1 day'),"
+                " create_default_indexes => FALSE)"
+            )
         started = time.perf_counter()
         for first in range(0, len(rows), size):
             async with (
@@ -74,11 +84,13 @@ async def raw_copy(url: str, rows: list[tuple[object, ...]], size: int) -> float
     return elapsed
 
 
-async def writer_path(url: str, rows: list[tuple[object, ...]], size: int) -> float:
+async def writer_path(
+    url: str, rows: list[tuple[object, ...]], size: int, path: StoragePath
+) -> float:
     # Retention is set wide so that no simulator row is left out as too old.
     policy = StoragePolicy(retention_days={"events": 36500, "kpi_points": 36500,
                                            "dead_letters": 36500})  # fmt: skip
-    sink = StorageSink(path="plain-postgresql", policy=policy)
+    sink = StorageSink(path=path, policy=policy)
     written = 0
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         started = time.perf_counter()
@@ -91,6 +103,21 @@ async def writer_path(url: str, rows: list[tuple[object, ...]], size: int) -> fl
     return elapsed
 
 
+async def measure(
+    postgres: EmbeddedPostgres, path: StoragePath, rows: list[tuple[object, ...]], size: int
+) -> tuple[float, float]:
+    """(raw COPY seconds, writer seconds) in a fresh database of that storage path."""
+    name = "bench_" + path.split("-")[0]
+    async with await psycopg.AsyncConnection.connect(postgres.url(), autocommit=True) as conn:
+        await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = postgres.url(name)
+    report = await migrate(url, connect_timeout=30, storage=path)
+    log(f"{report.storage_path}: (a) raw COPY")
+    raw = await raw_copy(url, rows, size, path)
+    log(f"{report.storage_path}: (b) writer path")
+    return raw, await writer_path(url, rows, size, path)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -100,23 +127,39 @@ async def main() -> None:
     log(f"decoding {args.events:,} simulator events")
     rows = decode(args.events)
     root = Path(tempfile.mkdtemp(prefix="ioc-bench-writer-"))
-    postgres = EmbeddedPostgres(state_dir=root)
+    # No TimescaleDB background jobs: nothing else runs while the writer is timed.
+    postgres = EmbeddedPostgres(
+        state_dir=root, server_settings={"timescaledb.max_background_workers": "0"}
+    )
+    results: dict[StoragePath, tuple[float, float]] = {}
     try:
         await postgres.start()
-        report = await migrate(postgres.url(), connect_timeout=30)
-        log(f"storage path {report.storage_path}; (a) raw COPY")
-        raw = await raw_copy(postgres.url(), rows, args.batch)
-        log("(b) writer path")
-        writer = await writer_path(postgres.url(), rows, args.batch)
+        results["plain-postgresql"] = await measure(postgres, "plain-postgresql", rows, args.batch)
+        if postgres.timescaledb_version is not None:
+            results["timescaledb"] = await measure(postgres, "timescaledb", rows, args.batch)
     finally:
         postgres.stop()
         shutil.rmtree(root, ignore_errors=True)
 
     count = len(rows)
-    print(f"machine: {machine()}; embedded PostgreSQL; {count:,} rows, batches of {args.batch:,}")
-    print(f"(a) raw COPY into an unlogged table:          {count / raw:>9,.0f} rows/s")
-    print(f"(b) writer: staging COPY + upsert into events: {count / writer:>9,.0f} rows/s")
+    timescale = postgres.timescaledb_version
+    print(
+        f"machine: {machine()}; embedded PostgreSQL"
+        f"{f' with TimescaleDB {timescale}' if timescale else ''};"
+        f" {count:,} rows, batches of {args.batch:,}"
+    )
+    raw, writer = results["plain-postgresql"]
+    print(f"(a) raw COPY into an unlogged table:            {count / raw:>9,.0f} rows/s")
+    print(f"(b) writer: staging COPY + upsert, partitioned: {count / writer:>9,.0f} rows/s")
+    if "timescaledb" in results:
+        ts_raw, ts_writer = results["timescaledb"]
+        print(f"(a) raw COPY into an unlogged hypertable:       {count / ts_raw:>9,.0f} rows/s")
+        print(f"(b) writer: staging COPY + upsert, hypertable:  {count / ts_writer:>9,.0f} rows/s")
     print(f"ratio: writer/raw-copy = {raw / writer:.2f}")
+    if "timescaledb" in results:
+        print(f"ratio: writer/raw-copy (timescaledb) = {ts_raw / ts_writer:.2f}")
+    else:
+        print("ratio: writer/raw-copy (timescaledb) = not measured (no TimescaleDB, see README)")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,14 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.admin import ApiVersionRequest
 
-__all__ = ["ServiceStatus", "probe_kafka", "probe_postgres", "redact_url"]
+__all__ = [
+    "ServiceStatus",
+    "TimescaleState",
+    "probe_kafka",
+    "probe_postgres",
+    "read_timescale_state",
+    "redact_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,37 @@ class ServiceStatus:
     version: str | None = None
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TimescaleState:
+    """TimescaleDB on a server and in one of its databases."""
+
+    available: str | None  # the version the server's installation offers, None: not installed
+    installed: str | None  # the version created in this database (CREATE EXTENSION), or None
+    preloaded: bool  # the server runs with shared_preload_libraries naming timescaledb
+
+    @property
+    def usable(self) -> bool:
+        """CREATE EXTENSION can work (or has worked): installed and preloaded."""
+        return self.preloaded and (self.available is not None or self.installed is not None)
+
+
+async def read_timescale_state(conn: psycopg.AsyncConnection[Any]) -> TimescaleState:
+    """What the server and this database have of TimescaleDB (any role may ask).
+
+    Preloaded is read from a setting that TimescaleDB's loader defines when, and only when,
+    it is preloaded (`shared_preload_libraries` itself is readable by superusers only).
+    """
+    cur = await conn.execute(
+        "SELECT (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'),"
+        " (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),"
+        " current_setting('timescaledb.disable_load', true) IS NOT NULL"
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return TimescaleState(None, None, preloaded=False)
+    return TimescaleState(row[0], row[1], preloaded=bool(row[2]))
 
 
 @contextlib.contextmanager
@@ -99,15 +137,11 @@ async def probe_postgres(url: str, *, timeout: float, mode: str = "external") ->
                 cur = await conn.execute("SELECT current_setting('server_version')")
                 row = await cur.fetchone()
                 status.version = f"PostgreSQL {row[0]}" if row else None
-                cur = await conn.execute(
-                    "SELECT (SELECT default_version FROM pg_available_extensions"
-                    " WHERE name = 'timescaledb'),"
-                    " (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')"
-                )
-                row = await cur.fetchone()
-                available, installed = row if row else (None, None)
-                status.details["timescaledb_available"] = available is not None
-                status.details["timescaledb_version"] = installed
+                timescale = await read_timescale_state(conn)
+                status.details["timescaledb_available"] = timescale.available is not None
+                status.details["timescaledb_available_version"] = timescale.available
+                status.details["timescaledb_preloaded"] = timescale.preloaded
+                status.details["timescaledb_version"] = timescale.installed
                 # The path the migrations chose for this database (None before they ran).
                 cur = await conn.execute("SELECT to_regclass('storage_path') IS NOT NULL")
                 row = await cur.fetchone()

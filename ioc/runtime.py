@@ -146,8 +146,12 @@ class Runtime:
             if not db_status.reachable:
                 raise DatabaseUnreachableError(f"DATABASE_URL: {db_status.error}")
         else:
+            # TimescaleDB is preloaded when the installation has it, unless the plain path is
+            # asked for (a database keeps the path it was set up with either way).
             self._postgres = EmbeddedPostgres(
-                state_dir=self._state_dir, port=settings.postgres_port
+                state_dir=self._state_dir,
+                port=settings.postgres_port,
+                timescaledb=settings.storage_path != "plain-postgresql",
             )
             await self._postgres.start()
             database_url = self._postgres.url()

@@ -21,7 +21,7 @@ from ioc.components import SIMULATORS, SIMULATORS_STATUS_FILE
 from ioc.runtime import read_runtime_file
 from ioc.simulators import read_status_file
 
-__all__ = ["collect_status", "render_status"]
+__all__ = ["collect_status", "render_status", "storage_path_of"]
 
 _NOT_RUNNING = "embedded runtime not running (start it with `ioc up`)"
 
@@ -65,9 +65,8 @@ async def collect_status(
 
     broker_status, db_status = await asyncio.gather(broker(), database())
     if db_status.reachable:
-        db_status.details["storage_path"] = db_status.details.get("storage_path_recorded") or (
-            "timescaledb" if db_status.details.get("timescaledb_version") else "plain-postgresql"
-        )
+        details = db_status.details
+        details["storage_path"], details["storage_note"] = storage_path_of(details)
     topics: dict[str, Any] = {"expected": len(expected_topics)}
     if broker_status.reachable:
         present = await _existing_topics(
@@ -89,6 +88,34 @@ async def collect_status(
         "gateway": await _gateway(settings, timeout),
         "ok": broker_status.reachable and db_status.reachable,
     }
+
+
+def storage_path_of(details: dict[str, Any]) -> tuple[str, str]:
+    """The database's storage path (recorded, or the one its first migration will take) and
+    what to say about TimescaleDB next to it, from `probe_postgres` details."""
+    recorded = details.get("storage_path_recorded")
+    installed = details.get("timescaledb_version")
+    available = details.get("timescaledb_available_version")
+    preloaded = bool(details.get("timescaledb_preloaded"))
+    if recorded == "timescaledb":
+        if preloaded and installed:
+            return recorded, f"TimescaleDB {installed}"
+        return recorded, (
+            "TimescaleDB is not loaded by this server: the database is refused until it is"
+            " (shared_preload_libraries = 'timescaledb')"
+        )
+    if available is None and installed is None:
+        offer = "TimescaleDB not installed on this server"
+    elif not preloaded:
+        offer = f"TimescaleDB {available or installed} installed but not preloaded"
+    else:
+        offer = f"TimescaleDB {available or installed} available"
+    if recorded == "plain-postgresql":
+        if preloaded and (available or installed):
+            return recorded, f"{offer}; this database keeps the plain path it was set up with"
+        return recorded, offer
+    guess = "timescaledb" if preloaded and (available or installed) else "plain-postgresql"
+    return guess, f"not migrated yet: the first migration takes {guess}; {offer}"
 
 
 async def _gateway(settings: Settings, timeout: float) -> dict[str, Any] | None:
@@ -169,8 +196,7 @@ def render_status(report: dict[str, Any]) -> str:
         if "memory_rss_bytes" in details:
             extra += f", memory {details['memory_rss_bytes'] / 2**20:.0f} MiB"
         if key == "database" and service["reachable"]:
-            available = "available" if details.get("timescaledb_available") else "not available"
-            extra += f", TimescaleDB {available}, storage path: {details['storage_path']}"
+            extra += f", storage path: {details['storage_path']} ({details['storage_note']})"
         lines.append(f"  {key:<9} {state:<5} {service['mode']:<9} {address}  {extra}".rstrip())
         if service["error"]:
             lines.append(f"            {service['error']}")

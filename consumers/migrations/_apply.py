@@ -4,9 +4,18 @@ A session-level advisory lock serialises concurrent migrators (two `ioc` process
 at once): the second waits, then finds nothing left to do.
 
 Before the first migration with parts for one storage path, the database's path is chosen once
-and recorded in `storage_path`: `timescaledb` when `CREATE EXTENSION timescaledb` succeeds (or
-is already done), else `plain-postgresql`. It never changes afterwards: the tables of the two
-paths differ (hypertables vs native partitions).
+and recorded in `storage_path`: `timescaledb` when the server has TimescaleDB preloaded and
+`CREATE EXTENSION timescaledb` succeeds (or is already done), else `plain-postgresql`, with a log
+line saying why. The extension is created on a connection of its own: a server whose
+installation has TimescaleDB's files but does not preload it ends that connection (FATAL), and
+the migrator's own session (which holds the lock) must survive it.
+
+The path never changes afterwards: the tables of the two paths differ (hypertables vs native
+partitions), and converting one into the other is not something a migration does in passing.
+A plain database on a server that has since gained TimescaleDB stays plain (said in the log
+and in the report's notes); a TimescaleDB database on a server without TimescaleDB loaded is
+refused, because writes would land in the hypertables' parent tables and reads would miss the
+chunks.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from foundation.errors import (
     MigrationError,
     StoragePathError,
 )
-from foundation.probes import redact_url
+from foundation.probes import TimescaleState, read_timescale_state, redact_url
 
 __all__ = ["MIGRATION_LOCK_KEY", "MigrationReport", "StorageChoice", "migrate"]
 
@@ -71,6 +80,8 @@ class MigrationReport:
     already_applied: int = 0
     unknown_versions: list[int] = field(default_factory=list)
     storage_path: StoragePath | None = None  # None: no migration needed a path yet
+    timescaledb: TimescaleState | None = None
+    notes: list[str] = field(default_factory=list)  # for the operator (also logged)
 
 
 async def migrate(
@@ -95,7 +106,9 @@ async def migrate(
     async with conn:
         await _lock(conn, lock_timeout)
         try:
-            return await _apply_pending(conn, wanted, storage)
+            return await _apply_pending(
+                conn, wanted, storage, url=url, connect_timeout=connect_timeout
+            )
         finally:
             # Closing the session releases the lock anyway; a broken one must not mask the error.
             with contextlib.suppress(psycopg.Error):
@@ -118,8 +131,28 @@ async def _lock(conn: psycopg.AsyncConnection[TupleRow], timeout: float) -> None
 
 
 async def _apply_pending(
-    conn: psycopg.AsyncConnection[TupleRow], wanted: list[Migration], storage: StorageChoice
+    conn: psycopg.AsyncConnection[TupleRow],
+    wanted: list[Migration],
+    storage: StorageChoice,
+    *,
+    url: str,
+    connect_timeout: float,
 ) -> MigrationReport:
+    try:
+        timescale = await read_timescale_state(conn)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot read the server's extensions: {_first_line(exc)}") from exc
+    # Before any DDL: with the extension created but not loaded, even CREATE TABLE IF NOT
+    # EXISTS fails (TimescaleDB's event trigger needs its library).
+    path = await _recorded_path(conn)
+    if path is not None and storage not in ("auto", path):
+        raise StoragePathError(
+            f"IOC_STORAGE_PATH={storage}, but this database was set up for {path}; "
+            "the path of a database never changes (use a new database, or unset it)"
+        )
+    notes: list[str] = []
+    if path is not None:
+        _check_recorded_path(path, timescale, notes, asked=storage)
     try:
         await conn.execute(_CREATE_TABLE)
         cursor = await conn.execute("SELECT version, name, checksum FROM schema_migrations")
@@ -133,14 +166,11 @@ async def _apply_pending(
         # A newer release migrated this database; running older code against it is allowed.
         log.warning("database has migrations this release does not know: %s", unknown)
     pending = pending_migrations(wanted, applied)
-    path = await _recorded_path(conn)
-    if path is not None and storage not in ("auto", path):
-        raise StoragePathError(
-            f"IOC_STORAGE_PATH={storage}, but this database was set up for {path}; "
-            "the path of a database never changes (use a new database, or unset it)"
-        )
     if path is None and any(m.path_specific for m in pending):
-        path = await _choose_path(conn, storage)
+        path = await _choose_path(
+            conn, storage, timescale, notes, url=url, connect_timeout=connect_timeout
+        )
+        timescale = await _reread_timescale_state(conn, timescale)
     done: list[Migration] = []
     for migration in pending:
         # path is set whenever a path-specific migration is pending; others run whole.
@@ -164,6 +194,8 @@ async def _apply_pending(
         already_applied=len(wanted) - len(done),
         unknown_versions=unknown,
         storage_path=path,
+        timescaledb=timescale,
+        notes=notes,
     )
 
 
@@ -182,23 +214,53 @@ async def _recorded_path(conn: psycopg.AsyncConnection[TupleRow]) -> StoragePath
     return "timescaledb" if row[0] == "timescaledb" else "plain-postgresql"
 
 
+def _check_recorded_path(
+    path: StoragePath, timescale: TimescaleState, notes: list[str], *, asked: StorageChoice
+) -> None:
+    """A database keeps its path: say so when the server could now offer the other one, and
+    refuse a TimescaleDB database on a server that does not load TimescaleDB."""
+    if path == "timescaledb" and not (timescale.preloaded and timescale.installed):
+        missing = (
+            "the extension is not created in it"
+            if timescale.preloaded
+            else "the server does not preload TimescaleDB (shared_preload_libraries)"
+        )
+        raise StoragePathError(
+            f"this database was set up for the timescaledb storage path, but {missing}: "
+            "its writes would bypass the hypertables; start PostgreSQL with "
+            "shared_preload_libraries = 'timescaledb' (README: Storage paths)"
+        )
+    if path == "plain-postgresql" and timescale.usable and asked == "auto":
+        _note(
+            notes,
+            f"this database was set up on the plain-postgresql storage path; TimescaleDB "
+            f"{timescale.available or timescale.installed} is available on the server now, "
+            "but a database keeps the path it was set up with (README: a database that "
+            "changes path)",
+        )
+
+
 async def _choose_path(
-    conn: psycopg.AsyncConnection[TupleRow], storage: StorageChoice
+    conn: psycopg.AsyncConnection[TupleRow],
+    storage: StorageChoice,
+    timescale: TimescaleState,
+    notes: list[str],
+    *,
+    url: str,
+    connect_timeout: float,
 ) -> StoragePath:
     """Decide this database's storage path once (we hold the migration lock) and record it."""
     path: StoragePath = "plain-postgresql"
     if storage != "plain-postgresql":
-        try:
-            async with conn.transaction():
-                await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        reason = await _timescale_unavailable(timescale, url=url, connect_timeout=connect_timeout)
+        if reason is None:
             path = "timescaledb"
-        except psycopg.Error as exc:
-            if storage == "timescaledb":
-                raise StoragePathError(
-                    f"IOC_STORAGE_PATH=timescaledb, but CREATE EXTENSION timescaledb failed: "
-                    f"{_first_line(exc)}"
-                ) from exc
-            log.info("TimescaleDB is not available (%s): plain PostgreSQL path", _first_line(exc))
+        elif storage == "timescaledb":
+            raise StoragePathError(f"IOC_STORAGE_PATH=timescaledb, but {reason}")
+        elif timescale.available is None:
+            log.info("%s: plain PostgreSQL storage path", reason)
+        else:
+            _note(notes, f"{reason}: this database takes the plain-postgresql storage path")
     try:
         async with conn.transaction():
             await conn.execute(_CREATE_STORAGE_PATH)
@@ -209,6 +271,45 @@ async def _choose_path(
         raise DatabaseError(f"cannot record the storage path: {_first_line(exc)}") from exc
     log.info("storage path: %s", path)
     return path
+
+
+async def _timescale_unavailable(
+    timescale: TimescaleState, *, url: str, connect_timeout: float
+) -> str | None:
+    """Why this database cannot take the TimescaleDB path, or None once the extension exists."""
+    if timescale.available is None and timescale.installed is None:
+        return "TimescaleDB is not installed on this server"
+    if not timescale.preloaded:
+        return (
+            f"TimescaleDB {timescale.available or timescale.installed} is installed on this "
+            "server but not preloaded (shared_preload_libraries does not name timescaledb)"
+        )
+    if timescale.installed is not None:
+        return None
+    try:
+        async with asyncio.timeout(connect_timeout * 3):
+            side = await psycopg.AsyncConnection.connect(
+                url, connect_timeout=max(int(connect_timeout), 1), autocommit=True
+            )
+            async with side:
+                await side.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except (TimeoutError, psycopg.Error) as exc:
+        return f"CREATE EXTENSION timescaledb failed: {_first_line(exc)}"
+    return None
+
+
+async def _reread_timescale_state(
+    conn: psycopg.AsyncConnection[TupleRow], before: TimescaleState
+) -> TimescaleState:
+    try:
+        return await read_timescale_state(conn)
+    except psycopg.Error:
+        return before
+
+
+def _note(notes: list[str], text: str) -> None:
+    log.warning("%s", text)
+    notes.append(text)
 
 
 def _first_line(exc: BaseException) -> str:

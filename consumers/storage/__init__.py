@@ -4,13 +4,16 @@
                            policy=StoragePolicy.default(), metrics=WriterMetrics.create(registry))
     await writer.run(stop)
 
-The tables come from the migration `0003_storage.sql`; which storage path a database uses
-(`timescaledb` or `plain-postgresql`) is recorded in its `storage_path` table.
+The tables come from the migrations `0003_storage.sql` and `0006_event_ids.sql`; which storage
+path a database uses (`timescaledb` or `plain-postgresql`) is recorded in its `storage_path`
+table.
 """
 
 from consumers.storage.maintenance import (
+    JobsReport,
     MaintenanceReport,
     apply_timescale_policies,
+    prune_event_ids,
     read_storage_path,
     refresh_rollups,
     run_maintenance,
@@ -23,6 +26,7 @@ from consumers.storage.writer import StorageWriter, WriterConfig, writer_topics
 
 __all__ = [
     "TIME_SERIES_TABLES",
+    "JobsReport",
     "MaintenanceReport",
     "RecordDecoder",
     "RowBatch",
@@ -34,6 +38,7 @@ __all__ = [
     "WriterConfig",
     "WriterMetrics",
     "apply_timescale_policies",
+    "prune_event_ids",
     "read_storage_path",
     "refresh_rollups",
     "run_maintenance",

@@ -3,15 +3,18 @@
     report = await run_maintenance(conn, path=path, policy=policy, now=time.time())
 
 On the plain path each run creates the partitions from today to `partitions_ahead_days`
-ahead, drops the partitions entirely past retention, and recomputes the hourly and daily
-rollups of the hours the writer marked in `kpi_rollup_pending`. On the TimescaleDB path
-TimescaleDB's own jobs do all of that; `apply_timescale_policies` installs them.
+ahead, drops the partitions entirely past retention, deletes `event_ids` rows past the events'
+retention, and recomputes the hourly and daily rollups of the hours the writer marked in
+`kpi_rollup_pending`. On the TimescaleDB path TimescaleDB's own jobs do all of that (retention,
+compression, continuous aggregate refresh, and a job for `event_ids`): `apply_timescale_policies`
+installs them, and a maintenance run does nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
 import psycopg
@@ -19,13 +22,16 @@ from psycopg.rows import TupleRow
 
 from consumers.migrations import StoragePath
 from consumers.storage.partitions import plan_partitions
-from consumers.storage.policy import TIME_SERIES_TABLES, StoragePolicy
+from consumers.storage.policy import DAY, TIME_SERIES_TABLES, StoragePolicy
 from consumers.storage.sink import PARTITION_LOCK_KEY, create_partition
-from consumers.storage.timescale import policy_statements
+from consumers.storage.timescale import TimescaleJob, timescale_jobs
 
 __all__ = [
+    "JOBS_LOCK_KEY",
+    "JobsReport",
     "MaintenanceReport",
     "apply_timescale_policies",
+    "prune_event_ids",
     "read_storage_path",
     "refresh_rollups",
     "run_maintenance",
@@ -34,6 +40,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Connection = psycopg.AsyncConnection[TupleRow]
+
+# Advisory lock of whoever installs the TimescaleDB jobs ("ioc" + "jobs").
+JOBS_LOCK_KEY: Final = 0x696F63_6A6F6273
 
 # The province's day (UTC+7, no daylight saving) for the daily rollups; same as the
 # continuous aggregate's time_bucket(..., timezone => 'Asia/Ho_Chi_Minh').
@@ -99,6 +108,7 @@ class MaintenanceReport:
     dropped: list[str] = field(default_factory=list)
     rollup_hours: int = 0
     rollup_rows: dict[str, int] = field(default_factory=dict)
+    event_ids_pruned: int = 0
 
 
 async def read_storage_path(conn: Connection) -> StoragePath | None:
@@ -139,8 +149,22 @@ async def run_maintenance(
                 report.dropped.append(partition.name)
     if report.created or report.dropped:
         log.info("partitions created %s, dropped %s", report.created, report.dropped)
+    report.event_ids_pruned = await prune_event_ids(conn, policy=policy, now=now)
     await refresh_rollups(conn, report)
     return report
+
+
+async def prune_event_ids(conn: Connection, *, policy: StoragePolicy, now: float) -> int:
+    """Delete the `event_ids` rows past the events' retention (plain path); how many.
+
+    A day later than the retention horizon: partitions go only when all of them is past it,
+    and an event still stored keeps its key until its partition is gone. The writer never
+    stores an event past retention, so a key deleted here is never needed again.
+    """
+    horizon = datetime.fromtimestamp(policy.horizon("events", now) - DAY, tz=UTC)
+    async with conn.transaction():
+        cursor = await conn.execute("DELETE FROM event_ids WHERE occurred_at < %s", (horizon,))
+        return max(cursor.rowcount, 0)
 
 
 async def refresh_rollups(conn: Connection, report: MaintenanceReport | None = None) -> int:
@@ -155,10 +179,45 @@ async def refresh_rollups(conn: Connection, report: MaintenanceReport | None = N
     return hours
 
 
-async def apply_timescale_policies(conn: Connection, policy: StoragePolicy) -> list[str]:
-    """(Re)install retention, compression and refresh jobs from the settings."""
-    statements = policy_statements(policy)
+@dataclass
+class JobsReport:
+    """What `apply_timescale_policies` did: jobs (re)installed, and jobs already as wanted."""
+
+    installed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+async def apply_timescale_policies(conn: Connection, policy: StoragePolicy) -> JobsReport:
+    """Install the TimescaleDB jobs of these settings; jobs already as wanted are kept."""
+    report = JobsReport()
     async with conn.transaction():
-        for statement in statements:
-            await conn.execute(statement.encode())
-    return statements
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (JOBS_LOCK_KEY,))
+        for job in timescale_jobs(policy):
+            name = f"{job.proc_name}({job.relation or ''})"
+            if await _job_in_place(conn, job):
+                report.kept.append(name)
+                continue
+            await conn.execute(job.remove.encode())
+            await conn.execute(job.add.encode())
+            report.installed.append(name)
+    if report.installed:
+        log.info("TimescaleDB jobs installed: %s", ", ".join(report.installed))
+    return report
+
+
+async def _job_in_place(conn: Connection, job: TimescaleJob) -> bool:
+    """Exactly one such job exists, with these settings."""
+    checks = [
+        "schedule_interval = %s::interval"
+        if key == "schedule_interval"
+        else f"(config ->> '{key}')::interval = %s::interval"
+        for key in job.settings
+    ]
+    cursor = await conn.execute(
+        f"SELECT count(*) FILTER (WHERE {' AND '.join(checks) or 'true'}), count(*)"  # noqa: S608 - keys are ours
+        " FROM timescaledb_information.jobs"
+        " WHERE proc_name = %s AND hypertable_name IS NOT DISTINCT FROM %s",
+        (*job.settings.values(), job.proc_name, job.relation),
+    )
+    row = await cursor.fetchone()
+    return row is not None and row[0] == 1 and row[1] == 1

@@ -17,6 +17,7 @@ class WriterMetrics:
     records_in: Counter
     rows_written: Counter
     rows_unchanged: Counter
+    events_replaced: Counter
     events_rejected: Counter
     records_skipped: Counter
     batch_rows: Histogram
@@ -28,6 +29,7 @@ class WriterMetrics:
     partitions_created: Counter
     partitions_dropped: Counter
     rollup_hours: Counter
+    event_ids_pruned: Counter
     maintenance_failures: Counter
 
     @classmethod
@@ -52,6 +54,11 @@ class WriterMetrics:
                 "ioc_writer_rows_unchanged",
                 "Rows already stored (duplicates, older KPI revisions, older alert seqs)",
                 ["table"],
+                registry=registry,
+            ),
+            events_replaced=Counter(
+                "ioc_writer_events_replaced",
+                "Stored events replaced by a later copy with a corrected occurred_at",
                 registry=registry,
             ),
             events_rejected=Counter(
@@ -115,6 +122,11 @@ class WriterMetrics:
             rollup_hours=Counter(
                 "ioc_writer_rollup_hours",
                 "Series-hours whose rollups were recomputed (plain path)",
+                registry=registry,
+            ),
+            event_ids_pruned=Counter(
+                "ioc_writer_event_ids_pruned",
+                "event_ids rows deleted past the events' retention (plain path)",
                 registry=registry,
             ),
             maintenance_failures=Counter(

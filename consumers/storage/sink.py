@@ -3,7 +3,8 @@
 Idempotent by construction, so a batch written twice (a crash between the database commit
 and the Kafka offset commit) leaves the same rows:
 
-    events             (source, event_id, occurred_at) — first copy wins
+    events             (source, event_id), kept in `event_ids` — first copy wins; a copy published
+                       later with another occurred_at (a correction) replaces it
     kpi_points         (series, window_start) — a higher revision replaces, a lower never does
     alert_transitions  (fingerprint, seq) — first copy wins
     alerts_current     fingerprint — the highest seq wins
@@ -71,11 +72,55 @@ ON CONFLICT (series, window_start) DO UPDATE SET {_set(KPI_POINT_COLUMNS, skip=1
 WHERE k.revision < EXCLUDED.revision
 """  # noqa: S608 - fixed identifiers, no input
 
+_EVENT_LIST: Final = ", ".join(EVENT_COLUMNS)
+_LATER: Final = (
+    '(k.published_at, k.partition, k."offset", coalesce(k.idx, -1))'
+    ' < (EXCLUDED.published_at, EXCLUDED.partition, EXCLUDED."offset", coalesce(EXCLUDED.idx, -1))'
+)
+
+# Events: `event_ids` decides which copy of (source, event_id) is kept (0006_event_ids.sql);
+# `events` gets that copy only. Returns the rows inserted into `events`, and the (source,
+# event_id, occurred_at) of copies a correction replaced: deleted next, one statement each with
+# its time as a value, so only that partition or chunk is searched (a join could plan a scan
+# of them all).
+_EVENTS_UPSERT: Final = f"""
+WITH latest AS (
+    SELECT DISTINCT ON (source, event_id)
+           source, event_id, occurred_at, published_at, partition, "offset", idx
+    FROM stage_events
+    ORDER BY source, event_id, published_at DESC, partition DESC, "offset" DESC,
+             idx DESC NULLS LAST
+),
+keyed AS (
+    INSERT INTO event_ids AS k
+           (source, event_id, occurred_at, published_at, partition, "offset", idx)
+    SELECT * FROM latest
+    ON CONFLICT (source, event_id) DO UPDATE SET
+        occurred_at = EXCLUDED.occurred_at, published_at = EXCLUDED.published_at,
+        partition = EXCLUDED.partition, "offset" = EXCLUDED."offset", idx = EXCLUDED.idx,
+        replaced = k.occurred_at
+    WHERE k.occurred_at <> EXCLUDED.occurred_at AND {_LATER}
+    RETURNING k.source, k.event_id, k.occurred_at, k.replaced
+),
+added AS (
+    INSERT INTO events ({_EVENT_LIST})
+    SELECT DISTINCT ON (s.source, s.event_id) {", ".join("s." + c for c in EVENT_COLUMNS)}
+    FROM stage_events s
+    JOIN keyed ON s.source = keyed.source AND s.event_id = keyed.event_id
+              AND s.occurred_at = keyed.occurred_at
+    ORDER BY s.source, s.event_id, s.published_at, s.partition, s."offset", s.idx
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM added), NULL::text, NULL::text, NULL::timestamptz
+UNION ALL
+SELECT NULL, source, event_id, replaced FROM keyed WHERE replaced IS NOT NULL
+"""  # noqa: S608 - fixed identifiers, no input
+
+_DELETE_REPLACED: Final = (
+    "DELETE FROM events WHERE source = %s AND event_id = %s AND occurred_at = %s"
+)
+
 _UPSERTS: Final = {
-    "events": (
-        "INSERT INTO events SELECT * FROM stage_events"
-        " ON CONFLICT (source, event_id, occurred_at) DO NOTHING"
-    ),
     "kpi_points": _KPI_UPSERT,
     "source_freshness": (
         "INSERT INTO source_freshness AS f SELECT * FROM stage_source_freshness"  # noqa: S608 - fixed
@@ -121,6 +166,7 @@ class WriteResult:
     written: dict[str, int] = field(default_factory=dict)
     unchanged: dict[str, int] = field(default_factory=dict)
     partitions_created: list[str] = field(default_factory=list)
+    events_replaced: int = 0  # stored events a later copy with a corrected occurred_at replaced
 
 
 class StorageSink:
@@ -184,7 +230,9 @@ class StorageSink:
             async with cursor.copy(f"COPY stage_{table} ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     await copy.write_row(row)
-            if table == "kpi_points" and self.path == "plain-postgresql":
+            if table == "events":
+                written = await self._upsert_events(cursor, result)
+            elif table == "kpi_points" and self.path == "plain-postgresql":
                 await cursor.execute(_KPI_UPSERT_MARKING)
                 counted = await cursor.fetchone()
                 written = int(counted[0]) if counted else 0
@@ -193,6 +241,18 @@ class StorageSink:
                 written = max(cursor.rowcount, 0)
         result.written[table] = written
         result.unchanged[table] = len(rows) - written
+
+    async def _upsert_events(
+        self, cursor: psycopg.AsyncCursor[TupleRow], result: WriteResult
+    ) -> int:
+        await cursor.execute(_EVENTS_UPSERT)
+        answer = await cursor.fetchall()
+        written = next((int(row[0]) for row in answer if row[0] is not None), 0)
+        replaced = [(row[1], row[2], row[3]) for row in answer if row[0] is None]
+        if replaced:
+            await cursor.executemany(_DELETE_REPLACED, replaced)
+            result.events_replaced += len(replaced)
+        return written
 
     async def _ensure_partitions(self, conn: Connection, batch: RowBatch) -> list[str]:
         needed: set[Partition] = set()

@@ -278,6 +278,8 @@ class StorageWriter:
         for table, count in result.unchanged.items():
             if count:
                 self._metrics.rows_unchanged.labels(table).inc(count)
+        if result.events_replaced:
+            self._metrics.events_replaced.inc(result.events_replaced)
         for name in result.partitions_created:
             self._metrics.partitions_created.labels(name.rsplit("_p", 1)[0]).inc()
         self._count_skips(batch)
@@ -351,6 +353,7 @@ class StorageWriter:
                     if self._sink is not None:
                         self._sink.known_partitions.discard(name)
                 self._metrics.rollup_hours.inc(report.rollup_hours)
+                self._metrics.event_ids_pruned.inc(report.event_ids_pruned)
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 self._metrics.maintenance_failures.inc()
                 log.warning("storage maintenance failed (%s); next try in %g s",

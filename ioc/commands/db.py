@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from foundation.settings import Settings
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from consumers.migrations import MigrationReport
+
+__all__ = ["register", "timescale_suffix"]
 
 
 def register(commands: Any) -> None:
@@ -31,7 +34,9 @@ async def _cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
     for migration in report.applied:
         print(f"  applied  {migration.label}")
     if report.storage_path is not None:
-        print(f"  storage path: {report.storage_path}")
+        print(f"  storage path: {report.storage_path}{timescale_suffix(report)}")
+    for note in report.notes:
+        print(f"  note: {note}")
     if report.storage_path == "timescaledb":
         await _timescale_jobs(url, settings)
     if report.unknown_versions:
@@ -42,6 +47,14 @@ async def _cmd_db_migrate(args: argparse.Namespace, settings: Settings) -> int:
         f" ({redact_url(url)})"
     )
     return 0
+
+
+def timescale_suffix(report: MigrationReport) -> str:
+    """` (TimescaleDB 2.29.2)` when the database runs on TimescaleDB, else nothing."""
+    state = report.timescaledb
+    if report.storage_path == "timescaledb" and state is not None and state.installed:
+        return f" (TimescaleDB {state.installed})"
+    return ""
 
 
 async def _timescale_jobs(url: str, settings: Settings) -> None:
@@ -56,7 +69,7 @@ async def _timescale_jobs(url: str, settings: Settings) -> None:
         async with await psycopg.AsyncConnection.connect(
             url, autocommit=True, connect_timeout=max(int(settings.connect_timeout), 1)
         ) as conn:
-            statements = await apply_timescale_policies(conn, storage_policy(settings))
+            jobs = await apply_timescale_policies(conn, storage_policy(settings))
     except psycopg.Error as exc:
         raise DatabaseError(f"cannot install the TimescaleDB jobs: {exc}") from exc
-    print(f"  timescaledb jobs: {len(statements) // 2} installed")
+    print(f"  timescaledb jobs: {len(jobs.installed)} installed, {len(jobs.kept)} unchanged")

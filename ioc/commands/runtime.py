@@ -84,6 +84,7 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.migrations import migrate
     from foundation.contract.catalog import load_catalog
     from foundation.kafka_client import kafka_client_options
+    from ioc.commands.db import timescale_suffix
     from ioc.runtime import Runtime
     from ioc.status import collect_status, render_status
     from ioc.topics import contract_topics, create_topics, ensure_epoch
@@ -100,7 +101,12 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             storage=settings.storage_path,
         )
         applied, before = len(migrated.applied), migrated.already_applied
-        print(f"schema: {applied} migrations applied, {before} already")
+        print(
+            f"schema: {applied} migrations applied, {before} already;"
+            f" storage path {migrated.storage_path}{timescale_suffix(migrated)}"
+        )
+        for note in migrated.notes:
+            print(f"note: {note}")
         names = contract_topics(catalog)
         options = kafka_client_options(settings)
         results = await create_topics(

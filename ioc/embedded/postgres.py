@@ -3,6 +3,12 @@
 We run `postgres` ourselves instead of the wheel's `get_server()`: that one starts the
 server through `pg_ctl`, which detaches it from us, so a killed parent would leave it
 running. Here it is our child, in its own process group, with a parent-death signal.
+
+TimescaleDB is not in the wheel, but a user may build it into the wheel's installation
+(README: "TimescaleDB in the embedded PostgreSQL"). When its files are there, the server starts
+with `shared_preload_libraries=timescaledb` (the extension refuses to work without it); if the
+server does not come up that way, it is started again without, and the schema takes the plain
+PostgreSQL path.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -34,7 +42,7 @@ from ioc.embedded._process import (
     write_pid_file,
 )
 
-__all__ = ["EmbeddedPostgres", "postgres_bin_dir"]
+__all__ = ["EmbeddedPostgres", "TimescaleFiles", "postgres_bin_dir", "timescaledb_files"]
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +62,70 @@ def postgres_bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
-class EmbeddedPostgres:
-    """A PostgreSQL server on loopback whose data lives in the state directory."""
+@dataclass(frozen=True, slots=True)
+class TimescaleFiles:
+    """TimescaleDB installed into a PostgreSQL installation: its version and where it is."""
 
-    def __init__(self, *, state_dir: Path, port: int = 0, ready_timeout: float = 30.0) -> None:
+    version: str
+    control: Path
+    library: Path
+
+
+def timescaledb_files(bin_dir: Path | None = None) -> TimescaleFiles | None:
+    """The TimescaleDB build in the installation of bin_dir (default: the wheel's), or None.
+
+    Present means: `timescaledb.control` in the extension folder, and both the loader
+    (`timescaledb.so`) and the library of the control file's default version in pkglibdir.
+    """
+    root = (bin_dir or postgres_bin_dir()).parent
+    control = root / "share" / "extension" / "timescaledb.control"
+    try:
+        text = control.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    version = next(
+        (
+            line.split("=", 1)[1].strip().strip("'\"")
+            for line in text.splitlines()
+            if line.strip().startswith("default_version")
+        ),
+        "",
+    )
+    library = root / "lib" / f"timescaledb-{version}.so"
+    if not version or not (root / "lib" / "timescaledb.so").is_file() or not library.is_file():
+        return None
+    return TimescaleFiles(version=version, control=control, library=library)
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server on loopback whose data lives in the state directory.
+
+    `timescaledb=True` preloads TimescaleDB when the installation has it (see the module
+    docstring); `timescaledb_version` then says which version runs, None when it does not.
+    `server_settings` are extra `-c name=value` settings (tests use them), and `bin_dir` another
+    installation's bin/ folder than the wheel's.
+    """
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        port: int = 0,
+        ready_timeout: float = 30.0,
+        timescaledb: bool = True,
+        server_settings: Mapping[str, str] | None = None,
+        bin_dir: Path | None = None,
+    ) -> None:
         self._state_dir = state_dir
         self._requested_port = port
         self._ready_timeout = ready_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._port = 0
         self._password = ""
+        self._want_timescaledb = timescaledb
+        self._server_settings = dict(server_settings or {})
+        self._bin_dir = bin_dir
+        self.timescaledb_version: str | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -101,9 +163,29 @@ class EmbeddedPostgres:
             self._port = self._requested_port
         else:
             self._port = find_free_port(HOST)
-        bin_dir = postgres_bin_dir()
+        bin_dir = self._bin_dir or postgres_bin_dir()
         user = _service_user() if os.geteuid() == 0 else None
         self._initdb(bin_dir, user)
+        timescale = timescaledb_files(bin_dir) if self._want_timescaledb else None
+        if timescale is not None:
+            try:
+                await self._run(bin_dir, user, preload=True)
+            except PortInUseError:
+                raise
+            except EmbeddedStartError as exc:
+                log.warning(
+                    "embedded PostgreSQL did not start with TimescaleDB %s preloaded (%s); "
+                    "starting it without TimescaleDB: new databases take the plain PostgreSQL path",
+                    timescale.version,
+                    exc,
+                )
+            else:
+                self.timescaledb_version = timescale.version
+                log.info("embedded PostgreSQL runs with TimescaleDB %s", timescale.version)
+                return
+        await self._run(bin_dir, user, preload=False)
+
+    async def _run(self, bin_dir: Path, user: str | None, *, preload: bool) -> None:
         argv = [
             str(bin_dir / "postgres"),
             "-D", str(self.data_dir),
@@ -111,6 +193,10 @@ class EmbeddedPostgres:
             "-c", f"listen_addresses={HOST}",
             "-c", "unix_socket_directories=",
         ]  # fmt: skip
+        if preload:
+            argv += ["-c", "shared_preload_libraries=timescaledb"]
+        for name, value in self._server_settings.items():
+            argv += ["-c", f"{name}={value}"]
         # SIGINT is PostgreSQL's "fast shutdown": clean, and quick enough for a dying parent.
         self._proc = spawn(
             argv, log_path=self.log_file, death_signal=signal.SIGINT, user=user, env=_clean_env()

@@ -15,6 +15,7 @@ import pytest
 from foundation.contract.catalog import load_catalog
 from ioc.embedded import EmbeddedBroker
 from ioc.embedded._process import PidRecord, read_pid_file
+from ioc.embedded.postgres import timescaledb_files
 from ioc.topics import contract_topics
 from tests.plugins.services import CliResult, IocProcess, run_sync, wait_until
 
@@ -54,7 +55,9 @@ def test_topics_create_twice_is_idempotent(ioc_cli: Cli, kafka_bootstrap: str) -
 def test_up_status_kill_and_restart_leave_no_orphans(
     ioc_cli: Cli, ioc_process: StartIoc, state_dir: Path
 ) -> None:
-    """SIGKILL of `ioc up` takes its broker and PostgreSQL along; the data survives a restart."""
+    """SIGKILL of `ioc up` takes its broker and PostgreSQL along; the data survives a restart.
+    The embedded PostgreSQL runs TimescaleDB (preloaded) when its installation has it, and the
+    schema takes that path; `ioc status` names the path and the extension's version."""
     state = state_dir
     env = {"IOC_STATE_DIR": str(state)}
     up = ioc_process("up", "--services-only", env=env)
@@ -66,8 +69,20 @@ def test_up_status_kill_and_restart_leave_no_orphans(
     assert report["broker"]["reachable"] and report["broker"]["mode"] == "embedded"
     assert report["database"]["reachable"] and report["database"]["mode"] == "embedded"
     assert report["database"]["version"].startswith("PostgreSQL ")
-    assert report["database"]["details"]["timescaledb_available"] in (True, False)
     assert report["topics"]["present"] == report["topics"]["expected"] == len(ALL_TOPICS)
+    timescale = timescaledb_files()
+    details = report["database"]["details"]
+    if timescale is not None:
+        assert details["storage_path"] == "timescaledb" and details["timescaledb_preloaded"]
+        assert details["timescaledb_version"] == timescale.version
+        assert f"storage path timescaledb (TimescaleDB {timescale.version})" in up.output()
+        expected = f"storage path: timescaledb (TimescaleDB {timescale.version})"
+    else:
+        assert details["storage_path"] == "plain-postgresql"
+        assert details["timescaledb_version"] is None
+        expected = "storage path: plain-postgresql (TimescaleDB not installed on this server)"
+    text = ioc_cli("status", env=env)
+    assert expected in text.stdout, text.stdout
 
     url = str(_runtime(state)["database_url"])
     with psycopg.connect(url) as conn:

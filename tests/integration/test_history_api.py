@@ -24,7 +24,7 @@ from consumers.history.params import PROVINCE_ORIGIN
 from foundation.contract.alerts import AlertTransition, Fingerprint
 from foundation.contract.topics import ALERTS, DEADLETTER, KPI
 from tests.plugins.history import HistoryWorld, Record, history_token
-from tests.plugins.services import CliResult, IocProcess
+from tests.plugins.services import BOTH_PATHS, CliResult, IocProcess
 
 pytestmark = pytest.mark.integration
 
@@ -130,6 +130,7 @@ async def _three_days_of_bed_occupancy(
     return final
 
 
+@BOTH_PATHS
 async def test_series_buckets_match_a_brute_force_computation(
     history_world: HistoryWorld, history_client: Client
 ) -> None:
@@ -175,15 +176,18 @@ async def test_series_buckets_match_a_brute_force_computation(
     )
 
 
+@BOTH_PATHS
 async def test_long_ranges_are_read_from_the_rollup_table(
     history_world: HistoryWorld, history_client: Client
 ) -> None:
-    """A rollup row changed by hand shows in the long range's answer and not in the short one."""
+    """A rollup row changed by hand (in the continuous aggregate's materialization, on the
+    TimescaleDB path) shows in the long range's answer and not in the short one."""
     await _three_days_of_bed_occupancy(history_world)
     await history_world.rollup()
     hour = DAY0 + 86400 + 5 * 3600
+    table = await history_world.rollup_table("kpi_rollup_1h")
     await history_world.execute(
-        "UPDATE kpi_rollup_1h SET value_max = 12345 WHERE series = %s AND bucket = %s",
+        f"UPDATE {table} SET value_max = 12345 WHERE series = %s AND bucket = %s",  # noqa: S608
         (f"{BED}|*", datetime.fromtimestamp(hour, tz=UTC)),
     )
     token = history_token("leader")
@@ -201,6 +205,7 @@ async def test_long_ranges_are_read_from_the_rollup_table(
     assert short_max[_z(hour)] < 100
 
 
+@BOTH_PATHS
 async def test_raw_points_and_groups(history_world: HistoryWorld, history_client: Client) -> None:
     """bucket=raw gives the stored points (highest revision); `group` picks one series."""
     points = [
@@ -229,6 +234,7 @@ async def test_raw_points_and_groups(history_world: HistoryWorld, history_client
     assert [p["value"] for p in one["series"][0]["points"]] == [31.0 + i for i in range(8)]
 
 
+@BOTH_PATHS
 async def test_latest_point_per_kpi_of_a_sector(
     history_world: HistoryWorld, history_client: Client
 ) -> None:
@@ -267,6 +273,7 @@ def _event(event_id: str, at: float, *, type_: str = "bed_occupancy", value: flo
     return event
 
 
+@BOTH_PATHS
 async def test_drill_down_returns_the_events_of_a_window_with_kafka_positions(
     history_world: HistoryWorld, history_client: Client
 ) -> None:
@@ -320,6 +327,64 @@ async def test_drill_down_returns_the_events_of_a_window_with_kafka_positions(
         history_client, f"/kpis/{SPEED}/events", token, window_start=str(window), group="binh-long"
     )
     assert [e["event_id"] for e in grouped["events"]] == ["t2"]
+
+
+@BOTH_PATHS
+async def test_an_event_resent_with_a_corrected_time_is_one_event(
+    history_world: HistoryWorld, history_client: Client
+) -> None:
+    """A source re-sends an event_id with a corrected occurred_at (in another window): the
+    drill-down shows it once, in its new window, with the resend's Kafka position; the first
+    copy read again (a writer re-reading) brings nothing back."""
+    first = math.floor(NOW / 900) * 900 - 4 * 900
+    moved = first + 2 * 900
+    health, his = "ioc.events.health", "his-bvdk-tinh"
+    original: Record = (health, 1, 30, his, _event("fix-1", first + 10), int((NOW - 600) * 1000))
+    resend: Record = (health, 1, 31, his, _event("fix-1", moved + 20), int((NOW - 60) * 1000))
+    neighbour: Record = (health, 1, 29, his, _event("stays", first + 5), int((NOW - 700) * 1000))
+    await history_world.write([neighbour, original])
+    await history_world.write([resend])
+    await history_world.write([original])  # re-read after a crash: older than the resend
+    token = history_token("officer", sectors=["health"])
+
+    async def drill(window: float) -> list[tuple[str, int]]:
+        status, body = await _get(
+            history_client, f"/kpis/{BED}/events", token, window_start=str(window)
+        )
+        assert status == 200, body
+        return [(e["event_id"], e["kafka"]["offset"]) for e in body["events"]]
+
+    assert await drill(first) == [("stays", 29)]
+    assert await drill(moved) == [("fix-1", 31)]
+
+
+@BOTH_PATHS
+async def test_long_ranges_include_the_newest_points(
+    history_world: HistoryWorld, history_client: Client
+) -> None:
+    """A long range (read from the rollups) includes points written after the rollups were
+    last brought up to date: at once on the TimescaleDB path (real-time continuous aggregate),
+    after the maintenance on the plain path; then both equal the brute-force numbers."""
+    final = await _three_days_of_bed_occupancy(history_world)
+    await history_world.rollup()
+    now_window = math.floor(NOW / 900) * 900
+    await history_world.write(_kpi_records([_point(BED, "*", now_window, 77.0, 5, 0, False)], 999))
+    final[now_window] = (77.0, 5)
+    span = {"from": str(DAY0), "to": str(NOW + 1), "bucket": "1h"}
+    newest = _z(now_window - (now_window - PROVINCE_ORIGIN) % 3600)
+
+    async def buckets() -> list[dict[str, Any]]:
+        status, body = await _get(history_client, f"/kpis/{BED}/series", history_token(), **span)
+        assert status == 200, body
+        assert body["table"] == "kpi_rollup_1h"
+        points: list[dict[str, Any]] = body["series"][0]["points"]
+        return points
+
+    answered = {b["start"] for b in await buckets()}
+    assert (newest in answered) == (history_world.path == "timescaledb")
+    await history_world.rollup()
+    start, end = DAY0, NOW + 1
+    _compare(await buckets(), _brute_force(final, start, end + 3600, 3600))
 
 
 def _transition(fingerprint: str, seq: int, state: str, at: float, sector: str) -> bytes:
@@ -394,6 +459,7 @@ def _dead_letter(source: str | None, reason: str, at: float, original: bytes) ->
     }  # fmt: skip
 
 
+@BOTH_PATHS
 async def test_dead_letters_per_source_with_the_departments_api_key(
     history_world: HistoryWorld, history_client: Client
 ) -> None:
@@ -470,15 +536,15 @@ JUNE_1, JUNE_2, MAY_1 = "2025-06-01T00:00:00Z", "2025-06-02T00:00:00Z", "2025-05
     ],
 )  # fmt: skip
 async def test_bad_requests_are_refused_with_a_code(
-    history_client: Client, path: str, params: dict[str, str], status: int, code: str
+    unchanged_history_client: Client, path: str, params: dict[str, str], status: int, code: str
 ) -> None:
     """Bad ranges, buckets, page sizes, cursors and ids get their 4xx and error code."""
-    got, body = await _get(history_client, path, history_token("leader"), **params)
+    got, body = await _get(unchanged_history_client, path, history_token("leader"), **params)
     assert (got, body["error"]) == (status, code), body
     assert body["detail"]
 
 
-async def test_reads_need_a_valid_credential(history_client: Client) -> None:
+async def test_reads_need_a_valid_credential(unchanged_history_client: Client) -> None:
     """No credential, a forged or expired token, an unknown key: 401; out of scope: 403."""
     path = f"{BASE}/sectors/health/latest"
     forged = history_token()[:-4] + "AAAA"
@@ -492,13 +558,13 @@ async def test_reads_need_a_valid_credential(history_client: Client) -> None:
         ({"Authorization": f"Bearer {history_token(sectors=['traffic'])}"}, 403),
     ]
     for headers, status in cases:
-        response = await history_client.get(path, headers=headers)
+        response = await unchanged_history_client.get(path, headers=headers)
         body = await response.json()
         assert response.status == status, (headers, body)
         assert body["error"] == ("unauthorized" if status == 401 else "forbidden")
         if status == 401:
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    response = await history_client.post(
+    response = await unchanged_history_client.post(
         path, headers={"Authorization": f"Bearer {history_token()}"}
     )
     assert response.status == 405

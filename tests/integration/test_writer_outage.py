@@ -30,7 +30,9 @@ async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
     """A PostgreSQL of this test alone (it is stopped and restarted), on a fixed port."""
     # Under /tmp, not pytest's basetemp (see tests/plugins/services.py: database_url).
     state_dir = Path(tempfile.mkdtemp(prefix="ioc-test-outage-"))
-    server = EmbeddedPostgres(state_dir=state_dir, port=find_free_port("127.0.0.1"))
+    server = EmbeddedPostgres(
+        state_dir=state_dir, port=find_free_port("127.0.0.1"), timescaledb=False
+    )
     await server.start()
     try:
         yield server

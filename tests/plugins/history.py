@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,14 +24,15 @@ from consumers.history import (
     HistoryStore,
     open_read_pool,
 )
-from consumers.migrations import migrate
+from consumers.migrations import StoragePath, migrate
 from consumers.storage import RecordDecoder, RowBatch, StoragePolicy, StorageSink
-from consumers.storage.maintenance import refresh_rollups
 from foundation.auth.api_keys import KeyCache
 from foundation.auth.key_store import KeyStore, open_pool
 from foundation.auth.tokens import Role, issue_token
 from foundation.contract.catalog import Catalog, load_catalog
 from foundation.contract.envelope import ContractIndex
+from tests.plugins.services import new_database, run_sync
+from tests.plugins.storage import bring_rollups_up_to_date
 
 HISTORY_SECRET = b"history-test-secret-0123456789abcdef"
 
@@ -68,9 +69,11 @@ class HistoryWorld:
 
     url: str
     catalog: Catalog
-    sink: StorageSink = field(
-        default_factory=lambda: StorageSink(path="plain-postgresql", policy=StoragePolicy.default())
-    )
+    path: StoragePath = "plain-postgresql"
+    sink: StorageSink = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sink = StorageSink(path=self.path, policy=StoragePolicy.default())
 
     async def write(self, records: Iterable[Record]) -> RowBatch:
         """Decode records with the writer's decoder and write them as one batch."""
@@ -87,10 +90,25 @@ class HistoryWorld:
             await self.sink.write(conn, batch)
         return batch
 
-    async def rollup(self) -> int:
-        """Bring the plain path's rollups up to date (the writer's maintenance does it)."""
+    async def rollup(self) -> None:
+        """Bring the rollups up to date (the writer's maintenance, or TimescaleDB's jobs)."""
+        await bring_rollups_up_to_date(self.url, self.path)
+
+    async def rollup_table(self, view: str) -> str:
+        """Where the rows of rollup `view` are stored: itself (plain path), or the hypertable
+        that materializes the continuous aggregate (TimescaleDB path)."""
+        if self.path == "plain-postgresql":
+            return view
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-            return await refresh_rollups(conn)
+            cursor = await conn.execute(
+                "SELECT format('%%I.%%I', materialization_hypertable_schema,"
+                " materialization_hypertable_name)"
+                " FROM timescaledb_information.continuous_aggregates WHERE view_name = %s",
+                (view,),
+            )
+            row = await cursor.fetchone()
+        assert row is not None, view
+        return str(row[0])
 
     async def execute(self, statement: str, params: Iterable[Any] = ()) -> None:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
@@ -109,23 +127,31 @@ class HistoryWorld:
 
 
 @pytest_asyncio.fixture
-async def history_world(fresh_database: str, history_catalog: Catalog) -> HistoryWorld:
-    """A fresh database with every migration applied (plain path)."""
-    await migrate(fresh_database, connect_timeout=10)
-    return HistoryWorld(fresh_database, history_catalog)
+async def history_world(
+    path_database: str, storage_path: StoragePath, history_catalog: Catalog
+) -> HistoryWorld:
+    """A fresh database with every migration applied, on this case's storage path."""
+    await migrate(path_database, connect_timeout=10, storage=storage_path)
+    return HistoryWorld(path_database, history_catalog, storage_path)
 
 
-@pytest_asyncio.fixture
-async def history_client(
-    history_world: HistoryWorld,
-) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    """The history API over real HTTP on a free port, reading the world's database."""
-    read_pool = await open_read_pool(history_world.url, timeout=10, statement_timeout=30)
-    key_pool = await open_pool(history_world.url, timeout=10)
+@pytest.fixture(scope="module")
+def unchanged_history_world(database_url: str, history_catalog: Catalog) -> Iterator[HistoryWorld]:
+    """One migrated database (plain path) for a module's tests that only read and refuse:
+    they need the tables, not rows of their own, and a database each costs time."""
+    with new_database(database_url) as url:
+        run_sync(migrate(url, connect_timeout=10))
+        yield HistoryWorld(url, history_catalog)
+
+
+@contextlib.asynccontextmanager
+async def _serve(world: HistoryWorld) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    read_pool = await open_read_pool(world.url, timeout=10, statement_timeout=30)
+    key_pool = await open_pool(world.url, timeout=10)
     registry = CollectorRegistry()
     history = HistoryApi(
         rows=HistoryStore(pool=read_pool, timeout=30),
-        catalog=history_world.catalog,
+        catalog=world.catalog,
         token_secret=HISTORY_SECRET,
         keys=KeyCache(lookup=KeyStore(pool=key_pool), ttl=0.0),
         metrics=HistoryMetrics.create(registry),
@@ -141,3 +167,22 @@ async def history_client(
             await client.close()
         await read_pool.close()
         await key_pool.close()
+
+
+@pytest_asyncio.fixture
+async def history_client(
+    history_world: HistoryWorld,
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """The history API over real HTTP on a free port, reading the world's database."""
+    async with _serve(history_world) as client:
+        yield client
+
+
+@pytest_asyncio.fixture
+async def unchanged_history_client(
+    unchanged_history_world: HistoryWorld,
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """The history API over real HTTP, on the module's shared database (tests that write
+    nothing)."""
+    async with _serve(unchanged_history_world) as client:
+        yield client

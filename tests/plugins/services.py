@@ -1,12 +1,19 @@
 """Session fixtures for real services: the embedded broker and PostgreSQL, or external ones.
 
 Set IOC_TEST_KAFKA (bootstrap servers) and/or IOC_TEST_DATABASE_URL to run the same
-suite against a real Kafka cluster / a real TimescaleDB instead of the embedded ones.
+suite against a real Kafka cluster / a real PostgreSQL instead of the embedded ones.
+
+Storage tests run on both storage paths (`BOTH_PATHS`): on the session's plain server, and
+on a second embedded PostgreSQL started with TimescaleDB preloaded (only when a TimescaleDB
+case is selected; IOC_TEST_TIMESCALEDB_URL names an external TimescaleDB instead). Where the
+embedded PostgreSQL has no TimescaleDB, those cases skip, saying how to get it; with
+IOC_REQUIRE_TIMESCALEDB=1 (CI) they fail instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +31,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from consumers.migrations import StoragePath
 from ioc.embedded import EmbeddedBroker, EmbeddedPostgres
+from ioc.embedded.postgres import TimescaleFiles, timescaledb_files
 
 T = TypeVar("T")
 
@@ -55,7 +64,11 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a real PostgreSQL: IOC_TEST_DATABASE_URL, else a fresh embedded one."""
+    """URL of a real PostgreSQL: IOC_TEST_DATABASE_URL, else a fresh embedded one.
+
+    The embedded one never preloads TimescaleDB: it is the plain path's server (and, where
+    the installation has TimescaleDB's files, a server that has them without the preload).
+    """
     external = os.environ.get("IOC_TEST_DATABASE_URL")
     if external:
         yield external
@@ -63,7 +76,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # Not under pytest's basetemp: pytest resets that tree to mode 0700 whenever another
     # pytest session starts, and the server runs as another user when we are root.
     state_dir = Path(tempfile.mkdtemp(prefix="ioc-test-pg-"))
-    server = EmbeddedPostgres(state_dir=state_dir)
+    server = EmbeddedPostgres(state_dir=state_dir, timescaledb=False)
     run_sync(server.start())
     try:
         yield server.url()
@@ -72,20 +85,111 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
+TIMESCALEDB_MISSING = (
+    "TimescaleDB is not installed in the embedded PostgreSQL: build it into the wheel's"
+    " installation (README: TimescaleDB in the embedded PostgreSQL) or set"
+    " IOC_TEST_TIMESCALEDB_URL"
+)
+
+# Test servers run TimescaleDB's jobs only when a test calls them (CALL run_job): no
+# background scheduler moves data under a test's feet.
+TEST_TIMESCALEDB_SETTINGS = {"timescaledb.max_background_workers": "0"}
+
+
+def require_timescaledb() -> None:
+    """Skip the calling test where TimescaleDB is not installed (fail under CI's
+    IOC_REQUIRE_TIMESCALEDB=1)."""
+    if os.environ.get("IOC_TEST_TIMESCALEDB_URL") or timescaledb_files() is not None:
+        return
+    if os.environ.get("IOC_REQUIRE_TIMESCALEDB") == "1":
+        pytest.fail(f"IOC_REQUIRE_TIMESCALEDB=1, but {TIMESCALEDB_MISSING}", pytrace=False)
+    pytest.skip(TIMESCALEDB_MISSING)
+
+
+def require_embedded_timescaledb() -> TimescaleFiles:
+    """TimescaleDB in the embedded PostgreSQL's installation, for tests that start servers from
+    it themselves (skip where it is missing; fail under IOC_REQUIRE_TIMESCALEDB=1)."""
+    files = timescaledb_files()
+    if files is not None:
+        return files
+    missing = TIMESCALEDB_MISSING.split(" or set ", 1)[0]  # an external server does not do here
+    if os.environ.get("IOC_REQUIRE_TIMESCALEDB") == "1":
+        pytest.fail(f"IOC_REQUIRE_TIMESCALEDB=1, but {missing}", pytrace=False)
+    pytest.skip(missing)
+
+
+@pytest.fixture(scope="session")
+def timescale_database_url() -> Iterator[str]:
+    """URL of a PostgreSQL with TimescaleDB preloaded: IOC_TEST_TIMESCALEDB_URL, else a second
+    embedded server (started on first use)."""
+    require_timescaledb()
+    external = os.environ.get("IOC_TEST_TIMESCALEDB_URL")
+    if external:
+        yield external
+        return
+    state_dir = Path(tempfile.mkdtemp(prefix="ioc-test-tsdb-"))
+    server = EmbeddedPostgres(state_dir=state_dir, server_settings=TEST_TIMESCALEDB_SETTINGS)
+    run_sync(server.start())
+    try:
+        if server.timescaledb_version is None:
+            pytest.fail(
+                f"the embedded PostgreSQL did not start with TimescaleDB: see {server.log_file}"
+            )
+        yield server.url()
+    finally:
+        server.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+# Tests that run on both storage paths: `@BOTH_PATHS` (their ids end in [plain] / [timescaledb]).
+BOTH_PATHS = pytest.mark.parametrize(
+    "storage_path", ["plain-postgresql", "timescaledb"], ids=["plain", "timescaledb"], indirect=True
+)
+
+
 @pytest.fixture
-def fresh_database(database_url: str) -> Iterator[str]:
-    """A new, empty database on the session server, dropped after the test."""
+def storage_path(request: pytest.FixtureRequest) -> StoragePath:
+    """The storage path of this test case (`BOTH_PATHS`); plain PostgreSQL when not given."""
+    path: StoragePath = getattr(request, "param", "plain-postgresql")
+    return path
+
+
+@pytest.fixture
+def storage_server(storage_path: StoragePath, request: pytest.FixtureRequest) -> str:
+    """URL of the session server of this case's storage path."""
+    name = "timescale_database_url" if storage_path == "timescaledb" else "database_url"
+    url: str = request.getfixturevalue(name)
+    return url
+
+
+@contextlib.contextmanager
+def new_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on that server, dropped afterwards (with its sessions)."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = database_url.rsplit("/", 1)[0] + f"/{name}"
+    url = server_url.rsplit("/", 1)[0] + f"/{name}"
     try:
         yield url
     finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
+        with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def fresh_database(database_url: str) -> Iterator[str]:
+    """A new, empty database on the session server, dropped after the test."""
+    with new_database(database_url) as url:
+        yield url
+
+
+@pytest.fixture
+def path_database(storage_server: str) -> Iterator[str]:
+    """A new, empty database on the server of this case's storage path, dropped after."""
+    with new_database(storage_server) as url:
+        yield url
 
 
 @pytest.fixture

