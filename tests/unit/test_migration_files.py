@@ -10,6 +10,7 @@ from consumers.migrations import AppliedMigration, load_migrations, pending_migr
 from consumers.migrations._files import checksum
 from foundation.errors import MigrationChecksumError, MigrationError
 
+
 def test_shipped_migrations_are_numbered_from_one_in_order() -> None:
     """The package ships 0001_api_keys first, versions increasing (work done in parallel
     reserves its own range of numbers, so a gap may appear until the others land)."""
