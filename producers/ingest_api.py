@@ -28,6 +28,7 @@ from producers.ingest_metrics import IngestMetrics
 from producers.ingest_rules import (
     RequestError,
     Scope,
+    check_content_type,
     check_scope,
     decode_body,
     event_results,
@@ -75,8 +76,18 @@ class IngestLimits:
 def _json(
     body: Mapping[str, Any], status: int, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+    try:
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a client's unpaired surrogate echoed back: escape it
+        data = json.dumps(body, separators=(",", ":")).encode()
+    return web.Response(
+        body=data, status=status, content_type="application/json", charset="utf-8", headers=headers
+    )
+
+
+async def _no_sniffing(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer, the sub-applications' and aiohttp's own included, is what it says."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 def _refuse(error: RequestError, *, retry_after: int | None = None) -> web.Response:
@@ -117,6 +128,7 @@ class IngestApi:
     def app(self) -> web.Application:
         """A new application with the routes (the body limit is enforced by aiohttp too)."""
         app = web.Application(client_max_size=MAX_RECORD_BYTES, middlewares=[self._middleware])
+        app.on_response_prepare.append(_no_sniffing)
         app.router.add_post("/v1/events", self._post_events)
         app.router.add_get("/openapi.json", self._get_openapi)
         app.router.add_get("/healthz", self._get_health)
@@ -131,9 +143,12 @@ class IngestApi:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            reason = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-                exc.status, "internal_error"
-            )
+            reason = {
+                404: "not_found",
+                405: "method_not_allowed",
+                413: "too_large",
+                415: "unsupported_media_type",
+            }.get(exc.status, "bad_request" if exc.status < 500 else "internal_error")
             response = _refuse(request_error(reason))
             if exc.status == 405 and "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
@@ -165,6 +180,9 @@ class IngestApi:
         key = await self._authenticate(request)
         if isinstance(key, web.Response):
             return key
+        refused = check_content_type(request.headers.get("Content-Type"))
+        if refused is not None:
+            return _refuse(refused)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
