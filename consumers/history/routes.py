@@ -316,9 +316,13 @@ class HistoryApi:
         }
 
     async def _dead_letters(self, request: web.Request, reader: Reader) -> dict[str, Any]:
+        """Dead letters belong to their sender (the refused record's key, or the API key's
+        source over HTTP): a department's key reads those it sent, whatever source the
+        records named; a token reads those sent by or naming a source of its sectors."""
         query = _query(request, {"source", "reason", "from", "to", "limit", "cursor"})
         source = query.get("source")
-        sources: list[str] | None
+        senders: list[str] | None = None
+        scope: list[str] | None = None
         if reader.kind == "api_key":
             if source is None:
                 raise HistoryQueryError(
@@ -331,16 +335,16 @@ class HistoryApi:
                     "forbidden", f"this API key belongs to {reader.source!r}, not {source!r}",
                     status=403,
                 )  # fmt: skip
-            sources = [source]
+            senders = [source]
         elif source is not None:
             sector = self._catalog.source_sector.get(source)
             if reader.sectors is not None and (sector is None or sector not in reader.sectors):
                 raise HistoryQueryError(
                     "forbidden", f"this token may not read source {source!r}", status=403
                 )
-            sources = [source]
-        else:
-            sources = None if reader.sectors is None else self._catalog.sources_of(reader.sectors)
+            senders = [source]
+        elif reader.sectors is not None:
+            scope = self._catalog.sources_of(reader.sectors)
         span = time_range(
             query, now=self._clock(), default=DEFAULT_LOG_RANGE, maximum=MAX_LOG_RANGE
         )
@@ -348,9 +352,10 @@ class HistoryApi:
         after = decode_cursor(query["cursor"], (datetime, int, int)) if "cursor" in query else None
         rows = await self._rows.fetch(
             dead_letter_query(
-                span, sources=sources, reason=query.get("reason"), limit=limit, after=after
+                span, senders=senders, scope=scope, reason=query.get("reason"), limit=limit,
+                after=after,
             )
-        )
+        )  # fmt: skip
         page = _page(rows, limit, dead_letter_item, lambda r: [r[0], r[1], r[2]])
         return {
             "source": source,
