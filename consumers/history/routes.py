@@ -175,8 +175,8 @@ class HistoryApi:
         async def handle(request: web.Request) -> web.Response:
             started = time.perf_counter()
             try:
-                for name, value in request.match_info.items():
-                    check_text(name, value)
+                for part, value in request.match_info.items():
+                    check_text(part, value)
                 reader = await authenticate(
                     request.headers.get("Authorization"),
                     request.headers.get("X-API-Key"),

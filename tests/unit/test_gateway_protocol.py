@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumers.gateway.channels import ChannelDeniedError, expand_channels
 from consumers.gateway.offsets import first_offset_at
@@ -167,3 +169,85 @@ async def test_first_offset_at_skips_holes_in_the_offsets():
     assert await first_offset_at(0, 7, 150, probe) == 2
     assert await first_offset_at(0, 7, 120, probe) == 2
     assert await first_offset_at(0, 7, 155, probe) == 6
+
+
+# -- hostile client messages (issue 13): a message or an error code, never an exception ----
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"[" * 50_000 + b"]" * 50_000, "bad_json"),  # nesting deeper than the parser's limit
+        ('{"type": "ping", "nonce": NaN}', "bad_json"),
+        ('{"type": "ping", "nonce": -Infinity}', "bad_json"),
+        ('{"type": "ping", "nonce": 1e999}', "bad_json"),  # parses as inf
+        ('{"type": "ping", "nonce": ' + "9" * 5000 + "}", "bad_json"),  # over int's digit limit
+        ('{"type": "subscribe", "channels": ["\\ud800"]}', "bad_json"),  # not encodable back
+        (b'{"type": "ping"}\xff', "bad_json"),
+        ('{"type": "ping", "nonce": {"deep": [1, 2]}}', "bad_message"),
+        ('{"type": "ping", "nonce": "' + "n" * 500 + '"}', "bad_message"),
+        ('{"type": "ping", "nonce": ' + "9" * 30 + "}", "bad_message"),
+        (
+            '{"type": "action", "request_id": "r", "action": "note", "fingerprint": "f",'
+            ' "note": "a\\u0000b"}',
+            "bad_message",
+        ),
+        (
+            '{"type": "action", "request_id": "r", "action": "ack", "fingerprint": "'
+            + "f" * 300
+            + '"}',
+            "bad_message",
+        ),
+        ('{"type": ["x"]}', "unknown_type"),
+    ],
+)
+def test_hostile_client_messages_get_an_error_code(raw: str | bytes, code: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(raw)
+    assert caught.value.code == code
+
+
+client_text = st.text(st.characters(exclude_categories=()), max_size=16)
+client_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | client_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(client_text, inner, max_size=4),
+    max_leaves=16,
+)
+client_messages = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            ["subscribe", "unsubscribe", "resume", "resync", "ping", "action", "other"]
+        )
+    },
+    optional={
+        "channels": client_json,
+        "channel": client_json,
+        "epoch": client_json,
+        "nonce": client_json,
+        "request_id": client_json,
+        "action": st.sampled_from(["ack", "assign", "note", "resolve", "x"]) | client_json,
+        "fingerprint": client_json,
+        "note": client_json,
+        "assignee": client_json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.one_of(client_messages.map(lambda m: json.dumps(m, allow_nan=True)), client_json.map(
+    lambda v: json.dumps(v, allow_nan=True)), st.binary(max_size=200)))  # fmt: skip
+def test_fuzzed_client_messages_give_a_message_or_a_code(raw: str | bytes) -> None:
+    """Any JSON, any bytes: a parsed message whose text can be echoed, or a ProtocolError."""
+    try:
+        message = parse_client_message(raw)
+    except ProtocolError as exc:
+        assert exc.code in {"bad_json", "bad_message", "bad_action", "unknown_type"}
+        json.dumps({"code": exc.code, "message": exc.message}, allow_nan=False).encode()
+        return
+    if isinstance(message, Ping):
+        # What the server echoes: pong(nonce) must encode as a frame.
+        json.dumps({"nonce": message.nonce}, ensure_ascii=False, allow_nan=False).encode()
