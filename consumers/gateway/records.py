@@ -2,10 +2,11 @@
 
 Whatever the gateway keeps is sent to every screen, encoded with `allow_nan=False` and as
 UTF-8: one record it cannot encode would break every update and snapshot of its channel. So
-each record is checked here before it reaches the state, against the contract's fields and
-types, and rebuilt from those fields only. A record that fails is *poison*: the feed counts
-it (`ioc_gateway_poison_records_total{topic}`), logs it at most once a minute, and steps
-over it; the screens never notice.
+each record is checked here before it reaches the state: the contract's fields and types,
+and the whole record (fields the gateway does not know travel on, as on Kafka) must encode
+as a frame. A record that fails is *poison*: the feed counts it
+(`ioc_gateway_poison_records_total{topic}`), logs it at most once a minute, and steps over
+it; the screens never notice.
 """
 
 from __future__ import annotations
@@ -76,8 +77,21 @@ def _sector(record: dict[str, Any], sectors: Collection[str] | None) -> str:
 def check_kpi_record(
     record: dict[str, Any], sectors: Collection[str] | None = None
 ) -> dict[str, Any] | None:
-    """The record rebuilt from its contract fields, None for a kind the gateway does not
-    show; PoisonRecordError when it breaks the contract."""
+    """The record when it keeps the contract and encodes as a frame, None for a kind the
+    gateway does not show; PoisonRecordError otherwise."""
+    checked = _check_kpi_fields(record, sectors)
+    if checked is None:
+        return None
+    try:
+        json.dumps(record, ensure_ascii=False, allow_nan=False).encode()
+    except (ValueError, TypeError, RecursionError) as exc:  # NaN or a surrogate in an extra
+        raise PoisonRecordError("not_encodable") from exc
+    return record
+
+
+def _check_kpi_fields(
+    record: dict[str, Any], sectors: Collection[str] | None
+) -> dict[str, Any] | None:
     kind = record.get("kind")
     if kind == "kpi":
         final = record.get("final")

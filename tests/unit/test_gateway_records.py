@@ -17,10 +17,17 @@ from tests.plugins.gateway import alert_transition, kpi_point
 SECTORS = frozenset({"health", "traffic"})
 
 
-def test_a_good_kpi_point_comes_back_with_its_contract_fields_only() -> None:
-    point = kpi_point() | {"extra": float("nan")}
-    item = kpi_topic_item(json.dumps(point).encode(), SECTORS)
-    assert item == {k: v for k, v in point.items() if k != "extra"}
+def test_a_good_kpi_point_comes_back_as_it_was_on_kafka() -> None:
+    point = kpi_point() | {"extra": ["fields", {"travel": "on"}]}
+    assert kpi_topic_item(json.dumps(point).encode(), SECTORS) == point
+
+
+@pytest.mark.parametrize("extra", [float("nan"), ["\ud800"], {"x": float("-inf")}])
+def test_an_extra_field_that_cannot_be_sent_makes_the_record_poison(extra: Any) -> None:
+    raw = json.dumps(kpi_point() | {"extra": extra}).encode()
+    with pytest.raises(PoisonRecordError) as caught:
+        kpi_topic_item(raw, SECTORS)
+    assert caught.value.reason == "not_encodable"
 
 
 @pytest.mark.parametrize(
