@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from foundation.auth.api_keys import ApiKeyRecord
 from foundation.contract.envelope import MAX_RECORD_BYTES
 from foundation.errors import DatabaseError, PortInUseError, SettingsError
+from foundation.log_throttle import LogThrottle
 from producers.ingest_metrics import IngestMetrics
 from producers.ingest_rules import (
     RequestError,
@@ -258,6 +260,33 @@ def _event_id(obj: Mapping[str, Any]) -> str | None:
     return event_id if isinstance(event_id, str) else None
 
 
+class _MalformedRequests(logging.Filter):
+    """Requests aiohttp's parser refuses (a NUL in a header, not HTTP at all): aiohttp answers
+    400 itself and logs each with a traceback; anyone could fill the log so. One line a
+    minute without the traceback instead."""
+
+    def __init__(self, throttle: LogThrottle) -> None:
+        super().__init__()
+        self._throttle = throttle
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        self._throttle.info(
+            "malformed", "refused a malformed HTTP request (400): %s", str(error).splitlines()[0]
+        )
+        return False
+
+
+def _server_log() -> logging.Logger:
+    """The logger aiohttp's protocol layer writes to, with malformed requests throttled."""
+    server_log = logging.getLogger("ioc.http")
+    if not any(isinstance(f, _MalformedRequests) for f in server_log.filters):
+        server_log.addFilter(_MalformedRequests(LogThrottle(server_log)))
+    return server_log
+
+
 def listen_url(runner: web.AppRunner) -> str:
     """http://host:port of the runner's first listening socket."""
     host, port = runner.addresses[0][:2]
@@ -274,7 +303,9 @@ async def serve_until(
     shutdown_timeout: float = 10.0,
 ) -> None:
     """Listen on host:port, call announce(url), and stop cleanly once `stop` is set."""
-    runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(
+        api.app(), access_log=None, shutdown_timeout=shutdown_timeout, logger=_server_log()
+    )
     await runner.setup()
     try:
         try:
