@@ -196,8 +196,12 @@ def series_query(entry: KpiEntry, plan: SeriesPlan, group: str | None) -> Query:
         params["width"] = plan.width
         params["origin"] = to_datetime(PROVINCE_ORIGIN)
         sql = (
-            "SELECT series, grp, bucket, count(*), avg(value), min(value), max(value),"  # noqa: S608 - values bound
-            " sum(value), (array_agg(value ORDER BY window_start DESC))[1],"
+            # numeric, as the writer's rollups: float8 sum()/avg() overflow on finite points
+            "SELECT series, grp, bucket, count(*), GREATEST(LEAST(avg(value::text::numeric),"  # noqa: S608 - values bound
+            " 1.7976931348623157e308), -1.7976931348623157e308)::float8, min(value), max(value),"
+            " CASE WHEN abs(sum(value::text::numeric)) <= 1.7976931348623157e308"
+            " THEN sum(value::text::numeric)::float8 END,"
+            " (array_agg(value ORDER BY window_start DESC))[1],"
             " sum(sample_count)::bigint"
             " FROM (SELECT *, date_bin(make_interval(secs => %(width)s), window_start,"
             " %(origin)s) AS bucket FROM kpi_points"

@@ -597,3 +597,26 @@ async def test_ingest_api_serves_the_history_with_a_token(
         assert 'ioc_history_requests_total{endpoint="latest",status="200"} 1.0' in metrics
     api.proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(api.proc.wait, 30) == 0, api.output()
+
+
+async def test_points_near_the_largest_double_are_summed_without_an_error(
+    history_world: HistoryWorld, history_client: Client
+) -> None:
+    """Finite points whose float8 sum overflows (PostgreSQL raises then): buckets from
+    kpi_points and from the rollups answer 200 with a finite average and no sum, and the
+    writer's rollup maintenance does not fail on them."""
+    huge = 1.7976931348623157e308
+    start = DAY0 + 3600
+    points = [_point(BED, "*", start + i * 900, huge, 2, 0, True) for i in range(4)]
+    await history_world.write(_kpi_records(points))
+    assert await history_world.rollup() >= 1  # raised "value out of range" before
+    token = history_token()
+    for params in (
+        {"from": _iso(DAY0), "to": _iso(DAY0 + 86400), "bucket": "1h"},  # from kpi_points
+        {"from": _iso(DAY0), "to": _iso(DAY0 + 3 * 86400), "bucket": "1h"},  # the rollup
+    ):
+        status, body = await _get(history_client, f"/kpis/{BED}/series", token, **params)
+        assert status == 200, body
+        (bucket,) = body["series"][0]["points"]
+        assert bucket["avg"] == pytest.approx(huge) and bucket["max"] == huge
+        assert bucket["sum"] is None
