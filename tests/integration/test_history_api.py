@@ -620,3 +620,47 @@ async def test_points_near_the_largest_double_are_summed_without_an_error(
         (bucket,) = body["series"][0]["points"]
         assert bucket["avg"] == pytest.approx(huge) and bucket["max"] == huge
         assert bucket["sum"] is None
+
+
+async def test_a_database_outage_is_a_503_that_shows_nothing_of_the_database(
+    history_world: HistoryWorld, unused_tcp_port: int
+) -> None:
+    """The history's pool points at a port where no database listens: 503 `unavailable`
+    with Retry-After and a fixed detail, the connection error only in the log."""
+    from aiohttp.test_utils import TestServer
+    from prometheus_client import CollectorRegistry
+    from psycopg_pool import AsyncConnectionPool
+
+    from consumers.history import PREFIX, HistoryApi, HistoryMetrics, HistoryStore
+    from tests.plugins.history import HISTORY_SECRET
+
+    dead = f"postgresql://nobody:secret-password@127.0.0.1:{unused_tcp_port}/none"
+    pool = AsyncConnectionPool(dead, open=False, min_size=0, max_size=1, timeout=1.0)
+    await pool.open(wait=False)
+    history = HistoryApi(
+        rows=HistoryStore(pool=pool, timeout=2.0),
+        catalog=history_world.catalog,
+        token_secret=HISTORY_SECRET,
+        keys=None,
+        metrics=HistoryMetrics.create(CollectorRegistry()),
+    )
+    root = web.Application()
+    root.add_subapp(PREFIX, history.app())
+    client: Client = TestClient(TestServer(root))
+    await client.start_server()
+    try:
+        for path in ("/alerts", f"/kpis/{BED}/series"):
+            response = await client.get(
+                BASE + path, headers={"Authorization": f"Bearer {history_token()}"}
+            )
+            body = await response.json()
+            assert response.status == 503, body
+            assert body == {
+                "error": "unavailable",
+                "detail": "the history database is unavailable; retry later",
+            }
+            assert response.headers["Retry-After"] == "1"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+    finally:
+        await client.close()
+        await pool.close()
