@@ -18,16 +18,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from foundation.auth.api_keys import ApiKeyRecord
 from foundation.contract.envelope import MAX_RECORD_BYTES
 from foundation.errors import DatabaseError, PortInUseError, SettingsError
+from foundation.log_throttle import LogThrottle
 from producers.ingest_metrics import IngestMetrics
 from producers.ingest_rules import (
     RequestError,
     Scope,
+    check_content_type,
     check_scope,
     decode_body,
     event_results,
@@ -75,8 +78,18 @@ class IngestLimits:
 def _json(
     body: Mapping[str, Any], status: int, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+    try:
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a client's unpaired surrogate echoed back: escape it
+        data = json.dumps(body, separators=(",", ":")).encode()
+    return web.Response(
+        body=data, status=status, content_type="application/json", charset="utf-8", headers=headers
+    )
+
+
+async def _no_sniffing(_request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer, the sub-applications' and aiohttp's own included, is what it says."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 def _refuse(error: RequestError, *, retry_after: int | None = None) -> web.Response:
@@ -117,6 +130,7 @@ class IngestApi:
     def app(self) -> web.Application:
         """A new application with the routes (the body limit is enforced by aiohttp too)."""
         app = web.Application(client_max_size=MAX_RECORD_BYTES, middlewares=[self._middleware])
+        app.on_response_prepare.append(_no_sniffing)
         app.router.add_post("/v1/events", self._post_events)
         app.router.add_get("/openapi.json", self._get_openapi)
         app.router.add_get("/healthz", self._get_health)
@@ -131,9 +145,12 @@ class IngestApi:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            reason = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
-                exc.status, "internal_error"
-            )
+            reason = {
+                404: "not_found",
+                405: "method_not_allowed",
+                413: "too_large",
+                415: "unsupported_media_type",
+            }.get(exc.status, "bad_request" if exc.status < 500 else "internal_error")
             response = _refuse(request_error(reason))
             if exc.status == 405 and "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
@@ -165,6 +182,9 @@ class IngestApi:
         key = await self._authenticate(request)
         if isinstance(key, web.Response):
             return key
+        refused = check_content_type(request.headers.get("Content-Type"))
+        if refused is not None:
+            return _refuse(refused)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -240,6 +260,33 @@ def _event_id(obj: Mapping[str, Any]) -> str | None:
     return event_id if isinstance(event_id, str) else None
 
 
+class _MalformedRequests(logging.Filter):
+    """Requests aiohttp's parser refuses (a NUL in a header, not HTTP at all): aiohttp answers
+    400 itself and logs each with a traceback; anyone could fill the log so. One line a
+    minute without the traceback instead."""
+
+    def __init__(self, throttle: LogThrottle) -> None:
+        super().__init__()
+        self._throttle = throttle
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        self._throttle.info(
+            "malformed", "refused a malformed HTTP request (400): %s", str(error).splitlines()[0]
+        )
+        return False
+
+
+def _server_log() -> logging.Logger:
+    """The logger aiohttp's protocol layer writes to, with malformed requests throttled."""
+    server_log = logging.getLogger("ioc.http")
+    if not any(isinstance(f, _MalformedRequests) for f in server_log.filters):
+        server_log.addFilter(_MalformedRequests(LogThrottle(server_log)))
+    return server_log
+
+
 def listen_url(runner: web.AppRunner) -> str:
     """http://host:port of the runner's first listening socket."""
     host, port = runner.addresses[0][:2]
@@ -256,7 +303,9 @@ async def serve_until(
     shutdown_timeout: float = 10.0,
 ) -> None:
     """Listen on host:port, call announce(url), and stop cleanly once `stop` is set."""
-    runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(
+        api.app(), access_log=None, shutdown_timeout=shutdown_timeout, logger=_server_log()
+    )
     await runner.setup()
     try:
         try:

@@ -21,6 +21,7 @@ __all__ = [
     "REQUEST_REASONS",
     "RequestError",
     "Scope",
+    "check_content_type",
     "check_scope",
     "decode_body",
     "event_results",
@@ -31,7 +32,12 @@ __all__ = [
 
 # Request-level reason codes: HTTP status and meaning (the OpenAPI document lists them all).
 REQUEST_REASONS: Final[Mapping[str, tuple[int, str]]] = {
+    "bad_request": (400, "the HTTP request is malformed"),
     "bad_json": (400, "the body is not valid UTF-8 JSON"),
+    "unsupported_media_type": (
+        415,
+        "send the body as `Content-Type: application/json` (charset utf-8, the default)",
+    ),
     "not_object": (400, "the body is neither an event (object) nor a batch (array)"),
     "empty_batch": (400, "the batch is an empty array"),
     "batch_too_large": (400, f"the batch has more than {MAX_BATCH_EVENTS:,} events"),
@@ -59,7 +65,8 @@ EVENT_REASONS: Final[Mapping[str, str]] = {
     "source_mismatch": "the event's source differs from the record key",
     "bad_timestamp": "`occurred_at` is not RFC 3339 with date, time and offset",
     "future_timestamp": "`occurred_at` is more than 5 minutes in the future",
-    "not_finite": "`value` is NaN, infinite or beyond double precision",
+    "not_finite": "`value` is NaN, infinite or beyond double precision, or a number inside"
+    " the event (in `data`) is NaN or infinite",
     "unit_mismatch": "`unit` differs from the catalog's unit of the type",
     "unknown_district": "`district` is not an area code of the catalog",
     "unsupported_schema_version": "`schema_version` is not 1",
@@ -70,6 +77,8 @@ EVENT_REASON_PREFIXES: Final[Mapping[str, str]] = {
     "missing_field": "a required field is absent (or `value` for a measurement type)",
     "unknown_field": "a field outside the envelope",
     "bad_field": "a field of the wrong type or length",
+    "bad_text": "a field holds text that cannot be stored: NUL (U+0000) or an unpaired"
+    " surrogate (\\ud800-\\udfff), also inside `data`",
 }
 
 
@@ -114,13 +123,46 @@ def presented_key(authorization: str | None, api_key_header: str | None) -> str 
     return None
 
 
+def check_content_type(header: str | None) -> RequestError | None:
+    """Refuse a body that is not declared `application/json` in UTF-8 (no charset: UTF-8)."""
+    if header is None or not header.strip():
+        return request_error("unsupported_media_type", "no Content-Type; send application/json")
+    media, *parameters = header.split(";")
+    if media.strip().lower() != "application/json":
+        return request_error(
+            "unsupported_media_type",
+            f"Content-Type {_shown(media.strip())} is not application/json",
+        )
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+            if charset != "utf-8":
+                return request_error(
+                    "unsupported_media_type",
+                    f"charset {_shown(charset)} is not utf-8 (the contract's only encoding)",
+                )
+    return None
+
+
+def _shown(text: str) -> str:
+    """A client's text quoted for a detail: short, escaped."""
+    return ascii(text[:60])
+
+
 def decode_body(raw: bytes) -> list[Any] | RequestError:
     """The posted events as a list (one object → a list of one), or why the body is refused."""
     if len(raw) > MAX_RECORD_BYTES:
         return request_error("too_large", f"{len(raw):,} bytes > {MAX_RECORD_BYTES:,}")
     try:
-        decoded = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        text = raw.decode()  # UTF-8 only: json.loads(bytes) would take UTF-16 and UTF-32 too
+    except UnicodeDecodeError as exc:
+        return request_error(
+            "bad_json", f"the body is not UTF-8 ({exc.reason} at byte {exc.start})"
+        )
+    try:
+        decoded = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         return request_error("bad_json", str(exc)[:200])
     if isinstance(decoded, dict):
         return [decoded]

@@ -77,7 +77,7 @@ def _schemas() -> dict[str, Any]:
                     "format": "date-time",
                     "description": (
                         "Event time, RFC 3339 with offset (e.g. 2025-06-01T08:30:00+07:00); "
-                        "not more than 5 minutes in the future."
+                        "not more than 5 minutes in the future, not before 1970."
                     ),
                 },
                 "value": {
@@ -92,7 +92,14 @@ def _schemas() -> dict[str, Any]:
                     "type": "string",
                     "description": "Optional area code of the catalog (e.g. dong-xoai).",
                 },
-                "data": {"type": "object", "description": "Optional free-form details."},
+                "data": {
+                    "type": "object",
+                    "description": (
+                        "Optional free-form details. Like every text of the event, no NUL "
+                        "(U+0000) and no unpaired surrogate (`bad_text:<field>`); numbers "
+                        "finite (`not_finite`)."
+                    ),
+                },
                 "schema_version": {"type": "integer", "enum": [1], "default": 1},
             },
             "example": {
@@ -206,7 +213,9 @@ def ingest_openapi_document() -> dict[str, Any]:
                 "Valid events of a request are published together as one Kafka record on "
                 "`ioc.events.<sector>`; invalid ones are reported with their index and a "
                 "reason code. Delivery is at-least-once: on 503 retry with the same "
-                "event_ids (they are idempotency keys).\n\nRequest reason codes:\n\n"
+                "event_ids (they are idempotency keys). The body is UTF-8 JSON sent as "
+                "`Content-Type: application/json` (charset utf-8 or none); every answer "
+                "carries `X-Content-Type-Options: nosniff`.\n\nRequest reason codes:\n\n"
                 + _reason_table(request_table)
             ),
         },
@@ -231,8 +240,14 @@ def ingest_openapi_document() -> dict[str, Any]:
                             "content": {_JSON: {"schema": _ref("IngestResult")}},
                         },
                         "400": _error_response(
-                            "The body is not an event or a batch.",
-                            ["bad_json", "not_object", "empty_batch", "batch_too_large"],
+                            "The body is not an event or a batch (or not UTF-8: `bad_json`).",
+                            [
+                                "bad_json",
+                                "not_object",
+                                "empty_batch",
+                                "batch_too_large",
+                                "bad_request",
+                            ],
                         ),
                         "401": _error_response("No valid API key.", ["unauthorized"]),
                         "403": _error_response(
@@ -242,6 +257,10 @@ def ingest_openapi_document() -> dict[str, Any]:
                         "404": _error_response("No such path.", ["not_found"]),
                         "405": _error_response("Wrong method.", ["method_not_allowed"]),
                         "413": _error_response("The body is too large.", ["too_large"]),
+                        "415": _error_response(
+                            "The body is not declared application/json in UTF-8.",
+                            ["unsupported_media_type"],
+                        ),
                         "422": {
                             "description": (
                                 "Every event was rejected (reason `all_rejected`); "

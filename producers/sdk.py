@@ -27,6 +27,7 @@ from foundation.contract.envelope import (
     MAX_BATCH_EVENTS,
     MAX_RECORD_BYTES,
     ContractIndex,
+    Event,
     Rejection,
     validate_event,
 )
@@ -79,6 +80,33 @@ class _Pending:
     event_ids: list[str] = field(default_factory=list)
     size: int = 2  # the brackets of the JSON array
     timer: asyncio.TimerHandle | None = None
+
+
+def _encode(obj: Mapping[str, Any]) -> bytes | None:
+    """The event as it travels (UTF-8 JSON, finite numbers), or None when it cannot be."""
+    try:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode()
+    except (ValueError, TypeError, RecursionError):  # NaN, a surrogate, a non-JSON value
+        return None
+
+
+def _validate(
+    obj: dict[str, Any], index: ContractIndex, *, now: float, position: int | None = None
+) -> tuple[Event, bytes] | Rejection:
+    """The envelope's verdict and the event's bytes; an event the envelope accepts but JSON
+    cannot carry (a value that is no JSON type, nesting too deep) is `bad_field:data`."""
+    encoded = _encode(obj)
+    outcome = validate_event(
+        obj, index, now=now, size=len(encoded) if encoded is not None else 0, position=position
+    )
+    if isinstance(outcome, Rejection):
+        return outcome
+    if encoded is None:
+        return Rejection(
+            "bad_field:data", position, "not encodable as JSON", outcome.source, outcome.event_id
+        )
+    return outcome, encoded
 
 
 class Publisher:
@@ -157,16 +185,15 @@ class Publisher:
         """Validate and queue one event; the future resolves when its record is acknowledged."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[DeliveryReport] = loop.create_future()
-        obj = dict(event)
-        encoded = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-        outcome = validate_event(obj, self._index, now=time.time(), size=len(encoded))
-        if isinstance(outcome, Rejection):
+        verdict = _validate(dict(event), self._index, now=time.time())
+        if isinstance(verdict, Rejection):
             future.set_result(
                 DeliveryReport(
-                    outcome.event_id, outcome.source, "rejected", outcome.reason, outcome.detail
+                    verdict.event_id, verdict.source, "rejected", verdict.reason, verdict.detail
                 )
             )
             return future
+        outcome, encoded = verdict
         await self._capacity.acquire()
         future.add_done_callback(lambda _f: self._capacity.release())
         source = outcome.source
@@ -213,17 +240,14 @@ class Publisher:
         by_source: dict[str, _Pending] = {}
         positions: dict[str, list[int]] = {}
         for position, event in enumerate(events):
-            obj = dict(event)
-            encoded = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-            outcome = validate_event(
-                obj, self._index, now=now, size=len(encoded), position=position
-            )
-            if isinstance(outcome, Rejection):
+            verdict = _validate(dict(event), self._index, now=now, position=position)
+            if isinstance(verdict, Rejection):
                 reports[position] = DeliveryReport(
-                    outcome.event_id, outcome.source, "rejected", outcome.reason, outcome.detail,
+                    verdict.event_id, verdict.source, "rejected", verdict.reason, verdict.detail,
                     index=position,
                 )  # fmt: skip
                 continue
+            outcome, encoded = verdict
             pending = by_source.setdefault(
                 outcome.source, _Pending(topic=event_topic(outcome.sector))
             )

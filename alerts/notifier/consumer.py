@@ -21,6 +21,7 @@ from alerts.notifier.store import DeliveryStore, Planner, is_database_error
 from foundation.contract.alerts import AlertTransition, RecordError
 from foundation.contract.topics import ALERTS
 from foundation.errors import BrokerUnreachableError
+from foundation.log_throttle import LogThrottle
 
 __all__ = ["AlertConsumer"]
 
@@ -73,6 +74,7 @@ class AlertConsumer:
         self._on_assigned = on_assigned
         self._clock = clock
         self._topic = topic
+        self._log = LogThrottle(log)
         self.last_ok = 0.0  # monotonic time of the last successful poll
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -143,12 +145,14 @@ class AlertConsumer:
                 except RecordError as exc:
                     reason = str(exc).split(":", 1)[0]
                     self._metrics.bad_records.labels(reason).inc()
-                    log.warning(
-                        "skipping a bad record at %s[%d]@%s: %s",
+                    self._metrics.poison_records.labels(tp.topic).inc()
+                    self._log.warning(
+                        f"poison:{tp.topic}",
+                        "poison record at %s[%d]@%s stepped over: %s",
                         tp.topic,
                         tp.partition,
                         getattr(record, "offset", "?"),
-                        exc,
+                        reason,
                     )
                     continue
                 self._metrics.transitions_in.labels(transition.transition).inc()

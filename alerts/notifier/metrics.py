@@ -15,6 +15,7 @@ class NotifierMetrics:
 
     transitions_in: Counter
     bad_records: Counter
+    poison_records: Counter
     skipped: Counter
     notifications: Counter
     messages: Counter
@@ -38,6 +39,13 @@ class NotifierMetrics:
                 "ioc_notifier_bad_records",
                 "Records on ioc.alerts that break the contract (skipped)",
                 ["reason"],
+                registry=registry,
+            ),
+            poison_records=Counter(
+                "ioc_notifier_poison_records",
+                "Records stepped over because they break the contract, by topic (their"
+                " reasons: ioc_notifier_bad_records_total)",
+                ["topic"],
                 registry=registry,
             ),
             skipped=Counter(

@@ -86,6 +86,7 @@ async def run_gateway(
         kpi_topic=config.kpi_topic,
         alerts_topic=config.alerts_topic,
         kafka_options=config.kafka_options,
+        sectors=[sector.id for sector in catalog.sectors],
     )
     own_sink: KafkaActionSink | None = None
     if actions is None:

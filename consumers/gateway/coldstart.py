@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from consumers.gateway.records import PoisonRecordError, check_kpi_record
 from consumers.gateway.state import SPARK_SECONDS, GatewayState
 from foundation.errors import DatabaseError, DatabaseUnreachableError
 from foundation.probes import redact_url
@@ -111,8 +112,14 @@ async def load_cold_start(state: GatewayState, database_url: str, *, timeout: fl
             try:
                 cursor = await conn.execute(_KPI_QUERY, (SPARK_SECONDS,))
                 for row in await cursor.fetchall():
-                    state.apply_kpi(_kpi_record(row))
-                    kpi_rows += 1
+                    try:
+                        point = check_kpi_record(_kpi_record(row))
+                    except PoisonRecordError as exc:  # e.g. a NaN someone wrote by hand
+                        log.warning("cold start: a kpi_points row left out (%s)", exc.reason)
+                        continue
+                    if point is not None:
+                        state.apply_kpi(point)
+                        kpi_rows += 1
             except psycopg.errors.UndefinedTable:
                 missing.append("kpi_points")
             try:

@@ -195,7 +195,7 @@ class ClientSession:
         if self.closed:
             return
         if len(self._out) >= self._hard_limit:
-            self._close_slow()
+            self.close_slow()
             return
         self._out.append(_Outgoing(data, kind, items, self._clock(), False))
         self._wake.set()
@@ -231,7 +231,7 @@ class ClientSession:
                 if self._pending and self._updates_queued <= self._limit // 2:
                     self._flush_pending()
         except TimeoutError:
-            self._close_slow()
+            self.close_slow()
         except ClientGoneError:
             self.closed = True
 
@@ -247,7 +247,8 @@ class ClientSession:
             self._metrics.resync("overflow")
         self._pending.clear()
 
-    def _close_slow(self) -> None:
+    def close_slow(self) -> None:
+        """End the session as too slow (4408): a send or a ping's answer did not come."""
         if not self.closed:
             self.closed = True
             self.close_code = (CLOSE_SLOW, "too_slow")

@@ -27,7 +27,7 @@ class GatewayMetrics:
     coalesced_updates: Counter
     slow_clients_closed: Counter
     records_in: Counter
-    bad_records: Counter
+    poison_records: Counter
     auth_failures: Counter
     actions: Counter
     series: Gauge
@@ -93,15 +93,17 @@ class GatewayMetrics:
             ),
             slow_clients_closed=Counter(
                 "ioc_gateway_slow_clients_closed",
-                "Clients closed (4408) because a send did not finish in time",
+                "Clients closed (4408) because a send, or the answer to a ping, did not come"
+                " in time",
                 registry=registry,
             ),
             records_in=Counter(
                 "ioc_gateway_records_in", "Kafka records read", ["topic"], registry=registry
             ),
-            bad_records=Counter(
-                "ioc_gateway_bad_records",
-                "Kafka records skipped because they break the contract",
+            poison_records=Counter(
+                "ioc_gateway_poison_records",
+                "Kafka records stepped over because they break the contract (not JSON, wrong"
+                " types, non-finite numbers, unknown sector, …); screens never see them",
                 ["topic"],
                 registry=registry,
             ),

@@ -18,6 +18,7 @@ and asks for a `resync`. A snapshot's `seq` is the channel's sequence when it wa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
@@ -121,19 +122,53 @@ def _text(raw: dict[str, Any], name: str) -> str | None:
     value = raw.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > _MAX_TEXT:
-        raise ProtocolError("bad_message", f"`{name}` must be text of at most {_MAX_TEXT}")
+    if not isinstance(value, str) or len(value) > _MAX_TEXT or _CONTROL.search(value):
+        raise ProtocolError(
+            "bad_message", f"`{name}` must be text of at most {_MAX_TEXT}, without NUL"
+        )
     return value.strip() or None
 
 
-def parse_client_message(text: str | bytes) -> ClientMessage:
-    """One client message; ProtocolError(code) when it is not one we know."""
+_CONTROL: Final = re.compile("[\x00]")
+_MAX_NONCE = 128
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode(text: str | bytes) -> dict[str, Any]:
+    """A JSON object every reply can echo: UTF-8 text, finite numbers, no lone surrogate."""
     try:
-        raw = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError("bad_json", "a message must be one JSON object") from exc
+        raw = json.loads(text, parse_constant=_refuse_constant)
+        # What we may send back (channel names, nonces) must encode: no NaN from 1e999,
+        # no unpaired surrogate from "\ud800".
+        json.dumps(raw, ensure_ascii=False, allow_nan=False).encode()
+    except (ValueError, RecursionError) as exc:  # UnicodeError and JSONDecodeError too
+        raise ProtocolError(
+            "bad_json", "a message must be one JSON object of UTF-8 text and finite numbers"
+        ) from exc
     if not isinstance(raw, dict):
         raise ProtocolError("bad_json", "a message must be one JSON object")
+    return raw
+
+
+def _nonce(value: Any) -> Any:
+    if value is None or isinstance(value, bool | float):
+        return value
+    if isinstance(value, int) and abs(value) <= 2**53:
+        return value
+    if isinstance(value, str) and len(value) <= _MAX_NONCE:
+        return value
+    raise ProtocolError(
+        "bad_message", f"`nonce` must be a number, or text of at most {_MAX_NONCE} characters"
+    )
+
+
+def parse_client_message(text: str | bytes) -> ClientMessage:
+    """One client message; ProtocolError(code) when it is not one we know. Never raises
+    anything else, whatever the bytes (the fuzz tests hold it to that)."""
+    raw = _decode(text)
     kind = raw.get("type")
     if kind == "subscribe":
         return Subscribe(_channels(raw))
@@ -156,7 +191,7 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
             raise ProtocolError("bad_message", "resync needs `channel`")
         return Resync(channel)
     if kind == "ping":
-        return Ping(raw.get("nonce"))
+        return Ping(_nonce(raw.get("nonce")))
     if kind == "action":
         request_id = raw.get("request_id")
         action = raw.get("action")
@@ -165,7 +200,7 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
             raise ProtocolError("bad_message", "action needs a `request_id`")
         if action not in _ACTIONS:
             raise ProtocolError("bad_action", f"`action` is one of {', '.join(_ACTIONS)}")
-        if not isinstance(fingerprint, str) or not fingerprint:
+        if not isinstance(fingerprint, str) or not 0 < len(fingerprint) <= 256:
             raise ProtocolError("bad_message", "action needs the alert's `fingerprint`")
         note, assignee = _text(raw, "note"), _text(raw, "assignee")
         if action == "note" and not note:
@@ -173,7 +208,8 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
         if action == "assign" and not assignee:
             raise ProtocolError("bad_message", "an assign action needs `assignee`")
         return ActionRequest(request_id, cast(SocketAction, action), fingerprint, note, assignee)
-    raise ProtocolError("unknown_type", f"unknown message type {kind!r}")
+    shown = kind if isinstance(kind, str) and len(kind) <= 64 else type(kind).__name__
+    raise ProtocolError("unknown_type", f"unknown message type {shown!r}")
 
 
 # -- server messages

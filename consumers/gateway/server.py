@@ -64,6 +64,7 @@ from foundation.contract.alerts import AlertAction, Fingerprint
 from foundation.contract.asyncapi import contract_documents
 from foundation.contract.catalog import Catalog
 from foundation.errors import PortInUseError
+from foundation.log_throttle import LogThrottle
 
 __all__ = ["STATIC_DIR", "GatewayServer", "ServerOptions"]
 
@@ -76,6 +77,11 @@ _READY_WAIT = 30.0  # a client connecting during the start-up replay waits at mo
 # A connection whose write buffer holds this much is backed up: its messages wait in its
 # outbox (websockets' default high-water mark, given to `serve` too).
 WRITE_LIMIT = 32 * 1024
+
+
+def _peer(connection: ServerConnection) -> str:
+    address = connection.remote_address
+    return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
 
 
 class ServerOptions:
@@ -208,6 +214,7 @@ class GatewayServer:
             catalog=catalog, secret=secret, rows=rows, state=hub.state, files=self._files,
             clock=clock,
         )  # fmt: skip
+        self._log = LogThrottle(log)  # what strangers can trigger: at most a line a minute
         metrics.clients_backed_up.set_function(
             lambda: sum(1 for s in self._sessions if s.backed_up)
         )
@@ -250,6 +257,9 @@ class GatewayServer:
                 max_size=64 * 1024,  # client messages are small
                 write_limit=WRITE_LIMIT,
                 close_timeout=self._options.close_timeout,
+                # Our own keepalive (`_keepalive`) pings instead: a client that stops reading
+                # must be closed as too slow (4408), not by the library's 1011.
+                ping_interval=None,
                 logger=logging.getLogger("ioc.gateway.ws"),
             )
         except OSError as exc:
@@ -341,12 +351,22 @@ class GatewayServer:
                 claims = verify_token(self._secret, token, now=self._clock())
         except (TokenRejectedError, LinkRejectedError) as exc:
             self._metrics.auth_failures.labels(exc.reason).inc()
-            log.info("refused a connection from %s: %s", connection.remote_address, exc.reason)
+            self._log.info(
+                f"refused:{exc.reason}",
+                "refused a connection from %s: %s",
+                _peer(connection),
+                exc.reason,
+            )
             await connection.close(CLOSE_UNAUTHORIZED, exc.reason)
             return
         unknown = [s for s in claims.sectors or () if s not in self._sectors]
         if unknown:
             self._metrics.auth_failures.labels("unknown_sector").inc()
+            self._log.info(
+                "refused:unknown_sector",
+                "refused a connection from %s: unknown_sector",
+                _peer(connection),
+            )
             await connection.close(CLOSE_FORBIDDEN, "unknown_sector")
             return
         with contextlib.suppress(TimeoutError):
@@ -376,19 +396,47 @@ class GatewayServer:
         )
         writer = asyncio.create_task(session.run())
         reader = asyncio.create_task(self._read(connection, session, claims, only_alert))
+        keepalive = asyncio.create_task(self._keepalive(connection, session))
+        tasks = (reader, writer, keepalive)
         try:
-            await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._hub.drop(session)
             session.close()
             self._sessions.discard(session)
             self._roles[claims.role] -= 1
             self._metrics.clients.labels(claims.role).dec()
-            for task in (reader, writer):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         if session.close_code is not None:
+            self._log.info(
+                f"closed:{session.close_code[1]}",
+                "closed %s (%s): %d %s",
+                _peer(connection),
+                claims.name,
+                *session.close_code,
+            )
             await connection.close(*session.close_code)
+
+    async def _keepalive(self, connection: ServerConnection, session: ClientSession) -> None:
+        """Ping every heartbeat; a client whose pong does not come within the send timeout
+        does not read its socket: it is closed as too slow (4408) like a stalled send.
+
+        websockets' own keepalive would close it with 1011 after its ping timeout, and with
+        little traffic the send timeout never fires: the kernel buffers take every frame.
+        """
+        while not session.closed:
+            await asyncio.sleep(self._options.heartbeat)
+            try:
+                async with asyncio.timeout(self._options.send_timeout):
+                    pong = await connection.ping()
+                    await pong
+            except TimeoutError:
+                session.close_slow()
+                return
+            except ConnectionClosed:
+                return
 
     async def _read(
         self,
@@ -409,6 +457,12 @@ class GatewayServer:
                     session.push(
                         error(exc.reason, f"channel {exc.channel!r}", channel=exc.channel),
                         "control",
+                    )
+                except Exception:  # a bug: the client gets an error, not a silent close
+                    if self._log.warning("bug:message", "a client message failed (answered)"):
+                        log.exception("the message's error")
+                    session.push(
+                        error("bad_message", "the message could not be handled"), "control"
                     )
 
     def _concrete(self, channel: str, claims: TokenClaims) -> str:

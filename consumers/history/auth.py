@@ -101,10 +101,8 @@ async def authenticate(
     try:
         async with asyncio.timeout(timeout):
             record = await keys.authenticate(credential)
-    except (DatabaseError, TimeoutError) as exc:
-        raise HistoryQueryError(
-            "unavailable", f"cannot check the API key now: {exc}", status=503
-        ) from exc
+    except (DatabaseError, TimeoutError) as exc:  # the cause is logged by the caller
+        raise DatabaseError(f"cannot check an API key now: {exc}") from exc
     if record is None:
         raise _unauthorized("unknown, revoked or malformed token or API key")
     return Reader("api_key", record.key_id, None, source=record.source)

@@ -21,11 +21,20 @@ _JSON = "application/json"
 
 # code → (HTTP status, meaning); every code the history API answers with.
 HISTORY_ERRORS: Final[dict[str, tuple[int, str]]] = {
-    "bad_range": (400, "`from`/`to`/`window_start` missing, malformed, or `from` not before `to`"),
+    "bad_range": (
+        400,
+        "`from`/`to`/`window_start` missing, malformed, outside the supported range"
+        " (1970-01-01T00:00:00Z to 9999-01-01T00:00:00Z, said in the detail), or `from` not"
+        " before `to`",
+    ),
     "bad_bucket": (400, f"bucket not one of {', '.join(BUCKETS)}"),
     "bad_page_size": (400, f"limit not an integer from 1 to {MAX_PAGE_SIZE}"),
     "bad_cursor": (400, "cursor not one this API gave"),
-    "bad_parameter": (400, "an unknown query parameter, or a bad state/severity"),
+    "bad_parameter": (
+        400,
+        "an unknown query parameter, a bad state/severity, or a value holding a character"
+        " the database cannot take (NUL, an unpaired surrogate)",
+    ),
     "unauthorized": (401, "no credential, or an invalid, expired or revoked one"),
     "forbidden": (403, "the token's sector scope, or the API key's source, does not cover it"),
     "unknown_kpi": (404, "no such KPI in the catalog (ids are `<sector>.<kpi>`)"),
@@ -37,8 +46,12 @@ HISTORY_ERRORS: Final[dict[str, tuple[int, str]]] = {
         f"more than {MAX_BUCKETS:,} buckets per series, or more than "
         f"{MAX_LOG_RANGE / 86400:g} days of alerts or dead letters",
     ),
-    "internal_error": (500, "unexpected error"),
-    "unavailable": (503, "the database did not answer in time; retry (Retry-After)"),
+    "internal_error": (500, "unexpected error (a bug; the detail never holds the cause)"),
+    "unavailable": (
+        503,
+        "the database did not answer in time; retry (Retry-After). The detail never holds"
+        " the database's own message",
+    ),
 }
 
 _TOKEN_SECURITY: Final[list[dict[str, list[str]]]] = [{"historyToken": []}]
@@ -377,7 +390,18 @@ def history_schemas() -> dict[str, Any]:
                             "received_at": _T,
                             "reason": {"type": "string"},
                             "detail": _STR_NULL,
-                            "source": _STR_NULL,
+                            "sender": {
+                                "type": ["string", "null"],
+                                "description": (
+                                    "Who sent the refused record: its Kafka key (a source"
+                                    " id), or the API key's source; a department's key reads"
+                                    " the dead letters it sent"
+                                ),
+                            },
+                            "source": {
+                                "type": ["string", "null"],
+                                "description": "The registered source the record named",
+                            },
                             "event_id": _STR_NULL,
                             "kafka": kafka,
                             "deadletter": _object(

@@ -27,7 +27,9 @@ __all__ = [
     "MAX_LOG_RANGE",
     "MAX_PAGE_SIZE",
     "PROVINCE_ORIGIN",
+    "SUPPORTED_TIMES",
     "TimeRange",
+    "check_text",
     "decode_cursor",
     "encode_cursor",
     "format_time",
@@ -57,6 +59,13 @@ MAX_LOG_RANGE: Final = 93 * 86400.0  # … and at most about a quarter per reque
 # is a day of Bình Phước, like the daily rollup; hours and minutes align as in UTC.
 PROVINCE_ORIGIN: Final = -7 * 3600.0
 
+# Times a request may name, in Unix seconds: the platform stores nothing older than 1970 or
+# anywhere near year 9999 (where Python's and PostgreSQL's calendars end).
+SUPPORTED_TIMES: Final = (0.0, 253370764800.0)  # 1970-01-01T00:00:00Z, 9999-01-01T00:00:00Z
+_SUPPORTED_TEXT: Final = "1970-01-01T00:00:00Z to 9999-01-01T00:00:00Z"
+# Characters PostgreSQL text cannot hold (NUL) and that UTF-8 cannot encode (surrogates).
+_BAD_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
+
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 _PLUS_LOST = re.compile(r" (\d{2}:?\d{2})$")  # "+07:00" sent unescaped arrives as " 07:00"
 
@@ -73,8 +82,25 @@ class TimeRange:
         return self.end - self.start
 
 
+def check_text(name: str, text: str) -> str:
+    """`text` when PostgreSQL can take it; `bad_parameter` for a NUL or a lone surrogate."""
+    if _BAD_TEXT.search(text) is not None:
+        raise HistoryQueryError(
+            "bad_parameter",
+            f"{_shown(name)} holds a character the database cannot take"
+            " (NUL, or an unpaired surrogate)",
+        )
+    return text
+
+
+def _shown(text: str) -> str:
+    """A client's text quoted for an error detail: short and escaped."""
+    return ascii(text[:60]) + ("…" if len(text) > 60 else "")
+
+
 def parse_time(name: str, text: str) -> float:
-    """Unix seconds from RFC 3339 with an offset (or Z) or from a plain number of seconds."""
+    """Unix seconds from RFC 3339 with an offset (or Z) or from a plain number of seconds,
+    within SUPPORTED_TIMES."""
     text = text.strip()
     if _NUMBER.match(text):
         value = float(text)
@@ -84,15 +110,20 @@ def parse_time(name: str, text: str) -> float:
             parsed = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
         except ValueError as exc:
             raise HistoryQueryError(
-                "bad_range", f"{name}: {text!r} is not RFC 3339 with an offset or Unix seconds"
+                "bad_range",
+                f"{name}: {_shown(text)} is not RFC 3339 with an offset or Unix seconds",
             ) from exc
         if parsed.tzinfo is None:
             raise HistoryQueryError(
-                "bad_range", f"{name}: {text!r} has no offset (add Z or +07:00)"
+                "bad_range", f"{name}: {_shown(text)} has no offset (add Z or +07:00)"
             )
         value = parsed.timestamp()
-    if not math.isfinite(value) or not -1e11 < value < 1e11:
-        raise HistoryQueryError("bad_range", f"{name}: {text!r} is out of range")
+    low, high = SUPPORTED_TIMES
+    if not math.isfinite(value) or not low <= value <= high:
+        raise HistoryQueryError(
+            "bad_range",
+            f"{name}: {_shown(text)} is outside the supported range {_SUPPORTED_TEXT}",
+        )
     return value
 
 
@@ -150,6 +181,12 @@ def encode_cursor(key: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+def _cursor_value_ok(value: object) -> bool:
+    if type(value) is int:
+        return -(2**63) <= value < 2**63  # a bigint column
+    return type(value) is str and _BAD_TEXT.search(value) is None
+
+
 def decode_cursor(text: str, shape: tuple[type, ...]) -> list[Any]:
     """The sort key of a cursor from `encode_cursor`; `shape` gives each element's type."""
     try:
@@ -163,11 +200,14 @@ def decode_cursor(text: str, shape: tuple[type, ...]) -> list[Any]:
                 moment = datetime.fromisoformat(value["t"])
                 if moment.tzinfo is None:
                     raise ValueError("naive time")
+                low, high = SUPPORTED_TIMES
+                if not low <= moment.timestamp() <= high:
+                    raise ValueError("time out of range")
                 key.append(moment)
-            elif type(value) is kind and kind in (int, str):
-                key.append(value)
+            elif type(value) is not kind or not _cursor_value_ok(value):
+                raise ValueError("bad element")
             else:
-                raise ValueError(f"bad element {value!r}")
+                key.append(value)
     except (ValueError, TypeError, KeyError, binascii.Error, RecursionError) as exc:
         raise HistoryQueryError(
             "bad_cursor", "cursor is not one this API gave (ask for the first page again)"

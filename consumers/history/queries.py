@@ -196,8 +196,12 @@ def series_query(entry: KpiEntry, plan: SeriesPlan, group: str | None) -> Query:
         params["width"] = plan.width
         params["origin"] = to_datetime(PROVINCE_ORIGIN)
         sql = (
-            "SELECT series, grp, bucket, count(*), avg(value), min(value), max(value),"  # noqa: S608 - values bound
-            " sum(value), (array_agg(value ORDER BY window_start DESC))[1],"
+            # numeric, as the writer's rollups: float8 sum()/avg() overflow on finite points
+            "SELECT series, grp, bucket, count(*), GREATEST(LEAST(avg(value::text::numeric),"  # noqa: S608 - values bound
+            " 1.7976931348623157e308), -1.7976931348623157e308)::float8, min(value), max(value),"
+            " CASE WHEN abs(sum(value::text::numeric)) <= 1.7976931348623157e308"
+            " THEN sum(value::text::numeric)::float8 END,"
+            " (array_agg(value ORDER BY window_start DESC))[1],"
             " sum(sample_count)::bigint"
             " FROM (SELECT *, date_bin(make_interval(secs => %(width)s), window_start,"
             " %(origin)s) AS bucket FROM kpi_points"
@@ -335,12 +339,18 @@ MAX_ORIGINAL_BYTES: Final = 65536  # of a dead letter's original record, per ite
 def dead_letter_query(
     span: TimeRange,
     *,
-    sources: list[str] | None,
-    reason: str | None,
+    senders: list[str] | None = None,
+    scope: list[str] | None = None,
+    reason: str | None = None,
     limit: int,
     after: list[Any] | None,
 ) -> Query:
-    """Dead letters, newest first, one page (limit + 1 rows); `sources` None: any source."""
+    """Dead letters, newest first, one page (limit + 1 rows).
+
+    `senders`: only those of records these sources sent (a row without a sender, written
+    before the writer stored one, counts as sent by its source). `scope`: only those sent by
+    or naming one of these sources (a token scoped to sectors). None: no such filter.
+    """
     params: dict[str, Any] = {
         "start": to_datetime(span.start),
         "end": to_datetime(span.end),
@@ -348,9 +358,12 @@ def dead_letter_query(
         "max_bytes": MAX_ORIGINAL_BYTES,
     }
     where = ["received_at >= %(start)s", "received_at < %(end)s"]
-    if sources is not None:
-        params["sources"] = sources
-        where.append("source = ANY(%(sources)s)")
+    if senders is not None:
+        params["senders"] = senders
+        where.append("COALESCE(sender, source) = ANY(%(senders)s)")
+    if scope is not None:
+        params["scope"] = scope
+        where.append("(COALESCE(sender, source) = ANY(%(scope)s) OR source = ANY(%(scope)s))")
     if reason is not None:
         params["reason"] = reason
         where.append("reason = %(reason)s")
@@ -363,7 +376,7 @@ def dead_letter_query(
     return Query(
         "SELECT received_at, dl_partition, dl_offset, reason, detail, source, event_id, topic,"  # noqa: S608 - values bound
         ' partition, "offset", idx, substring(original from 1 for %(max_bytes)s),'
-        " octet_length(original) FROM dead_letters"
+        " octet_length(original), COALESCE(sender, source) FROM dead_letters"
         f" WHERE {' AND '.join(where)}"
         " ORDER BY received_at DESC, dl_partition DESC, dl_offset DESC LIMIT %(limit)s",
         params,

@@ -3,7 +3,8 @@
 Each handler reads its parameters (`params`), plans its query (`queries`), runs it
 (`HistoryStore`) and shapes the rows (`views`). Every refusal is JSON
 `{"error": code, "detail": …}` with a 4xx status; a database that does not answer is a 503
-`unavailable` with Retry-After.
+`unavailable` with Retry-After. No answer carries the database's own error text (it is
+logged instead), and every answer carries `X-Content-Type-Options: nosniff`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from consumers.history.params import (
     DEFAULT_LOG_RANGE,
     DEFAULT_SERIES_RANGE,
     MAX_LOG_RANGE,
+    check_text,
     decode_cursor,
     encode_cursor,
     format_time,
@@ -55,6 +57,7 @@ from consumers.history.views import (
 from foundation.contract.alerts import SEVERITY_RANK, STATE_LABELS
 from foundation.contract.catalog import Catalog
 from foundation.errors import HistoryQueryError, IocError
+from foundation.log_throttle import LogThrottle
 
 __all__ = ["LATEST_LOOKBACK", "PREFIX", "HistoryApi", "RowSource"]
 
@@ -70,9 +73,21 @@ class RowSource(Protocol):
     async def fetch(self, query: Query) -> list[Sequence[Any]]: ...
 
 
+_UNAVAILABLE: Final = "the history database is unavailable; retry later"
+
+
 def _json(body: Mapping[str, Any], status: int = 200, **headers: str) -> web.Response:
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+    try:
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:  # a stored or echoed unpaired surrogate: escape it
+        data = json.dumps(body, separators=(",", ":")).encode()
+    return web.Response(
+        body=data, status=status, content_type="application/json", charset="utf-8", headers=headers
+    )
+
+
+async def _no_sniffing(_request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 def _error(code: str, detail: str, status: int, **headers: str) -> web.Response:
@@ -84,11 +99,12 @@ def _error(code: str, detail: str, status: int, **headers: str) -> web.Response:
 def _query(request: web.Request, allowed: set[str]) -> dict[str, str]:
     unknown = sorted(set(request.query) - allowed)
     if unknown:
+        shown = ", ".join(ascii(name[:40]) for name in unknown[:5])
         raise HistoryQueryError(
             "bad_parameter",
-            f"unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
+            f"unknown parameter(s) {shown}; allowed: {', '.join(sorted(allowed))}",
         )
-    return {k: v for k, v in request.query.items()}
+    return {name: check_text(name, value) for name, value in request.query.items()}
 
 
 Endpoint = Callable[[web.Request, Reader], Awaitable[dict[str, Any]]]
@@ -121,10 +137,12 @@ class HistoryApi:
         self._metrics = metrics
         self._clock = clock
         self._retry_after = retry_after
+        self._log = LogThrottle(log)
 
     def app(self) -> web.Application:
         """The sub-application; mount it with `app.add_subapp(PREFIX, history.app())`."""
         app = web.Application(middlewares=[self._middleware])
+        app.on_response_prepare.append(_no_sniffing)
         routes = {
             "/kpis/{kpi}/series": ("series", self._series),
             "/kpis/{kpi}/events": ("drilldown", self._drilldown),
@@ -157,6 +175,8 @@ class HistoryApi:
         async def handle(request: web.Request) -> web.Response:
             started = time.perf_counter()
             try:
+                for part, value in request.match_info.items():
+                    check_text(part, value)
                 reader = await authenticate(
                     request.headers.get("Authorization"),
                     request.headers.get("X-API-Key"),
@@ -168,12 +188,12 @@ class HistoryApi:
             except HistoryQueryError as exc:
                 headers = {"Retry-After": str(self._retry_after)} if exc.status == 503 else {}
                 response = _error(exc.code, exc.message, exc.status, **headers)
-            except IocError as exc:  # the database, or the token secret's file
-                log.warning("history %s: %s", name, exc)
+            except IocError as exc:  # the database, or the token secret's file: logged, not shown
+                self._log.warning(f"unavailable:{name}", "history %s: %s", name, exc)
                 response = _error(
-                    "unavailable", exc.message, 503, **{"Retry-After": str(self._retry_after)}
+                    "unavailable", _UNAVAILABLE, 503, **{"Retry-After": str(self._retry_after)}
                 )
-            except Exception:
+            except Exception:  # a bug: logged with its traceback, never shown
                 log.exception("history %s: unexpected error", name)
                 response = _error("internal_error", "unexpected error (see the server log)", 500)
             self._metrics.requests.labels(endpoint=name, status=str(response.status)).inc()
@@ -296,9 +316,13 @@ class HistoryApi:
         }
 
     async def _dead_letters(self, request: web.Request, reader: Reader) -> dict[str, Any]:
+        """Dead letters belong to their sender (the refused record's key, or the API key's
+        source over HTTP): a department's key reads those it sent, whatever source the
+        records named; a token reads those sent by or naming a source of its sectors."""
         query = _query(request, {"source", "reason", "from", "to", "limit", "cursor"})
         source = query.get("source")
-        sources: list[str] | None
+        senders: list[str] | None = None
+        scope: list[str] | None = None
         if reader.kind == "api_key":
             if source is None:
                 raise HistoryQueryError(
@@ -311,16 +335,16 @@ class HistoryApi:
                     "forbidden", f"this API key belongs to {reader.source!r}, not {source!r}",
                     status=403,
                 )  # fmt: skip
-            sources = [source]
+            senders = [source]
         elif source is not None:
             sector = self._catalog.source_sector.get(source)
             if reader.sectors is not None and (sector is None or sector not in reader.sectors):
                 raise HistoryQueryError(
                     "forbidden", f"this token may not read source {source!r}", status=403
                 )
-            sources = [source]
-        else:
-            sources = None if reader.sectors is None else self._catalog.sources_of(reader.sectors)
+            senders = [source]
+        elif reader.sectors is not None:
+            scope = self._catalog.sources_of(reader.sectors)
         span = time_range(
             query, now=self._clock(), default=DEFAULT_LOG_RANGE, maximum=MAX_LOG_RANGE
         )
@@ -328,9 +352,10 @@ class HistoryApi:
         after = decode_cursor(query["cursor"], (datetime, int, int)) if "cursor" in query else None
         rows = await self._rows.fetch(
             dead_letter_query(
-                span, sources=sources, reason=query.get("reason"), limit=limit, after=after
+                span, senders=senders, scope=scope, reason=query.get("reason"), limit=limit,
+                after=after,
             )
-        )
+        )  # fmt: skip
         page = _page(rows, limit, dead_letter_item, lambda r: [r[0], r[1], r[2]])
         return {
             "source": source,

@@ -89,13 +89,14 @@ def alert_item(row: Row) -> dict[str, Any]:
 
 def dead_letter_item(row: Row) -> dict[str, Any]:
     """received_at, dl_partition, dl_offset, reason, detail, source, event_id, topic,
-    partition, offset, idx, original (first bytes), original size."""
+    partition, offset, idx, original (first bytes), original size, sender."""
     original: bytes | None = None if row[11] is None else bytes(row[11])
     size = None if row[12] is None else int(row[12])
     return {
         "received_at": format_time(row[0]),
         "reason": row[3],
         "detail": row[4],
+        "sender": row[13],
         "source": row[5],
         "event_id": row[6],
         "kafka": {"topic": row[7], "partition": row[8], "offset": row[9], "index": row[10]},

@@ -48,9 +48,17 @@ JOBS_LOCK_KEY: Final = 0x696F63_6A6F6273
 # continuous aggregate's time_bucket(..., timezone => 'Asia/Ho_Chi_Minh').
 ROLLUP_TIMEZONE: Final = "Asia/Ho_Chi_Minh"
 
+# Averages and sums in numeric: float8 sum()/avg() raise "value out of range: overflow" on
+# finite points near 1.8e308, and one such hour would fail every maintenance run. Through text,
+# which keeps every digit a double needs (a plain ::numeric keeps 15). An average of finite
+# values is finite; a sum beyond float8 is stored as NULL (no value), not as an error.
 _ROLLUP_SELECT: Final = """
     SELECT p.series, p.kpi, p.sector, p.grp, {bucket} AS bucket,
-           count(*), avg(p.value), min(p.value), max(p.value), sum(p.value),
+           count(*), GREATEST(LEAST(avg(p.value::text::numeric), 1.7976931348623157e308),
+                              -1.7976931348623157e308)::float8,
+           min(p.value), max(p.value),
+           CASE WHEN abs(sum(p.value::text::numeric)) <= 1.7976931348623157e308
+                THEN sum(p.value::text::numeric)::float8 END,
            (array_agg(p.value ORDER BY p.window_start DESC))[1], sum(p.sample_count)::bigint
     FROM kpi_points p
     JOIN {keys} d ON p.series = d.series

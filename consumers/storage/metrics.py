@@ -20,6 +20,7 @@ class WriterMetrics:
     events_replaced: Counter
     events_rejected: Counter
     records_skipped: Counter
+    poison_records: Counter
     batch_rows: Histogram
     write_seconds: Histogram
     lag: Gauge
@@ -71,6 +72,13 @@ class WriterMetrics:
                 "ioc_writer_records_skipped",
                 "Records or rows left out: broken records, past retention, refused by the database",
                 ["reason"],
+                registry=registry,
+            ),
+            poison_records=Counter(
+                "ioc_writer_poison_records",
+                "Records that are no record of their topic's contract (not JSON, wrong types,"
+                " non-finite numbers, …): logged once a minute per topic and stepped over",
+                ["topic"],
                 registry=registry,
             ),
             batch_rows=Histogram(

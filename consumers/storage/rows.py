@@ -2,9 +2,18 @@
 
 Every topic the writer reads has its decoder here. A record that breaks its contract never
 stops the writer: it is counted in `RowBatch.skipped` (or, for events, in `rejected` with the
-envelope's reason code) and left out. Rows are deduplicated within a batch the way the tables
-deduplicate across batches (highest KPI revision, highest alert seq, …), because one
-`INSERT … ON CONFLICT DO UPDATE` may not touch a row twice.
+envelope's reason code) and left out; `RecordDecoder.add` returns why, for a *poison* record
+(one that is not a record of its topic's contract at all) so the writer can count and log it.
+
+Text: events never hold NUL or unpaired surrogates (the envelope refuses them), so theirs is
+stored exactly, JSON escapes included. What reaches the writer from elsewhere (a dead letter's
+record key, detail or body-named source) is only metadata of a refused record whose bytes are
+kept exactly in `original`: there a NUL or a surrogate becomes U+FFFD and over-long text is
+cut, so that no such record can make the database refuse a batch.
+
+Rows are deduplicated within a batch the way the tables deduplicate across batches (highest
+KPI revision, highest alert seq, …), because one `INSERT … ON CONFLICT DO UPDATE` may not
+touch a row twice.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import base64
 import binascii
 import json
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -59,8 +69,18 @@ ALERT_CURRENT_COLUMNS: Final = (
 )  # fmt: skip
 DEAD_LETTER_COLUMNS: Final = (
     "reason", "detail", "source", "event_id", "topic", "partition", '"offset"', "idx",
-    "received_at", "original", "dl_partition", "dl_offset",
+    "received_at", "original", "dl_partition", "dl_offset", "sender",
 )  # fmt: skip
+
+# Event-topic rejections of a whole record that is no record of the contract at all.
+_POISON_EVENTS: Final = frozenset({"bad_json", "not_object", "empty_batch", "batch_too_large"})
+# Longest text kept in a column that is indexed or a key (a btree entry must fit in a page).
+_MAX_KEY_TEXT: Final = 256
+_MAX_DETAIL_TEXT: Final = 4096
+# A record dated further ahead than this is not one the platform wrote (every producer
+# stamps its records with its clock): such a row would create partitions far in the future.
+_MAX_AHEAD: Final = 86_400.0
+_BAD_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
 
 Row = tuple[Any, ...]
 
@@ -165,23 +185,32 @@ class RecordDecoder:
         key: bytes | None,
         value: bytes | None,
         timestamp_ms: int,
-    ) -> None:
-        """Decode one record into batch; a bad record is counted, never raised."""
+    ) -> str | None:
+        """Decode one record into batch; a bad record is counted, never raised.
+
+        Returns the reason when the record is poison (not a record of its topic's contract),
+        else None.
+        """
         batch.records += 1
         if topic.startswith(EVENTS_PREFIX):
-            self._add_events(batch, topic, partition, offset, key, value or b"", timestamp_ms)
-            return
+            return self._add_events(
+                batch, topic, partition, offset, key, value or b"", timestamp_ms
+            )
+        latest = self._clock() + _MAX_AHEAD
         try:
             if topic == KPI:
-                _add_kpi(batch, _object(value, "kpi"))
+                _add_kpi(batch, _object(value, "kpi"), latest)
             elif topic == ALERTS:
-                _add_alert(batch, _object(value, "alert"))
+                _add_alert(batch, _object(value, "alert"), latest)
             elif topic == DEADLETTER:
-                _add_dead_letter(batch, _object(value, "deadletter"), partition, offset)
+                _add_dead_letter(batch, _object(value, "deadletter"), partition, offset, latest)
             else:
                 raise _BadRecord("unknown_topic")
         except _BadRecord as exc:
-            batch.skipped[str(exc.args[0])] += 1
+            reason = str(exc.args[0])
+            batch.skipped[reason] += 1
+            return reason
+        return None
 
     def _add_events(
         self,
@@ -192,13 +221,16 @@ class RecordDecoder:
         key: bytes | None,
         value: bytes,
         timestamp_ms: int,
-    ) -> None:
+    ) -> str | None:
         source_key = key.decode("utf-8", "replace") if key else None
         result = parse_record(value, self._index, now=self._clock(), key=source_key)
         for rejection in result.rejections:
             batch.rejected[rejection.reason] += 1
         if not result.events:
-            return
+            whole = result.rejections[0] if len(result.rejections) == 1 else None
+            if whole is not None and whole.position is None and whole.reason in _POISON_EVENTS:
+                return f"events:{whole.reason}"
+            return None
         published = _time(timestamp_ms / 1000.0) if timestamp_ms >= 0 else _time(self._clock())
         if result.batch:
             # Events keep their place in the batch: the places no rejection took, in order.
@@ -219,6 +251,7 @@ class RecordDecoder:
                     event.schema_version, topic, partition, offset, position, published,
                 )
             )  # fmt: skip
+        return None
 
 
 def _object(value: bytes | None, kind: str) -> dict[str, Any]:
@@ -231,13 +264,13 @@ def _object(value: bytes | None, kind: str) -> dict[str, Any]:
     return decoded
 
 
-def _add_kpi(batch: RowBatch, record: dict[str, Any]) -> None:
+def _add_kpi(batch: RowBatch, record: dict[str, Any], latest: float) -> None:
     kind = record.get("kind")
     if kind == "kpi":
         row: Row = (
             _string(record, "series", "kpi"), _string(record, "kpi", "kpi"),
             _string(record, "sector", "kpi"), _string(record, "group", "kpi"),
-            _time(_number(record, "window_start", "kpi")),
+            _time(_number(record, "window_start", "kpi", latest)),
             _time(_number(record, "window_end", "kpi")),
             _optional_number(record, "value", "kpi"), _integer(record, "count", "kpi"),
             _boolean(record, "final", "kpi"), _integer(record, "revision", "kpi"),
@@ -274,11 +307,13 @@ def _add_kpi(batch: RowBatch, record: dict[str, Any]) -> None:
         raise _BadRecord("kpi:unknown_kind")
 
 
-def _add_alert(batch: RowBatch, record: dict[str, Any]) -> None:
+def _add_alert(batch: RowBatch, record: dict[str, Any], latest: float) -> None:
     try:
         transition = AlertTransition.from_json(record)
     except RecordError as exc:
         raise _BadRecord("alert:" + str(exc).split(":", 1)[0]) from exc
+    if transition.at > latest:
+        raise _BadRecord("alert:bad_field:at")
     document = _json(transition.to_json())
     at = _time(transition.at)
     fingerprint = _text(transition.fingerprint)
@@ -297,7 +332,7 @@ def _add_alert(batch: RowBatch, record: dict[str, Any]) -> None:
 
 
 def _add_dead_letter(
-    batch: RowBatch, record: dict[str, Any], dl_partition: int, dl_offset: int
+    batch: RowBatch, record: dict[str, Any], dl_partition: int, dl_offset: int, latest: float
 ) -> None:
     original_b64 = record.get("original_b64")
     original: bytes | None = None
@@ -308,11 +343,15 @@ def _add_dead_letter(
             original = base64.b64decode(original_b64, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise _BadRecord("deadletter:bad_field:original_b64") from exc
-    received = _time(_number(record, "received_at", "deadletter"))
+    received = _time(_number(record, "received_at", "deadletter", latest))
+    source = _optional_string(record, "source", "deadletter")
+    # The sender: the refused record's key (the worker adds it); a dead letter written before
+    # it did names only the source, which was then the key or the body's source.
+    sender = _optional_string(record, "sender", "deadletter") if "sender" in record else source
     row = (
         _string(record, "reason", "deadletter"),
-        _optional_string(record, "detail", "deadletter"),
-        _optional_string(record, "source", "deadletter"),
+        _optional_string(record, "detail", "deadletter", _MAX_DETAIL_TEXT),
+        source,
         _optional_string(record, "event_id", "deadletter"),
         _optional_string(record, "topic", "deadletter"),
         _optional_integer(record, "partition", "deadletter"),
@@ -322,6 +361,7 @@ def _add_dead_letter(
         original,
         dl_partition,
         dl_offset,
+        sender,
     )
     batch.dead_letters[(dl_partition, dl_offset, received)] = row
 
@@ -329,20 +369,24 @@ def _add_dead_letter(
 # Field readers: a wrong type is the record's fault, reported as <kind>:bad_field:<name>.
 
 
-def _string(record: dict[str, Any], name: str, kind: str) -> str:
+def _string(record: dict[str, Any], name: str, kind: str, limit: int = _MAX_KEY_TEXT) -> str:
     value = record.get(name)
     if type(value) is not str:
         raise _BadRecord(f"{kind}:bad_field:{name}")
-    return _text(value)
+    if kind != "deadletter" and len(value) > limit:
+        raise _BadRecord(f"{kind}:bad_field:{name}")  # no identifier the platform makes
+    return _text(value, limit)
 
 
-def _optional_string(record: dict[str, Any], name: str, kind: str) -> str | None:
-    return None if record.get(name) is None else _string(record, name, kind)
+def _optional_string(
+    record: dict[str, Any], name: str, kind: str, limit: int = _MAX_KEY_TEXT
+) -> str | None:
+    return None if record.get(name) is None else _string(record, name, kind, limit)
 
 
-def _number(record: dict[str, Any], name: str, kind: str) -> float:
+def _number(record: dict[str, Any], name: str, kind: str, latest: float = math.inf) -> float:
     value: Any = record.get(name)
-    if type(value) not in (int, float) or not math.isfinite(value):
+    if type(value) not in (int, float) or not math.isfinite(value) or value > latest:
         raise _BadRecord(f"{kind}:bad_field:{name}")
     return float(value)
 
@@ -379,27 +423,45 @@ def _time(epoch: float) -> datetime:
         raise _BadRecord("bad_timestamp") from exc
 
 
-def _text(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; such a character is shown as U+FFFD instead.
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+def _text(value: str, limit: int | None = None) -> str:
+    """Text PostgreSQL can store: a NUL or an unpaired surrogate becomes U+FFFD; cut at limit.
+
+    Only text from outside the envelope gets here with either (see the module docstring).
+    """
+    if _BAD_TEXT.search(value) is not None:
+        value = _BAD_TEXT.sub("\ufffd", value)
+    if limit is not None and len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return value
 
 
 def _json(document: Any) -> str | None:
+    """The document as jsonb text, exactly (the six characters `\\u0000` included).
+
+    jsonb refuses NaN/Infinity and a real NUL; the envelope lets neither through, so this
+    only matters for records from elsewhere: a real NUL becomes U+FFFD, NaN/Infinity null.
+    """
     if document is None:
         return None
     try:
         text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except ValueError:  # NaN or Infinity inside `data` (JSON parsers accept them; jsonb not)
-        text = json.dumps(_finite(document), ensure_ascii=False, separators=(",", ":"))
-    # jsonb cannot hold \u0000 either.
-    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
+    except ValueError:  # NaN, Infinity, or an unpaired surrogate (not encodable as UTF-8)
+        return _json(_storable(document))
+    if "\\u0000" in text:  # a real NUL, or a backslash before "u0000" in the text: look
+        cleaned = _storable(document)
+        if cleaned != document:
+            return _json(cleaned)
+    return text
 
 
-def _finite(document: Any) -> Any:
+def _storable(document: Any) -> Any:
+    """document with NaN/Infinity as null and NUL/surrogates as U+FFFD, keys included."""
     if isinstance(document, float):
         return document if math.isfinite(document) else None
+    if isinstance(document, str):
+        return _text(document)
     if isinstance(document, dict):
-        return {k: _finite(v) for k, v in document.items()}
-    if isinstance(document, list):
-        return [_finite(v) for v in document]
+        return {_text(str(k)): _storable(v) for k, v in document.items()}
+    if isinstance(document, list | tuple):
+        return [_storable(v) for v in document]
     return document

@@ -44,6 +44,7 @@ from foundation.contract.catalog import Catalog
 from foundation.contract.envelope import ContractIndex
 from foundation.contract.topics import ALERTS, DEADLETTER, KPI, event_topic
 from foundation.errors import BrokerUnreachableError, DatabaseError
+from foundation.log_throttle import LogThrottle
 from foundation.probes import redact_url
 
 __all__ = ["StorageWriter", "WriterConfig", "writer_topics"]
@@ -53,7 +54,13 @@ log = logging.getLogger(__name__)
 Connection = psycopg.AsyncConnection[TupleRow]
 
 # Refused by the database for what the rows hold: retrying the same rows cannot help.
-_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, ValueError)
+# (ProgramLimitExceeded: e.g. an index entry too large; psycopg files it as operational.)
+_DATA_ERRORS = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    ValueError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,7 @@ class StorageWriter:
         self._lag_topics: set[str] = set()
         self._database_ok = False
         self._running = False
+        self._poison_log = LogThrottle(log)
         self.path: StoragePath | None = None
         self.ready = asyncio.Event()
 
@@ -203,7 +211,7 @@ class StorageWriter:
         for record in records:
             self._metrics.records_in.labels(record.topic).inc()
             try:
-                self._decoder.add(
+                poison = self._decoder.add(
                     batch,
                     topic=record.topic,
                     partition=record.partition,
@@ -213,10 +221,26 @@ class StorageWriter:
                     timestamp_ms=record.timestamp if record.timestamp is not None else -1,
                 )
             except Exception:  # a bug must not turn one record into a crash loop
-                log.exception(
-                    "cannot decode %s[%d]@%d", record.topic, record.partition, record.offset
-                )
+                if self._poison_log.warning(
+                    f"bug:{record.topic}",
+                    "cannot decode %s[%d]@%d (stepped over)",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                ):
+                    log.exception("the decoder's error")
                 batch.skipped["decode_error"] += 1
+                poison = "decode_error"
+            if poison is not None:
+                self._metrics.poison_records.labels(record.topic).inc()
+                self._poison_log.warning(
+                    f"poison:{record.topic}",
+                    "poison record at %s[%d]@%d stepped over: %s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    poison,
+                )
             tp = TopicPartition(record.topic, record.partition)
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
 

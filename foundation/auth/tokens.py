@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -31,6 +32,10 @@ Role = Literal["wall", "officer", "leader"]
 ACTING_ROLES: frozenset[str] = frozenset({"officer", "leader"})  # may ack/assign/note alerts
 PREFIX = "iot1"
 _MIN_SECRET_BYTES = 16
+_MAX_TOKEN_CHARS = 4096
+# What `issue_token` makes: the prefix, then two base64url parts. Anything else (any other
+# byte, any length) is malformed before it reaches the HMAC or the base64 decoder.
+_SHAPE = re.compile(r"iot1\.[A-Za-z0-9_-]{1,4000}\.[A-Za-z0-9_-]{1,100}")
 
 
 class TokenRejectedError(ValueError):
@@ -130,9 +135,9 @@ def verify_token(secret: bytes, token: str | None, *, now: float) -> TokenClaims
     """
     if not token:
         raise TokenRejectedError("token_missing", "no token (connect with ?token=…)")
-    parts = token.split(".")
-    if len(parts) != 3 or parts[0] != PREFIX:
+    if len(token) > _MAX_TOKEN_CHARS or _SHAPE.fullmatch(token) is None:
         raise TokenRejectedError("token_malformed", "not an ioc-stream token")
+    parts = token.split(".")
     signed_part = f"{parts[0]}.{parts[1]}"
     if not hmac.compare_digest(_sign(secret, signed_part), parts[2]):
         raise TokenRejectedError("token_bad_signature", "signature does not match this gateway")
@@ -148,8 +153,8 @@ def verify_token(secret: bytes, token: str | None, *, now: float) -> TokenClaims
             token_id=str(raw["jti"]),
             team=str(raw["team"]) if raw.get("team") is not None else None,
         )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise TokenRejectedError("token_malformed", f"bad claims: {exc}") from exc
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise TokenRejectedError("token_malformed", f"bad claims: {type(exc).__name__}") from exc
     if claims.role not in get_args(Role):
         raise TokenRejectedError("token_malformed", f"unknown role {claims.role!r}")
     if now >= claims.expires_at:

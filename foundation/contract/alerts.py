@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal, NewType, get_args
 
@@ -121,7 +122,12 @@ class AlertTransition:
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> AlertTransition:
-        """Parse a decoded record; RecordError with a reason when it breaks the contract."""
+        """Parse a decoded record; RecordError with a reason when it breaks the contract.
+
+        Strict about types (every consumer forwards or stores what this returns): text is
+        text PostgreSQL and UTF-8 can hold (`bad_text:<field>`), identifiers are short,
+        numbers are finite, flags are booleans.
+        """
         try:
             values = {f.name: record[f.name] for f in fields(cls) if f.name in record}
             missing = [f.name for f in fields(cls) if f.name not in record and _required(f)]
@@ -135,21 +141,34 @@ class AlertTransition:
             labels = values["labels"]
             if not isinstance(labels, dict) or "sector" not in labels:
                 raise RecordError("bad_labels")
-            values["labels"] = {str(k): str(v) for k, v in labels.items()}
-            values["notes"] = tuple(
-                (float(at), str(by), str(text)) for at, by, text in values.get("notes", ())
-            )
+            values["labels"] = {
+                _text(k, "labels", _MAX_ID): _text(v, "labels", _MAX_ID) for k, v in labels.items()
+            }
+            for name in ("fingerprint", "rule"):
+                values[name] = _text(values[name], name, _MAX_ID)
+            for name in ("message_vi", "message_en"):
+                values[name] = _text(values[name], name, _MAX_TEXT)
+            for name in ("acknowledged_by", "assignee", "note", "actor", "silenced_by"):
+                if values.get(name) is not None:
+                    values[name] = _text(values[name], name, _MAX_TEXT)
+            for name in ("stale", "flapping"):
+                if type(values.get(name, False)) is not bool:
+                    raise RecordError(f"bad_{name}")
+            notes = values.get("notes", ())
+            if not isinstance(notes, list | tuple):
+                raise RecordError("bad_notes")
+            values["notes"] = tuple(_note(note) for note in notes)
             for name in ("at", "started_at"):
                 values[name] = _finite(values[name], name)
             if values["value"] is not None:
                 values["value"] = _finite(values["value"], "value")
-            values["seq"] = int(values["seq"])
-            values["escalation_level"] = int(values.get("escalation_level", 0))
+            values["seq"] = _integer(values["seq"], "seq")
+            values["escalation_level"] = _integer(values.get("escalation_level", 0), "level")
             return cls(**values)
         except RecordError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
-            raise RecordError(f"bad_record:{exc}") from exc
+            raise RecordError(f"bad_record:{type(exc).__name__}") from exc
 
     @classmethod
     def decode(cls, raw: bytes) -> AlertTransition:
@@ -209,14 +228,17 @@ class AlertAction:
         try:
             _check_literal(record["action"], ActionKind, "action")
             silence = record.get("silence")
+            note, assignee = record.get("note"), record.get("assignee")
             action = cls(
-                action_id=str(record["action_id"]),
+                action_id=_text(record["action_id"], "action_id", _MAX_ID),
                 action=record["action"],
-                by=str(record["by"]),
+                by=_text(record["by"], "by", _MAX_TEXT),
                 at=_finite(record["at"], "at"),
-                fingerprint=Fingerprint(str(fp)) if (fp := record.get("fingerprint")) else None,
-                note=record.get("note"),
-                assignee=record.get("assignee"),
+                fingerprint=Fingerprint(_text(fp, "fingerprint", _MAX_ID))
+                if (fp := record.get("fingerprint"))
+                else None,
+                note=None if note is None else _text(note, "note", _MAX_TEXT),
+                assignee=None if assignee is None else _text(assignee, "assignee", _MAX_TEXT),
                 silence=Silence(**silence) if silence else None,
             )
         except RecordError:
@@ -242,11 +264,40 @@ class AlertAction:
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
         record = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not UTF-8 JSON, too deep, a 5,000-digit int
         raise RecordError("bad_json") from exc
     if not isinstance(record, dict):
         raise RecordError("bad_json")
     return record
+
+
+_MAX_ID = 256  # fingerprints, rule ids, labels, action ids: keys of tables and indexes
+_MAX_TEXT = 10_000  # messages, notes, names
+# NUL (PostgreSQL text cannot hold it) and unpaired surrogates (UTF-8 cannot encode them).
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _text(value: object, name: str, limit: int) -> str:
+    """value when it is text every consumer can store and send; RecordError otherwise."""
+    if type(value) is not str or len(value) > limit:
+        raise RecordError(f"bad_{name}")
+    if _BAD_TEXT.search(value) is not None:
+        raise RecordError(f"bad_text:{name}")
+    return value
+
+
+def _integer(value: object, name: str) -> int:
+    # 2**31: what an `integer` column holds (the notifier's delivery log keeps seq so).
+    if type(value) is not int or not 0 <= value < 2**31:
+        raise RecordError(f"bad_{name}")
+    return value
+
+
+def _note(note: object) -> tuple[float, str, str]:
+    if not isinstance(note, list | tuple) or len(note) != 3:
+        raise RecordError("bad_notes")
+    at, by, text = note
+    return _finite(at, "notes"), _text(by, "notes", _MAX_TEXT), _text(text, "notes", _MAX_TEXT)
 
 
 def _required(f: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ __all__ = [
     "Event",
     "RecordResult",
     "Rejection",
+    "event_problem",
     "parse_record",
     "validate_event",
 ]
@@ -45,6 +47,15 @@ ENVELOPE_FIELDS: Final = frozenset(
     }
 )  # fmt: skip
 _REQUIRED: Final = ("event_id", "source", "sector", "type", "occurred_at")
+# Text PostgreSQL (and UTF-8) cannot hold: NUL, and UTF-16 surrogates that JSON's \u escapes
+# can smuggle in unpaired ("\ud800"). Events holding them are refused (`bad_text:<field>`),
+# so what is accepted is stored exactly.
+_BAD_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
+# What a record must contain for an event of it to hold bad text or a non-finite number: a
+# \u0000 or \uD800-\uDFFF escape, or the NaN/Infinity literals JSON parsers take. Looked for
+# with one-byte searches first (memchr: well under a microsecond for a batch of 100 events).
+_ESCAPE: Final = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_MAX_NAME_IN_REASON: Final = 64
 
 
 class Event(NamedTuple):
@@ -151,12 +162,31 @@ def parse_record(
         )
         return result
     try:
-        decoded = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        # UTF-8 only, as the contract says (json.loads(bytes) would also take UTF-16/32, and
+        # UTF-8-encoded surrogates). Costs what json.loads(bytes) pays to decode anyway.
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        detail = f"the record is not UTF-8 ({exc.reason} at byte {exc.start})"
+        result.rejections.append(Rejection("bad_json", None, detail, key))
+        return result
+    try:
+        decoded = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         result.rejections.append(Rejection("bad_json", None, str(exc)[:200], key))
         return result
+    # Only a record whose text has a suspicious escape or literal is searched, event by event.
+    suspect = (
+        (b"\\" in raw and _ESCAPE.search(text) is not None)
+        or (b"N" in raw and b"NaN" in raw)
+        or (b"I" in raw and b"Infinity" in raw)
+    )
     if type(decoded) is dict:
-        outcome = validate_event(decoded, index, now=now, key=key, size=len(raw))
+        problem = event_problem(decoded) if suspect else None
+        outcome = (
+            _reject(decoded, index, key, None, *problem)
+            if problem is not None
+            else validate_event(decoded, index, now=now, key=key, size=len(raw), check_text=False)
+        )
         if type(outcome) is Event:
             result.events.append(outcome)
         else:
@@ -184,9 +214,13 @@ def parse_record(
         if type(item) is not dict:
             rejections.append(Rejection("not_object", position, "expected an object", batch_source))
             continue
+        problem = event_problem(item) if suspect else None
+        if problem is not None:
+            rejections.append(_reject(item, index, batch_source, position, *problem))
+            continue
         size = len(json.dumps(item, ensure_ascii=False).encode()) if measure else 0
         outcome = validate_event(
-            item, index, now=now, key=batch_source, size=size, position=position
+            item, index, now=now, key=batch_source, size=size, position=position, check_text=False
         )
         if type(outcome) is Event:
             events.append(outcome)
@@ -197,6 +231,51 @@ def parse_record(
     return result
 
 
+def event_problem(obj: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, detail) when an envelope field holds text PostgreSQL cannot store (NUL, a
+    lone surrogate) or a non-finite number anywhere inside (`data` included); else None.
+
+    Fields outside the envelope are not searched: they are refused as unknown anyway.
+    """
+    for name, value in obj.items():
+        if name not in ENVELOPE_FIELDS:
+            continue
+        found = _scan(value)
+        if found == "bad_text":
+            return (
+                f"bad_text:{name}",
+                "text must be Unicode without NUL (U+0000) or unpaired surrogates (U+D800-U+DFFF)",
+            )
+        if found == "not_finite":
+            return "not_finite", f"`{name}` holds NaN or Infinity"
+    return None
+
+
+def _scan(value: Any) -> str | None:
+    """ "bad_text" or "not_finite" for the first such value inside `value`, else None.
+
+    A loop with its own stack: JSON nests deeper than Python's recursion limit allows.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if _BAD_TEXT.search(item) is not None:
+                return "bad_text"
+        elif kind is float:
+            if not math.isfinite(item):
+                return "not_finite"
+        elif kind is dict:
+            for name, inner in item.items():
+                if type(name) is str and _BAD_TEXT.search(name) is not None:
+                    return "bad_text"
+                stack.append(inner)
+        elif kind is list:
+            stack.extend(item)
+    return None
+
+
 def validate_event(
     obj: dict[str, Any],
     index: ContractIndex,
@@ -205,14 +284,23 @@ def validate_event(
     key: str | None = None,
     size: int = 0,
     position: int | None = None,
+    check_text: bool = True,
 ) -> Event | Rejection:
-    """Check one decoded event against the envelope and the catalog."""
+    """Check one decoded event against the envelope and the catalog.
+
+    `check_text=False` skips the search for bad text and non-finite numbers inside the
+    fields (`event_problem`): `parse_record` does it only for records that can hold them.
+    """
     source = obj.get("source")
     event_id = obj.get("event_id")
     if size > MAX_EVENT_BYTES:
         return _reject(
-            obj, key, position, "too_large", f"event of {size} bytes > {MAX_EVENT_BYTES}"
+            obj, index, key, position, "too_large", f"event of {size} bytes > {MAX_EVENT_BYTES}"
         )
+    if check_text:
+        problem = event_problem(obj)
+        if problem is not None:
+            return _reject(obj, index, key, position, *problem)
     if (
         event_id is None
         or source is None
@@ -221,42 +309,59 @@ def validate_event(
         or obj.get("occurred_at") is None
     ):
         missing = next(name for name in _REQUIRED if obj.get(name) is None)
-        return _reject(obj, key, position, f"missing_field:{missing}")
+        return _reject(obj, index, key, position, f"missing_field:{missing}")
     if not ENVELOPE_FIELDS.issuperset(obj):
         unknown = sorted(str(k) for k in obj if k not in ENVELOPE_FIELDS)
         return _reject(
             obj,
+            index,
             key,
             position,
-            f"unknown_field:{unknown[0]}",
+            f"unknown_field:{_name_in_reason(unknown[0])}",
             "allowed: " + ", ".join(sorted(ENVELOPE_FIELDS)),
         )
     if type(event_id) is not str or not 0 < len(event_id) <= MAX_EVENT_ID:
         return _reject(
-            obj, key, position, "bad_field:event_id", f"a string of 1..{MAX_EVENT_ID} characters"
+            obj,
+            index,
+            key,
+            position,
+            "bad_field:event_id",
+            f"a string of 1..{MAX_EVENT_ID} characters",
         )
     if type(source) is not str:
-        return _reject(obj, key, position, "bad_field:source", "a string")
+        return _reject(obj, index, key, position, "bad_field:source", "a string")
     sector = obj["sector"]
     types = index.types.get(sector) if type(sector) is str else None
     if types is None:
         return _reject(
-            obj, key, position, "unknown_sector", f"{sector!r} is not a sector of the catalog"
+            obj,
+            index,
+            key,
+            position,
+            "unknown_sector",
+            f"{sector!r} is not a sector of the catalog",
         )
     type_id = obj["type"]
     spec = types.get(type_id) if type(type_id) is str else None
     if spec is None:
         return _reject(
-            obj, key, position, "unknown_type", f"{type_id!r} is not an event type of {sector}"
+            obj,
+            index,
+            key,
+            position,
+            "unknown_type",
+            f"{type_id!r} is not an event type of {sector}",
         )
     registered = index.source_sector.get(source)
     if registered is None:
         return _reject(
-            obj, key, position, "unknown_source", f"{source!r} is not a registered source"
+            obj, index, key, position, "unknown_source", f"{source!r} is not a registered source"
         )
     if registered != sector:
         return _reject(
             obj,
+            index,
             key,
             position,
             "source_sector_mismatch",
@@ -265,6 +370,7 @@ def validate_event(
     if key is not None and key != source:
         return _reject(
             obj,
+            index,
             key,
             position,
             "source_mismatch",
@@ -272,38 +378,58 @@ def validate_event(
         )
     stamp = obj["occurred_at"]
     if type(stamp) is not str:
-        return _reject(obj, key, position, "bad_timestamp", "an RFC 3339 string with offset")
+        return _reject(obj, index, key, position, "bad_timestamp", "an RFC 3339 string with offset")
     try:
         parsed = datetime.fromisoformat(stamp)
     except ValueError:
-        return _reject(obj, key, position, "bad_timestamp", f"{stamp[:40]!r} is not RFC 3339")
+        return _reject(
+            obj, index, key, position, "bad_timestamp", f"{stamp[:40]!r} is not RFC 3339"
+        )
     if parsed.tzinfo is None or len(stamp) < 20 or stamp[10] not in "Tt ":
         return _reject(
-            obj, key, position, "bad_timestamp", "RFC 3339 needs a date, a time and an offset"
+            obj,
+            index,
+            key,
+            position,
+            "bad_timestamp",
+            "RFC 3339 needs a date, a time and an offset",
         )
     occurred_at = parsed.timestamp()
+    if occurred_at < 0.0:
+        return _reject(
+            obj, index, key, position, "bad_timestamp", f"{stamp} is before 1970-01-01T00:00:00Z"
+        )
     if occurred_at > now + MAX_FUTURE_SECONDS:
-        return _reject(obj, key, position, "future_timestamp", f"{stamp} is more than 5 min ahead")
+        return _reject(
+            obj, index, key, position, "future_timestamp", f"{stamp} is more than 5 min ahead"
+        )
     measurement, unit = spec
     value = obj.get("value")
     if value is None:
         if measurement:
-            return _reject(obj, key, position, "missing_field:value", f"{type_id} is a measurement")
+            return _reject(
+                obj, index, key, position, "missing_field:value", f"{type_id} is a measurement"
+            )
     else:
         value_type = type(value)
         if value_type is not float and value_type is not int:
-            return _reject(obj, key, position, "bad_field:value", "a number")
+            return _reject(obj, index, key, position, "bad_field:value", "a number")
         if value_type is float and not math.isfinite(value):
-            return _reject(obj, key, position, "not_finite", "value is NaN or infinite")
+            return _reject(obj, index, key, position, "not_finite", "value is NaN or infinite")
         if value_type is int and abs(value) > 2**53:
-            return _reject(obj, key, position, "not_finite", "value is beyond double precision")
+            return _reject(
+                obj, index, key, position, "not_finite", "value is beyond double precision"
+            )
     given_unit = obj.get("unit")
     if given_unit is not None and given_unit != unit:
-        return _reject(obj, key, position, "unit_mismatch", f"{type_id} is measured in {unit!r}")
+        return _reject(
+            obj, index, key, position, "unit_mismatch", f"{type_id} is measured in {unit!r}"
+        )
     district = obj.get("district")
     if district is not None and (type(district) is not str or district not in index.districts):
         return _reject(
             obj,
+            index,
             key,
             position,
             "unknown_district",
@@ -311,11 +437,12 @@ def validate_event(
         )
     data = obj.get("data")
     if data is not None and type(data) is not dict:
-        return _reject(obj, key, position, "bad_field:data", "an object")
+        return _reject(obj, index, key, position, "bad_field:data", "an object")
     version = obj.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION or type(version) is not int:
         return _reject(
             obj,
+            index,
             key,
             position,
             "unsupported_schema_version",
@@ -335,14 +462,32 @@ def validate_event(
 
 
 def _reject(
-    obj: dict[str, Any], key: str | None, position: int | None, reason: str, detail: str = ""
+    obj: dict[str, Any],
+    index: ContractIndex,
+    key: str | None,
+    position: int | None,
+    reason: str,
+    detail: str = "",
 ) -> Rejection:
+    """A Rejection naming the body's source when it is a registered one (else the record
+    key), and its event id when that is one the contract allows (else None)."""
     source = obj.get("source")
     event_id = obj.get("event_id")
     return Rejection(
         reason,
         position,
         detail,
-        source if type(source) is str else key,
-        event_id if type(event_id) is str else None,
+        source if type(source) is str and source in index.source_sector else key,
+        event_id
+        if type(event_id) is str
+        and 0 < len(event_id) <= MAX_EVENT_ID
+        and _BAD_TEXT.search(event_id) is None
+        else None,
     )
+
+
+def _name_in_reason(name: str) -> str:
+    """A client's field name as it may appear in a reason code: short, clean text."""
+    if len(name) > _MAX_NAME_IN_REASON or _BAD_TEXT.search(name) is not None:
+        return "?"
+    return name

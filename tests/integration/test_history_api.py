@@ -663,3 +663,70 @@ async def test_ingest_api_serves_the_history_with_a_token(
         assert 'ioc_history_requests_total{endpoint="latest",status="200"} 1.0' in metrics
     api.proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(api.proc.wait, 30) == 0, api.output()
+
+
+async def test_points_near_the_largest_double_are_summed_without_an_error(
+    history_world: HistoryWorld, history_client: Client
+) -> None:
+    """Finite points whose float8 sum overflows (PostgreSQL raises then): buckets from
+    kpi_points and from the rollups answer 200 with a finite average and no sum, and the
+    writer's rollup maintenance does not fail on them."""
+    huge = 1.7976931348623157e308
+    start = DAY0 + 3600
+    points = [_point(BED, "*", start + i * 900, huge, 2, 0, True) for i in range(4)]
+    await history_world.write(_kpi_records(points))
+    await history_world.rollup()  # raised "value out of range" before
+    token = history_token()
+    for params in (
+        {"from": _iso(DAY0), "to": _iso(DAY0 + 86400), "bucket": "1h"},  # from kpi_points
+        {"from": _iso(DAY0), "to": _iso(DAY0 + 3 * 86400), "bucket": "1h"},  # the rollup
+    ):
+        status, body = await _get(history_client, f"/kpis/{BED}/series", token, **params)
+        assert status == 200, body
+        (bucket,) = body["series"][0]["points"]
+        assert bucket["avg"] == pytest.approx(huge) and bucket["max"] == huge
+        assert bucket["sum"] is None
+
+
+async def test_a_database_outage_is_a_503_that_shows_nothing_of_the_database(
+    history_world: HistoryWorld, unused_tcp_port: int
+) -> None:
+    """The history's pool points at a port where no database listens: 503 `unavailable`
+    with Retry-After and a fixed detail, the connection error only in the log."""
+    from aiohttp.test_utils import TestServer
+    from prometheus_client import CollectorRegistry
+    from psycopg_pool import AsyncConnectionPool
+
+    from consumers.history import PREFIX, HistoryApi, HistoryMetrics, HistoryStore
+    from tests.plugins.history import HISTORY_SECRET
+
+    dead = f"postgresql://nobody:secret-password@127.0.0.1:{unused_tcp_port}/none"
+    pool = AsyncConnectionPool(dead, open=False, min_size=0, max_size=1, timeout=1.0)
+    await pool.open(wait=False)
+    history = HistoryApi(
+        rows=HistoryStore(pool=pool, timeout=2.0),
+        catalog=history_world.catalog,
+        token_secret=HISTORY_SECRET,
+        keys=None,
+        metrics=HistoryMetrics.create(CollectorRegistry()),
+    )
+    root = web.Application()
+    root.add_subapp(PREFIX, history.app())
+    client: Client = TestClient(TestServer(root))
+    await client.start_server()
+    try:
+        for path in ("/alerts", f"/kpis/{BED}/series"):
+            response = await client.get(
+                BASE + path, headers={"Authorization": f"Bearer {history_token()}"}
+            )
+            body = await response.json()
+            assert response.status == 503, body
+            assert body == {
+                "error": "unavailable",
+                "detail": "the history database is unavailable; retry later",
+            }
+            assert response.headers["Retry-After"] == "1"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+    finally:
+        await client.close()
+        await pool.close()

@@ -267,3 +267,37 @@ async def test_a_transition_read_again_is_never_sent_again(
     for channel in ("webhook", "email", "telegram", "zalo"):
         texts = [m.text.splitlines()[1] for m in notify_servers.received(channel)]
         assert [t.split(" · ")[0] for t in texts] == ["CẢNH BÁO", "ĐÃ XỬ LÝ"], channel
+
+
+async def test_poison_records_on_ioc_alerts_are_stepped_over(
+    notify_case: NotifyCase, notify_servers: LocalServers, kafka_bootstrap: str
+) -> None:
+    """Records of any bytes before a good transition: counted per topic, never a stuck
+    partition (each would once stop the consumer or make it retry its batch forever)."""
+    import json
+
+    from foundation.contract.topics import ALERTS
+    from tests.plugins.storage import produce
+
+    fp = notify_case.fingerprint()
+    good = transition(fp, 1, sector=notify_case.sector).to_json()
+    poison: list[bytes] = [
+        b"\xff",
+        b"[" * 100_000,  # deeper than the JSON parser goes
+        b'{"seq": ' + b"9" * 5000 + b"}",  # more digits than int() takes
+        json.dumps(good | {"note": "a\u0000b"}).encode(),  # NUL: jsonb cannot hold it
+        json.dumps(good | {"message_vi": "\ud800"}).encode(),  # not encodable as UTF-8
+        json.dumps(good | {"seq": 2**40}).encode(),  # beyond the delivery log's integer
+        json.dumps(good | {"at": float("nan")}).encode(),
+    ]
+    env = notifier_env(notify_case, notify_servers, kafka_bootstrap)
+    async with running_notifier(env) as handle:
+        await produce(kafka_bootstrap, [(ALERTS, fp, raw) for raw in poison])
+        await publish(kafka_bootstrap, [transition(fp, 1, sector=notify_case.sector)])
+        await eventually(lambda: _settled(notify_case, 4), 60, "the good transition delivered")
+        poisoned = handle.registry.get_sample_value(
+            "ioc_notifier_poison_records_total", {"topic": ALERTS}
+        )
+        assert poisoned is not None and poisoned >= len(poison)
+        assert handle.healthy()
+    assert {r["idempotency_key"] for r in deliveries(notify_case.database_url)} == {f"{fp}#1"}

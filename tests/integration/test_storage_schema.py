@@ -52,7 +52,7 @@ EXPECTED_COLUMNS = {
     ],
     "dead_letters": [
         "reason", "detail", "source", "event_id", "topic", "partition", "offset", "idx",
-        "received_at", "original", "dl_partition", "dl_offset",
+        "received_at", "original", "dl_partition", "dl_offset", "sender",
     ],
     "events": [
         "source", "event_id", "sector", "type", "occurred_at", "value", "unit", "district", "data",

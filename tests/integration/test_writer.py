@@ -38,7 +38,7 @@ def _event(catalog: Catalog, event_id: str, at: float, value: float = 1.0) -> di
         "occurred_at": datetime.fromtimestamp(at, tz=UTC).isoformat(),
         "value": value,
         "district": catalog.districts[0].code,
-        "data": {"note": "ghi chú", "nul": "a\u0000b"},
+        "data": {"note": "ghi chú", "nul": "a\\u0000b"},  # a backslash: text, kept exactly
     }
 
 
@@ -113,7 +113,8 @@ async def test_every_table_from_real_topics_duplicates_and_rereads(
     del bad["event_id"]
     corrected = _event(storage_catalog, f"{tag}-3", now - 30, 3)  # ev3, its time corrected
     series = f"health.bed_occupancy_pct|{tag}"
-    window_a, window_b = 1_800_000_000.0 - 7200, 1_800_000_000.0 - 3600
+    hour = now - now % 3600  # windows in two past hours (a point dated ahead is refused)
+    window_a, window_b = hour - 7200, hour - 3600
     fingerprint = f"fp-{tag}"
     placed = await produce(
         kafka_bootstrap,
@@ -228,12 +229,12 @@ async def test_every_table_from_real_topics_duplicates_and_rereads(
 
     async def check_tables() -> None:
         # (partition, offset) of ev1's first copy, of the batch and of the corrected ev3;
-        # idx = place in the batch.
+        # idx = place in the batch. The note's six characters `\u0000` are kept exactly.
         (p1, o1), (p2, o2), (p3, o3) = placed[0], placed[1], placed[3]
         assert [row[:7] for row in await events()] == [
-            (f"{tag}-1", topic, p1, o1, None, 1.0, "a\ufffdb"),
-            (f"{tag}-2", topic, p2, o2, 0, 2.0, "a\ufffdb"),
-            (f"{tag}-3", topic, p3, o3, None, 3.0, "a\ufffdb"),
+            (f"{tag}-1", topic, p1, o1, None, 1.0, "a\\u0000b"),
+            (f"{tag}-2", topic, p2, o2, 0, 2.0, "a\\u0000b"),
+            (f"{tag}-3", topic, p3, o3, None, 3.0, "a\\u0000b"),
         ]
         points = await arows(
             storage_database,

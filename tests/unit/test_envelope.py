@@ -28,7 +28,7 @@ REASONS = {
     "future_timestamp", "not_finite", "unit_mismatch", "unknown_district",
     "unsupported_schema_version",
 }  # fmt: skip
-REASON_PREFIXES = ("missing_field:", "unknown_field:", "bad_field:")
+REASON_PREFIXES = ("missing_field:", "unknown_field:", "bad_field:", "bad_text:")
 
 
 def good(**changes: Any) -> dict[str, Any]:
@@ -228,3 +228,166 @@ def test_every_batch_item_is_accounted_for_once(batch: list[Any]) -> None:
     rejected = {r.position for r in result.rejections}
     assert len(rejected) == len(result.rejections)
     assert len(result.events) + len(result.rejections) == len(batch)
+
+
+# -- text PostgreSQL cannot hold, non-finite numbers, encodings (issue 13) ------------------
+
+
+def _reasons(raw: bytes, key: str | None = None) -> list[str]:
+    return [r.reason for r in parse_record(raw, INDEX, now=NOW, key=key).rejections]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"data": {"note": "\\ud800"}}', "bad_text:data"),
+        (b'{"data": {"\\udfff": 1}}', "bad_text:data"),
+        (b'{"data": {"list": [1, ["x\\u0000y"]]}}', "bad_text:data"),
+        (b'{"event_id": "a\\ud83d"}', "bad_text:event_id"),
+        (b'{"source": "\\udc00his-bvdk-tinh"}', "bad_text:source"),
+        (b'{"district": "dong-xoai\\u0000"}', "bad_text:district"),
+        (b'{"unit": "\\uDBFF"}', "bad_text:unit"),
+        (b'{"data": {"x": NaN}}', "not_finite"),
+        (b'{"data": {"x": [-Infinity]}}', "not_finite"),
+        (b'{"value": Infinity}', "not_finite"),
+    ],
+)
+def test_text_postgresql_cannot_hold_and_non_finite_numbers_are_refused_by_field(
+    raw: bytes, reason: str
+) -> None:
+    """A lone surrogate or a NUL anywhere in an envelope field, and NaN/Infinity anywhere."""
+    # Spliced into a good event: a repeated name replaces the good value (the last one wins).
+    body = json.dumps(good()).encode()[:-1] + b"," + raw[1:]
+    assert _reasons(body) == [reason]
+    batch = b"[" + json.dumps(good(event_id="ok")).encode() + b"," + body + b"]"
+    result = parse_record(batch, INDEX, now=NOW)
+    assert [e.event_id for e in result.events] == ["ok"]
+    assert [(r.position, r.reason) for r in result.rejections] == [(1, reason)]
+
+
+def test_a_lone_surrogate_event_id_is_a_field_reason_with_no_event_id_carried() -> None:
+    """The rejection must itself be safe to encode: no surrogate travels on in it."""
+    raw = json.dumps(good(event_id="\ud800")).encode()  # ensure_ascii: "\\ud800" in the JSON
+    (rejection,) = parse_record(raw, INDEX, now=NOW, key="his-bvdk-tinh").rejections
+    assert rejection.reason == "bad_text:event_id"
+    assert rejection.event_id is None
+    assert rejection.source == "his-bvdk-tinh"
+    json.dumps(rejection.to_json(), ensure_ascii=False).encode()  # raises on a surrogate
+
+
+def test_escaped_text_that_is_valid_is_accepted_exactly() -> None:
+    """Paired surrogate escapes (an emoji) and the six characters backslash-u-0-0-0-0 are text."""
+    note = "\\u0000 và 😀 \\ud800"  # backslashes, not a NUL nor a lone surrogate
+    raw = json.dumps(good(data={"note": note, "emoji": "😀"})).encode()  # ASCII-escaped
+    assert b"\\ud83d\\ude00" in raw and b"\\\\u0000" in raw
+    (event,) = parse_record(raw, INDEX, now=NOW).events
+    assert event.data == {"note": note, "emoji": "😀"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        json.dumps(good()).encode("utf-16"),
+        json.dumps(good()).encode("utf-32"),
+        b'{"event_id": "\xed\xa0\x80"}',  # a surrogate encoded as UTF-8 bytes: not UTF-8
+        b'{"event_id": "\xc3"}',
+    ],
+)
+def test_records_that_are_not_utf8_are_bad_json(raw: bytes) -> None:
+    """json.loads(bytes) would take UTF-16/32; the contract says UTF-8."""
+    (rejection,) = parse_record(raw, INDEX, now=NOW).rejections
+    assert rejection.reason == "bad_json"
+    assert "UTF-8" in rejection.detail
+
+
+def test_utf16_without_a_bom_is_bad_json_too() -> None:
+    """Its ASCII is valid UTF-8 with NUL bytes between: not JSON."""
+    raw = json.dumps(good()).encode("utf-16-le")
+    assert _reasons(raw) == ["bad_json"]
+
+
+@pytest.mark.parametrize(
+    "stamp", ["0001-01-01T00:00:00+14:00", "1969-12-31T23:59:59Z", "0001-01-01T00:00:00+07:00"]
+)
+def test_times_before_1970_are_bad_timestamps(stamp: str) -> None:
+    """Python cannot even format some of them back (year 0 in UTC): refuse at the edge."""
+    assert _reasons(json.dumps(good(occurred_at=stamp)).encode()) == ["bad_timestamp"]
+
+
+def test_an_unknown_field_name_in_a_reason_is_short_clean_text() -> None:
+    """Reason codes become metric labels and columns: a client cannot make them huge."""
+    assert _reasons(json.dumps(good(**{"x" * 5000: 1})).encode()) == ["unknown_field:?"]
+    assert _reasons(json.dumps(good(note=1)).encode()) == ["unknown_field:note"]
+
+
+def test_a_rejection_names_the_body_source_only_when_it_is_registered() -> None:
+    """Otherwise the record key: dead letters belong to who sent them."""
+    unknown = json.dumps(good(source="y" * 10_000)).encode()
+    (rejection,) = parse_record(unknown, INDEX, now=NOW, key="his-bvdk-tinh").rejections
+    assert (rejection.reason, rejection.source) == ("unknown_source", "his-bvdk-tinh")
+    other = json.dumps(good(source="dem-xe-ql13", sector="traffic")).encode()
+    (rejection,) = parse_record(other, INDEX, now=NOW, key="his-bvdk-tinh").rejections
+    assert (rejection.reason, rejection.source) == ("unknown_type", "dem-xe-ql13")
+
+
+def test_validate_event_searches_decoded_objects_too() -> None:
+    """The SDK (and the HTTP API through it) validates dicts: same reasons as over Kafka."""
+    from foundation.contract.envelope import validate_event
+
+    outcome = validate_event(good(data={"a": ["\ud800"]}), INDEX, now=NOW)
+    assert getattr(outcome, "reason", None) == "bad_text:data"
+    outcome = validate_event(good(data={"a": float("nan")}), INDEX, now=NOW)
+    assert getattr(outcome, "reason", None) == "not_finite"
+
+
+any_text = st.text(st.characters(exclude_categories=()), max_size=12)  # surrogates, NUL too
+hostile_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
+    max_leaves=12,
+)
+hostile_fields = st.one_of(
+    hostile_values,
+    st.sampled_from(
+        ["health", "his-bvdk-tinh", "bed_occupancy", "dong-xoai", "%", "2026-09-21T20:00:00+07:00"]
+    ),
+)
+
+
+hostile_events = st.one_of(
+    # any fields changed: mostly refused, never an exception
+    st.dictionaries(
+        st.sampled_from(sorted([*good(), "schema_version", "extra"])), hostile_fields
+    ).map(lambda changes: good(**changes)),
+    # a valid event whose data, id or district holds anything: what slips through if a check
+    # is missing (NaN, a lone surrogate or a NUL deep in `data`)
+    st.dictionaries(any_text, hostile_values, min_size=1, max_size=3).map(
+        lambda data: good(data=data)
+    ),
+    st.tuples(any_text, hostile_values).map(
+        lambda pair: good(event_id=pair[0], data={"v": pair[1]})
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(
+    st.lists(hostile_events, min_size=1, max_size=4),
+    st.sampled_from([None, "his-bvdk-tinh", "x\x00y"]),
+)
+def test_fuzzed_events_give_storable_events_or_reason_codes(
+    events: list[dict[str, Any]], key: str | None
+) -> None:
+    """Any event, any text: events that re-encode as UTF-8 JSON without NaN, or known codes."""
+    raw = json.dumps(events if len(events) > 1 else events[0], allow_nan=True).encode()
+    result = parse_record(raw, INDEX, now=NOW, key=key)
+    assert len(result.events) + len(result.rejections) == len(events)
+    for event in result.events:
+        json.dumps(event.to_json(), ensure_ascii=False, allow_nan=False).encode()
+    for rejection in result.rejections:
+        assert _reason_known(rejection.reason), rejection
+        json.dumps(rejection.to_json(), ensure_ascii=False).encode()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumers.gateway.channels import ChannelDeniedError, expand_channels
 from consumers.gateway.offsets import first_offset_at
@@ -167,3 +170,90 @@ async def test_first_offset_at_skips_holes_in_the_offsets():
     assert await first_offset_at(0, 7, 150, probe) == 2
     assert await first_offset_at(0, 7, 120, probe) == 2
     assert await first_offset_at(0, 7, 155, probe) == 6
+
+
+# -- hostile client messages (issue 13): a message or an error code, never an exception ----
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"[" * 50_000 + b"]" * 50_000, "bad_json"),  # nesting deeper than the parser's limit
+        ('{"type": "ping", "nonce": NaN}', "bad_json"),
+        ('{"type": "ping", "nonce": -Infinity}', "bad_json"),
+        ('{"type": "ping", "nonce": 1e999}', "bad_json"),  # parses as inf
+        ('{"type": "ping", "nonce": ' + "9" * 5000 + "}", "bad_json"),  # over int's digit limit
+        ('{"type": "subscribe", "channels": ["\\ud800"]}', "bad_json"),  # not encodable back
+        (b'{"type": "ping"}\xff', "bad_json"),
+        ('{"type": "ping", "nonce": {"deep": [1, 2]}}', "bad_message"),
+        ('{"type": "ping", "nonce": "' + "n" * 500 + '"}', "bad_message"),
+        ('{"type": "ping", "nonce": ' + "9" * 30 + "}", "bad_message"),
+        (
+            '{"type": "action", "request_id": "r", "action": "note", "fingerprint": "f",'
+            ' "note": "a\\u0000b"}',
+            "bad_message",
+        ),
+        (
+            '{"type": "action", "request_id": "r", "action": "ack", "fingerprint": "'
+            + "f" * 300
+            + '"}',
+            "bad_message",
+        ),
+        ('{"type": ["x"]}', "unknown_type"),
+    ],
+)
+def test_hostile_client_messages_get_an_error_code(raw: str | bytes, code: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(raw)
+    assert caught.value.code == code
+
+
+client_text = st.text(st.characters(exclude_categories=()), max_size=16)
+# Scalars that broke the socket once: non-finite and huge numbers, unpaired surrogates, NUL.
+hostile_scalars = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.sampled_from(["\ud800", "a\x00b", "\udfff" * 3, float("nan"), float("-inf"), 1e308]),
+    client_text,
+)
+client_json = st.recursive(
+    st.none() | st.booleans() | hostile_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(client_text, inner, max_size=4),
+    max_leaves=16,
+)
+client_messages = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            ["subscribe", "unsubscribe", "resume", "resync", "ping", "action", "other"]
+        )
+    },
+    optional={
+        "channels": client_json,
+        "channel": client_json,
+        "epoch": client_json,
+        "nonce": client_json,
+        "request_id": client_json,
+        "action": st.sampled_from(["ack", "assign", "note", "resolve", "x"]) | client_json,
+        "fingerprint": client_json,
+        "note": client_json,
+        "assignee": client_json,
+    },
+)
+
+
+nested = st.integers(min_value=900, max_value=60_000).map(lambda n: "[" * n + "]" * n)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.one_of(client_messages.map(lambda m: json.dumps(m, allow_nan=True)), client_json.map(
+    lambda v: json.dumps(v, allow_nan=True)), st.binary(max_size=200), nested))  # fmt: skip
+def test_fuzzed_client_messages_give_a_message_or_a_code(raw: str | bytes) -> None:
+    """Any JSON, any bytes: a parsed message whose every field can be echoed in a frame
+    (encoded with allow_nan=False, as UTF-8), or a ProtocolError with a code."""
+    try:
+        message = parse_client_message(raw)
+    except ProtocolError as exc:
+        assert exc.code in {"bad_json", "bad_message", "bad_action", "unknown_type"}
+        json.dumps({"code": exc.code, "message": exc.message}, allow_nan=False).encode()
+        return
+    json.dumps(dataclasses.asdict(message), ensure_ascii=False, allow_nan=False).encode()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from foundation.auth.tokens import TokenRejectedError, issue_token, verify_token
 
@@ -77,3 +79,30 @@ def test_issue_refuses_bad_requests(kwargs, message):
 def test_a_short_secret_is_refused():
     with pytest.raises(ValueError, match="at least 16 bytes"):
         issue_token(b"short", role="wall", name="w", sectors=None, now=NOW, ttl=60)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "iot1.é.x",
+        "iot1.\x00.x",
+        "iot1.a.b.c",
+        "iot1..x",
+        "iot1.a" + "b" * 5000 + ".x",
+        "iot1.\ud800.x",
+    ],
+)
+def test_tokens_of_any_bytes_are_malformed_not_errors(token):
+    """Non-ASCII, NUL, surrogates, huge: token_malformed (the socket closes 4401, the
+    history API answers 401), never an exception of another kind."""
+    with pytest.raises(TokenRejectedError) as refused:
+        verify_token(SECRET, token, now=NOW)
+    assert refused.value.reason == "token_malformed"
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(st.characters(exclude_categories=()), max_size=80))
+def test_fuzzed_tokens_are_refused_with_a_reason(text):
+    with pytest.raises(TokenRejectedError) as refused:
+        verify_token(SECRET, "iot1." + text, now=NOW)
+    assert refused.value.reason in {"token_malformed", "token_bad_signature"}

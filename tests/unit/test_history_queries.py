@@ -55,7 +55,14 @@ def _queries() -> list[Query]:
             limit=5,
             after=[after[0], HOSTILE, 1],
         ),
-        dead_letter_query(span, sources=[HOSTILE], reason=HOSTILE, limit=5, after=[after[0], 1, 2]),
+        dead_letter_query(
+            span,
+            senders=[HOSTILE],
+            scope=[HOSTILE],
+            reason=HOSTILE,
+            limit=5,
+            after=[after[0], 1, 2],
+        ),
     ]
 
 

@@ -115,7 +115,7 @@ def _reason_literals(module: Any, calls: dict[str, int]) -> set[str]:
 def test_reasons_the_envelope_and_sdk_produce_are_known() -> None:
     """Every reason code in the validator's and the SDK's source is in the API's tables."""
     codes = _reason_literals(
-        foundation.contract.envelope, {"_reject": 3, "reject": 0, "Rejection": 0}
+        foundation.contract.envelope, {"_reject": 4, "reject": 0, "Rejection": 0}
     )
     codes |= _reason_literals(producers.sdk, {"DeliveryReport": 3})
     assert {"unknown_sector", "bad_json", "send_failed"} <= codes, "the scan finds codes"

@@ -51,17 +51,62 @@ def test_events_keep_their_place_and_rejects_are_counted(
     sector = catalog.sectors[0]
     key = sector.sources[0].id.encode()
     batch = RowBatch()
-    good = [_event(catalog, "a"), {"event_id": "x"}, _event(catalog, "b", data={"k": "v\u0000"})]
+    good = [
+        _event(catalog, "a"),
+        {"event_id": "x"},
+        _event(catalog, "b", data={"k": "v\\u0000"}),  # a backslash, then "u0000": text
+        _event(catalog, "n", data={"k": "v\u0000"}),  # a real NUL: PostgreSQL cannot hold it
+    ]
     _add(decoder, batch, sector.topic, good, partition=3, offset=10, key=key)
     _add(decoder, batch, sector.topic, _event(catalog, "c"), partition=3, offset=11, key=key)
-    _add(decoder, batch, sector.topic, b"[", offset=12, key=key)
+    assert _poison(decoder, batch, sector.topic, b"[", key) == "events:bad_json"
     places = [(row[1], row[11], row[12], row[13]) for row in batch.events]
     assert places == [("a", 3, 10, 0), ("b", 3, 10, 2), ("c", 3, 11, None)]
     assert batch.events[0][4] == datetime(2027, 1, 15, 1, tzinfo=UTC)
     assert batch.events[0][14] == datetime.fromtimestamp(1_700_000_000, tz=UTC)
-    assert batch.events[1][8] == '{"k":"v\\ufffd"}'  # jsonb cannot hold \u0000
-    assert batch.rejected == {"missing_field:source": 1, "bad_json": 1}
+    assert json.loads(batch.events[1][8]) == {"k": "v\\u0000"}  # stored exactly
+    assert batch.rejected == {"missing_field:source": 1, "bad_text:data": 1, "bad_json": 1}
     assert batch.records == 3
+
+
+def _poison(
+    decoder: RecordDecoder, batch: RowBatch, topic: str, raw: bytes, key: bytes | None = None
+) -> str | None:
+    return decoder.add(
+        batch, topic=topic, partition=0, offset=0, key=key, value=raw, timestamp_ms=0
+    )
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"note": "\\u0000"},
+        {"note": "\\\\u0000 và \\ud800"},
+        {"\\u0000": ["\\\\", "u0000"]},
+    ],
+)
+def test_json_text_that_looks_like_a_nul_escape_is_stored_exactly(document: Any) -> None:
+    """Backslashes before "u0000" are text: the document comes back as it went in."""
+    from consumers.storage.rows import _json
+
+    text = _json(document)
+    assert text is not None and json.loads(text) == document
+
+
+@pytest.mark.parametrize(
+    ("document", "stored"),
+    [
+        ({"k": "a\x00b"}, {"k": "a\ufffdb"}),
+        ({"k\x00": [float("nan"), "\ud800"]}, {"k\ufffd": [None, "\ufffd"]}),
+    ],
+)
+def test_json_from_outside_the_envelope_becomes_storable(document: Any, stored: Any) -> None:
+    """A real NUL or a lone surrogate (never in an event) becomes U+FFFD, NaN null."""
+    from consumers.storage.rows import _json
+
+    text = _json(document)
+    assert text is not None and json.loads(text) == stored
+    text.encode()  # UTF-8 encodable
 
 
 def _point(revision: int, value: float | None = 1.0, **extra: Any) -> dict[str, Any]:
@@ -91,7 +136,10 @@ def test_kpi_points_keep_the_highest_revision_in_a_batch(decoder: RecordDecoder)
         (_point(0, series=5), "kpi:bad_field:series"),
         (_point(0) | {"revision": "1"}, "kpi:bad_field:revision"),
         (_point(0, final=1), "kpi:bad_field:final"),
-        (_point(0, window_start=1e300), "bad_timestamp"),
+        (_point(0, window_start=1e300), "kpi:bad_field:window_start"),  # not this millennium
+        (_point(0, window_start=-1e300), "bad_timestamp"),
+        (_point(0, window_start=NOW + 2 * 86_400), "kpi:bad_field:window_start"),
+        (_point(0, series="s" * 300), "kpi:bad_field:series"),
         ({"kind": "freshness", "source": "s", "sector": "x", "state": "odd"},
          "freshness:bad_field:state"),
     ],
@@ -161,6 +209,61 @@ def test_dead_letters_decode_the_original_bytes(decoder: RecordDecoder) -> None:
     assert key == (2, 5, datetime.fromtimestamp(NOW, tz=UTC))
     assert row[9] == b"\x00{" and row[5:8] == (1, 7, None)
     assert batch.skipped == {"deadletter:bad_field:original_b64": 1}
+
+
+def test_a_dead_letter_keeps_its_sender_and_old_ones_take_the_source(
+    decoder: RecordDecoder,
+) -> None:
+    """`sender` (the refused record's key) is stored; a record without it (written before
+    the worker sent one) belongs to its `source`."""
+    batch = RowBatch()
+    record = {"reason": "source_mismatch", "source": "cdc-giam-sat", "received_at": NOW,
+              "sender": "his-bvdk-tinh"}  # fmt: skip
+    _add(decoder, batch, DEADLETTER, record, offset=1)
+    _add(decoder, batch, DEADLETTER, record | {"sender": None}, offset=2)
+    old = {k: v for k, v in record.items() if k != "sender"}
+    _add(decoder, batch, DEADLETTER, old, offset=3)
+    rows = [row for _key, row in sorted(batch.dead_letters.items())]
+    assert [(row[2], row[12]) for row in rows] == [
+        ("cdc-giam-sat", "his-bvdk-tinh"),
+        ("cdc-giam-sat", None),
+        ("cdc-giam-sat", "cdc-giam-sat"),
+    ]
+
+
+def test_a_dead_letter_of_hostile_text_is_stored_storable(decoder: RecordDecoder) -> None:
+    """A key of any bytes (NUL, 1 MB) cannot make the database refuse the dead letter: text
+    PostgreSQL cannot hold becomes U+FFFD, and indexed text is cut."""
+    batch = RowBatch()
+    record = {"reason": "source_mismatch", "source": "a\x00b", "received_at": NOW,
+              "sender": "k" * 1_000_000, "detail": "\ud800" * 10_000,
+              "event_id": "e\x00"}  # fmt: skip
+    assert _poison(decoder, batch, DEADLETTER, json.dumps(record).encode()) is None
+    ((_key, row),) = batch.dead_letters.items()
+    assert row[2] == "a\ufffdb" and row[1].startswith("\ufffd") and row[1].endswith("…")
+    assert len(row[12]) == 256 and len(row[1]) == 4096 and row[3] == "e\ufffd"
+    for text in (row[1], row[2], row[3], row[12]):
+        text.encode()
+
+
+@pytest.mark.parametrize(
+    ("topic", "raw", "reason"),
+    [
+        (KPI, b"\xff", "kpi:bad_json"),
+        (KPI, b"[" * 100_000, "kpi:bad_json"),
+        (KPI, b'{"kind": "kpi", "value": NaN}', "kpi:bad_field:series"),
+        (DEADLETTER, b'{"reason": 1, "received_at": 1}', "deadletter:bad_field:reason"),
+        ("ioc.alerts", b'{"fingerprint": "\\ud800"}', "alert:missing_field"),
+        ("ioc.events.health", b"\x00\x01", "events:bad_json"),
+        ("ioc.events.health", b"[]", "events:empty_batch"),
+        ("ioc.events.health", b"7", "events:not_object"),
+    ],
+)
+def test_poison_records_are_named_not_raised(
+    decoder: RecordDecoder, topic: str, raw: bytes, reason: str
+) -> None:
+    """`add` says why a record is poison (the writer counts it per topic and logs it)."""
+    assert _poison(decoder, RowBatch(), topic, raw) == reason
 
 
 def test_rows_past_retention_are_left_out_and_counted(decoder: RecordDecoder) -> None:
