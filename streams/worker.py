@@ -406,7 +406,9 @@ class StreamWorker:
     async def _dead_letter(
         self, rejection: Rejection, record: Record, batch: bool, now: float
     ) -> None:
-        self._metrics.rejects.labels(rejection.reason).inc()
+        # The reason without its suffix: a sender chooses `unknown_field:<name>`, and labels
+        # must stay few.
+        self._metrics.rejects.labels(rejection.reason.split(":", 1)[0]).inc()
         if batch and rejection.position is not None:
             original = _element_bytes(record.value, rejection.position)
         else:

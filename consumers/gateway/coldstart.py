@@ -38,7 +38,7 @@ SELECT p.series, p.kpi, p.sector, p.grp,
        extract(epoch FROM p.window_start)::float8,
        extract(epoch FROM p.window_end)::float8,
        p.value, p.sample_count, p.final, p.revision,
-       extract(epoch FROM p.emitted_at)::float8
+       extract(epoch FROM p.emitted_at)::float8, p.generation
 FROM kpi_points p
 WHERE p.window_end >= now() - make_interval(secs => %s)
    OR (p.series, p.window_start) IN (SELECT series, window_start FROM latest)
@@ -73,7 +73,7 @@ class ColdStart:
 
 
 def _kpi_record(row: tuple[Any, ...]) -> dict[str, Any]:
-    series, kpi, sector, grp, start, end, value, count, final, revision, emitted = row
+    series, kpi, sector, grp, start, end, value, count, final, revision, emitted, generation = row
     return {
         "kind": "kpi",
         "series": series,
@@ -86,8 +86,10 @@ def _kpi_record(row: tuple[Any, ...]) -> dict[str, Any]:
         "count": count,
         "final": bool(final),
         "revision": int(revision),
+        "generation": int(generation),
+        "overflow": False,
         "emitted_at": emitted,
-        "newest": None,
+        "newest": 0.0,
     }
 
 

@@ -11,13 +11,14 @@ it; the screens never notice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import re
 from collections.abc import Collection
 from typing import Any, Final
 
 from foundation.contract.alerts import AlertTransition, RecordError
+from foundation.contract.kpi import KPI_TOPIC_KINDS
 
 __all__ = ["PoisonRecordError", "alert_item", "check_kpi_record", "kpi_topic_item"]
 
@@ -43,45 +44,32 @@ def _decode(raw: bytes | None) -> dict[str, Any]:
     return record
 
 
-def _text(record: dict[str, Any], name: str) -> str:
-    value = record.get(name)
-    if type(value) is not str or len(value) > _MAX_ID or _BAD_TEXT.search(value) is not None:
-        raise PoisonRecordError(f"bad_field:{name}")
-    return value
-
-
-def _number(record: dict[str, Any], name: str, *, optional: bool = False) -> float | None:
-    value: Any = record.get(name)
-    if value is None and optional:
-        return None
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise PoisonRecordError(f"bad_field:{name}")
-    return float(value)
-
-
-def _integer(record: dict[str, Any], name: str) -> int:
-    value = record.get(name)
-    if type(value) is not int or not 0 <= value < 2**63:
-        raise PoisonRecordError(f"bad_field:{name}")
-    return value
-
-
-def _sector(record: dict[str, Any], sectors: Collection[str] | None) -> str:
-    sector = _text(record, "sector")
+def _sector(sector: str, sectors: Collection[str] | None) -> None:
     if sectors is not None and sector not in sectors:
         # Each sector is a channel with its own buffer: unknown ones would grow without end.
         raise PoisonRecordError("unknown_sector")
-    return sector
 
 
 def check_kpi_record(
     record: dict[str, Any], sectors: Collection[str] | None = None
 ) -> dict[str, Any] | None:
-    """The record when it keeps the contract and encodes as a frame, None for a kind the
-    gateway does not show; PoisonRecordError otherwise."""
-    checked = _check_kpi_fields(record, sectors)
-    if checked is None:
-        return None
+    """The record when it keeps the contract (its codec in `foundation.contract.kpi` says)
+    and encodes as a frame, None for a kind the gateway does not know; PoisonRecordError
+    otherwise. Fields the gateway does not know travel on, as on Kafka."""
+    kind = record.get("kind")
+    codec = KPI_TOPIC_KINDS.get(kind) if type(kind) is str else None
+    if codec is None:
+        if type(kind) is str and len(kind) <= 64:
+            return None  # a kind of a newer contract: not poison, not shown
+        raise PoisonRecordError("bad_field:kind")
+    try:
+        typed = codec.from_json(record)
+    except RecordError as exc:
+        raise PoisonRecordError(str(exc)) from exc
+    for name, value in _texts(typed):
+        if len(value) > _MAX_ID or _BAD_TEXT.search(value) is not None:
+            raise PoisonRecordError(f"bad_field:{name}")
+    _sector(typed.sector, sectors)
     try:
         json.dumps(record, ensure_ascii=False, allow_nan=False).encode()
     except (ValueError, TypeError, RecursionError) as exc:  # NaN or a surrogate in an extra
@@ -89,52 +77,12 @@ def check_kpi_record(
     return record
 
 
-def _check_kpi_fields(
-    record: dict[str, Any], sectors: Collection[str] | None
-) -> dict[str, Any] | None:
-    kind = record.get("kind")
-    if kind == "kpi":
-        final = record.get("final")
-        if type(final) is not bool:
-            raise PoisonRecordError("bad_field:final")
-        return {
-            "kind": "kpi",
-            "series": _text(record, "series"),
-            "kpi": _text(record, "kpi"),
-            "sector": _sector(record, sectors),
-            "group": _text(record, "group"),
-            "window_start": _number(record, "window_start"),
-            "window_end": _number(record, "window_end"),
-            "value": _number(record, "value", optional=True),
-            "count": _integer(record, "count"),
-            "final": final,
-            "revision": _integer(record, "revision"),
-            "emitted_at": _number(record, "emitted_at"),
-            "newest": _number(record, "newest", optional=True),
-        }
-    if kind == "freshness":
-        state = record.get("state")
-        if state not in ("fresh", "stale"):
-            raise PoisonRecordError("bad_field:state")
-        return {
-            "kind": "freshness",
-            "source": _text(record, "source"),
-            "sector": _sector(record, sectors),
-            "state": state,
-            "last_seen": _number(record, "last_seen", optional=True),
-            "changed_at": _number(record, "changed_at"),
-            "stale_after": _number(record, "stale_after"),
-        }
-    if kind == "sector_seen":
-        return {
-            "kind": "sector_seen",
-            "sector": _sector(record, sectors),
-            "last_seen": _number(record, "last_seen"),
-            "emitted_at": _number(record, "emitted_at"),
-        }
-    if type(kind) is str and len(kind) <= 64:
-        return None  # a kind of a newer contract: not poison, not shown
-    raise PoisonRecordError("bad_field:kind")
+def _texts(typed: Any) -> list[tuple[str, str]]:
+    return [
+        (item.name, value)
+        for item in dataclasses.fields(typed)
+        if isinstance(value := getattr(typed, item.name), str)
+    ]
 
 
 def kpi_topic_item(raw: bytes | None, sectors: Collection[str] | None) -> dict[str, Any] | None:
@@ -148,6 +96,5 @@ def alert_item(raw: bytes | None, sectors: Collection[str] | None) -> dict[str, 
         transition = AlertTransition.from_json(_decode(raw))
     except RecordError as exc:
         raise PoisonRecordError(str(exc).split(":", 1)[0]) from exc
-    if sectors is not None and transition.sector not in sectors:
-        raise PoisonRecordError("unknown_sector")
+    _sector(transition.sector, sectors)
     return transition.to_json()

@@ -5,9 +5,10 @@ Records from `ioc.kpi` and `ioc.alerts` (and rows of the cold-start load) go in 
 state has already seen (at-least-once delivery, the overlap between the database load and
 the Kafka replay) changes nothing and returns no change:
 
-- a KPI point is new when its revision is higher than any seen for its (series, window_start);
+- a KPI point is new when its (generation, revision) is higher than any seen for its
+  (series, window_start): a later broker epoch's point wins whatever its revision;
 - a freshness record when its `changed_at` is newer (same instant: a different state);
-  a sector last-seen record when its `last_seen` is newer;
+  a sector last-seen record when its `last_seen` is newer; a data gap when it was found later;
 - an alert transition when its `seq` is higher than any seen for its fingerprint.
 """
 
@@ -39,15 +40,15 @@ class Change:
 @dataclass(slots=True)
 class _Series:
     latest: dict[str, Any]
-    revisions: dict[float, int] = field(default_factory=dict)
+    revisions: dict[float, tuple[int, int]] = field(default_factory=dict)
     spark: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=64))
 
-    def seen(self, window_start: float, revision: int) -> bool:
+    def seen(self, window_start: float, ordering: tuple[int, int]) -> bool:
         known = self.revisions.get(window_start)
-        return known is not None and revision <= known
+        return known is not None and ordering <= known
 
-    def remember(self, window_start: float, revision: int) -> None:
-        self.revisions[window_start] = revision
+    def remember(self, window_start: float, ordering: tuple[int, int]) -> None:
+        self.revisions[window_start] = ordering
         if len(self.revisions) > _WINDOWS_KEPT:
             for old in sorted(self.revisions)[: len(self.revisions) - _WINDOWS_KEPT]:
                 del self.revisions[old]
@@ -98,7 +99,7 @@ class GatewayState:
         kind = record.get("kind")
         if kind == "kpi":
             return self.apply_kpi(record)
-        if kind == "freshness" or kind == "sector_seen":
+        if kind in ("freshness", "sector_seen", "data_gap"):
             return self.apply_freshness(key, record)
         if kind == "alert":
             return self.apply_alert(record)
@@ -108,18 +109,18 @@ class GatewayState:
         series_key = str(point["series"])
         sector = str(point["sector"])
         window_start = float(point["window_start"])
-        revision = int(point["revision"])
+        ordering = _ordering(point)
         series = self._series.get(series_key)
         if series is None:
             series = _Series(latest=point)
             self._series[series_key] = series
             self._series_of_sector.setdefault(sector, set()).add(series_key)
-        elif series.seen(window_start, revision):
+        elif series.seen(window_start, ordering):
             return []
-        series.remember(window_start, revision)
+        series.remember(window_start, ordering)
         latest_start = float(series.latest["window_start"])
         if window_start > latest_start or (
-            window_start == latest_start and revision >= int(series.latest["revision"])
+            window_start == latest_start and ordering >= _ordering(series.latest)
         ):
             series.latest = point
             value = point.get("value")
@@ -128,7 +129,12 @@ class GatewayState:
         return [Change(kpi_channel(sector), series_key, point)]
 
     def apply_freshness(self, key: str | None, record: dict[str, Any]) -> list[Change]:
-        if record["kind"] == "sector_seen":
+        if record["kind"] == "data_gap":
+            item_key = key or f"gap|{record['sector']}"
+            known = self._freshness.get(item_key)
+            if known is not None and float(record["detected_at"]) <= float(known["detected_at"]):
+                return []
+        elif record["kind"] == "sector_seen":
             item_key = key or f"sector|{record['sector']}"
             known = self._freshness.get(item_key)
             if known is not None and float(record["last_seen"]) <= float(known["last_seen"]):
@@ -191,3 +197,7 @@ class GatewayState:
                 if not sector or self._alert_sector.get(fp) == sector
             )
         return []
+
+
+def _ordering(point: dict[str, Any]) -> tuple[int, int]:
+    return (int(point.get("generation", 0)), int(point["revision"]))

@@ -5,7 +5,8 @@ and the Kafka offset commit) leaves the same rows:
 
     events             (source, event_id), kept in `event_ids` — first copy wins; a copy published
                        later with another occurred_at (a correction) replaces it
-    kpi_points         (series, window_start) — a higher revision replaces, a lower never does
+    kpi_points         (series, window_start) — a higher (generation, revision) replaces, a
+                       lower never does (a later broker epoch's point wins)
     alert_transitions  (fingerprint, seq) — first copy wins
     alerts_current     fingerprint — the highest seq wins
     dead_letters       (dl_partition, dl_offset, received_at) — first copy wins
@@ -69,7 +70,7 @@ def _set(columns: Sequence[str], *, skip: int) -> str:
 _KPI_UPSERT: Final = f"""
 INSERT INTO kpi_points AS k SELECT * FROM stage_kpi_points
 ON CONFLICT (series, window_start) DO UPDATE SET {_set(KPI_POINT_COLUMNS, skip=1)}
-WHERE k.revision < EXCLUDED.revision
+WHERE (k.generation, k.revision) < (EXCLUDED.generation, EXCLUDED.revision)
 """  # noqa: S608 - fixed identifiers, no input
 
 _EVENT_LIST: Final = ", ".join(EVENT_COLUMNS)

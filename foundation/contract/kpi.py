@@ -23,6 +23,7 @@ from typing import Any, Literal
 from foundation.contract.alerts import RecordError
 
 __all__ = [
+    "KPI_TOPIC_KINDS",
     "NO_GROUP",
     "DataGap",
     "FreshnessChange",
@@ -87,28 +88,31 @@ class KpiPoint:
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> KpiPoint:
-        """RecordError with a reason when the record breaks the contract."""
+        """RecordError with a reason when the record breaks the contract (checked in the
+        order of the fields)."""
+        series, kpi = _text(record, "series"), _text(record, "kpi")
+        sector, group = _text(record, "sector"), _text(record, "group")
+        window_start, window_end = _number(record, "window_start"), _number(record, "window_end")
         if "value" not in record:  # null is a value (no event in the window); absent is not
             raise RecordError("missing_field:value")
-        value = record["value"]
         point = cls(
-            series=_text(record, "series"),
-            kpi=_text(record, "kpi"),
-            sector=_text(record, "sector"),
-            group=_text(record, "group"),
-            window_start=_number(record, "window_start"),
-            window_end=_number(record, "window_end"),
-            value=None if value is None else _number(record, "value"),
-            count=_integer(record, "count"),
+            series=series,
+            kpi=kpi,
+            sector=sector,
+            group=group,
+            window_start=window_start,
+            window_end=window_end,
+            value=None if record["value"] is None else _number(record, "value"),
+            count=_integer(record, "count", minimum=0),
             final=_boolean(record, "final"),
-            revision=_integer(record, "revision"),
+            revision=_integer(record, "revision", minimum=0),
             emitted_at=_number(record, "emitted_at"),
             newest=_number(record, "newest", 0.0),
-            generation=_integer(record, "generation", 0),
+            generation=_integer(record, "generation", 0, minimum=0),
             overflow=_boolean(record, "overflow", False),
         )
         if point.window_end <= point.window_start:
-            raise RecordError("bad_window")
+            raise RecordError("bad_field:window_start")  # not before its end
         return point
 
 
@@ -137,7 +141,7 @@ class FreshnessChange:
     def from_json(cls, record: Mapping[str, Any]) -> FreshnessChange:
         state = record.get("state")
         if state not in ("fresh", "stale"):
-            raise RecordError("bad_state")
+            raise RecordError("bad_field:state")
         last_seen = record.get("last_seen")
         return cls(
             source=_text(record, "source"),
@@ -210,10 +214,10 @@ class DataGap:
         return cls(
             sector=_text(record, "sector"),
             topic=_text(record, "topic"),
-            partition=_integer(record, "partition"),
-            first_offset=_integer(record, "first_offset"),
-            last_offset=_integer(record, "last_offset"),
-            records=_integer(record, "records"),
+            partition=_integer(record, "partition", minimum=0),
+            first_offset=_integer(record, "first_offset", minimum=0),
+            last_offset=_integer(record, "last_offset", minimum=0),
+            records=_integer(record, "records", minimum=1),
             start=_number(record, "start"),
             end=_number(record, "end"),
             detected_at=_number(record, "detected_at"),
@@ -221,7 +225,8 @@ class DataGap:
 
 
 KpiTopicRecord = KpiPoint | FreshnessChange | SectorSeen | DataGap
-_KINDS: dict[str, Any] = {
+# The codec of each `kind` of ioc.kpi.
+KPI_TOPIC_KINDS: dict[str, Any] = {
     "kpi": KpiPoint,
     "freshness": FreshnessChange,
     "sector_seen": SectorSeen,
@@ -236,8 +241,8 @@ def decode_kpi_topic_record(value: bytes | None) -> KpiTopicRecord:
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RecordError("bad_json") from exc
     if not isinstance(record, dict):
-        raise RecordError("bad_json")
-    kind = _KINDS.get(record.get("kind"))  # type: ignore[arg-type]
+        raise RecordError("not_object")
+    kind = KPI_TOPIC_KINDS.get(record.get("kind"))  # type: ignore[arg-type]
     if kind is None:
         raise RecordError("unknown_kind")
     decoded: KpiTopicRecord = kind.from_json(record)
@@ -250,32 +255,34 @@ _MAX_TEXT = 512
 def _text(record: Mapping[str, Any], name: str) -> str:
     value = record.get(name)
     if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
-        raise RecordError(f"bad_{name}")
+        raise RecordError(f"bad_field:{name}")
     return value
 
 
 def _number(record: Mapping[str, Any], name: str, default: float | None = None) -> float:
     value = record.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"bad_{name}")
+        raise RecordError(f"bad_field:{name}")
     try:
         number = float(value)
     except OverflowError as exc:  # an int beyond the float range
-        raise RecordError(f"bad_{name}") from exc
+        raise RecordError(f"bad_field:{name}") from exc
     if not math.isfinite(number):
-        raise RecordError(f"bad_{name}")
+        raise RecordError(f"bad_field:{name}")
     return number
 
 
-def _integer(record: Mapping[str, Any], name: str, default: int | None = None) -> int:
+def _integer(
+    record: Mapping[str, Any], name: str, default: int | None = None, *, minimum: int = -(2**63)
+) -> int:
     value = record.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
-        raise RecordError(f"bad_{name}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value < 2**63:
+        raise RecordError(f"bad_field:{name}")
     return value
 
 
 def _boolean(record: Mapping[str, Any], name: str, default: bool | None = None) -> bool:
     value = record.get(name, default)
     if not isinstance(value, bool):
-        raise RecordError(f"bad_{name}")
+        raise RecordError(f"bad_field:{name}")
     return value

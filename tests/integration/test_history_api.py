@@ -665,6 +665,7 @@ async def test_ingest_api_serves_the_history_with_a_token(
     assert await asyncio.to_thread(api.proc.wait, 30) == 0, api.output()
 
 
+@BOTH_PATHS
 async def test_points_near_the_largest_double_are_summed_without_an_error(
     history_world: HistoryWorld, history_client: Client
 ) -> None:

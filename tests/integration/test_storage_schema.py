@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 EXPECTED_COLUMNS = {
     "kpi_points": [
         "series", "kpi", "sector", "grp", "window_start", "window_end", "value", "sample_count",
-        "final", "revision", "emitted_at",
+        "final", "revision", "emitted_at", "generation",
     ],
     "alerts_current": [
         "fingerprint", "seq", "state", "severity", "sector", "rule", "started_at", "updated_at",
@@ -224,10 +224,10 @@ async def test_retention_drops_whole_partitions_or_chunks(
         window = _at(start - start % 900)
         batch.kpi_points[("s|*", window)] = ("s|*", "k", "health", "*", window,
                                              window + timedelta(minutes=15), 1.0, 1, True,
-                                             revision, window)  # fmt: skip
+                                             revision, window, 0)  # fmt: skip
     received = _at(now - 10 * DAY)
     batch.dead_letters[(0, 1, received)] = ("bad_json", None, "src", None, None, None, None, None,
-                                  received, b"{", 0, 1)  # fmt: skip
+                                  received, b"{", 0, 1, "src")  # fmt: skip
     async with await psycopg.AsyncConnection.connect(storage_database, autocommit=True) as conn:
         await StorageSink(path=storage_path, policy=WIDE).write(conn, batch)
         await apply_timescale_policies(conn, narrow)
@@ -553,3 +553,27 @@ async def test_what_keeps_the_storage_current(
         ("new",),
         ("old",),
     ]
+
+
+@BOTH_PATHS
+async def test_a_later_broker_epochs_point_supersedes_the_stored_one(
+    storage_database: str, storage_catalog: Catalog, storage_path: StoragePath
+) -> None:
+    """A window spanning a restart of the embedded broker: the new epoch's final point (revision
+    11) replaces the old epoch's provisional one (revision 63); the old epoch's late revision,
+    read again afterwards, does not come back."""
+    decoder = RecordDecoder(ContractIndex(storage_catalog))
+    sink = StorageSink(path=storage_path, policy=StoragePolicy.default())
+    start = time.time() // 900 * 900 - 1800
+    old_epoch = {**_point("a|*", start, 63, 358.0), "final": False, "generation": 1_000}
+    new_epoch = {**_point("a|*", start, 11, 422.0), "final": True, "generation": 2_000}
+    late_old = {**_point("a|*", start, 64, 359.0), "final": True, "generation": 1_000}
+    for offset, point in enumerate((old_epoch, new_epoch, late_old)):
+        batch = RowBatch()
+        decoder.add(batch, topic=KPI, partition=0, offset=offset, key=b"a|*",
+                    value=json.dumps(point).encode(), timestamp_ms=0)  # fmt: skip
+        async with await psycopg.AsyncConnection.connect(storage_database, autocommit=True) as conn:
+            await sink.write(conn, batch)
+    assert await arows(
+        storage_database, "SELECT value, final, revision, generation FROM kpi_points"
+    ) == [(422.0, True, 11, 2_000)]

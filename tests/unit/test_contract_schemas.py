@@ -383,7 +383,7 @@ def _reason_literals(module: Any, calls: dict[str, int]) -> set[str]:
 
 def test_every_reason_code_of_the_validator_and_worker_is_in_the_dead_letter_schema() -> None:
     """The reasons in the envelope's and the worker's source are all listed and accepted."""
-    codes = _reason_literals(foundation.contract.envelope, {"_reject": 3, "Rejection": 0})
+    codes = _reason_literals(foundation.contract.envelope, {"_reject": 4, "Rejection": 0})
     codes |= _reason_literals(streams.worker, {"Rejection": 0})
     assert {"unknown_sector", "bad_json", "too_late", "internal_error"} <= codes
     dead_letter = validator("schemas/dead-letter.json")

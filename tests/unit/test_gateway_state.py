@@ -38,6 +38,30 @@ def point(
     }
 
 
+def test_a_later_broker_epochs_point_wins_whatever_its_revision() -> None:
+    """After the embedded broker restarted, the window's new epoch supersedes the old one's
+    higher revisions, and the old epoch's late revision changes nothing."""
+    state = GatewayState()
+    state.apply_kpi({**point(revision=63, value=358), "generation": 1})
+    assert state.apply_kpi({**point(revision=11, value=422), "generation": 2}) != []
+    assert state.apply_kpi({**point(revision=64, value=359), "generation": 1}) == []
+    ((_key, latest),) = state.snapshot("kpi:health")
+    assert latest["value"] == 422
+
+
+def test_a_data_gap_is_kept_per_sector_and_shown_on_its_freshness_channels() -> None:
+    state = GatewayState()
+    gap = {
+        "kind": "data_gap", "sector": "health", "topic": "ioc.events.health", "partition": 0,
+        "first_offset": 3, "last_offset": 9, "records": 7, "start": 10.0, "end": 20.0,
+        "detected_at": 30.0,
+    }  # fmt: skip
+    changes = state.apply_record("gap|health", gap)
+    assert {c.channel for c in changes} == {"freshness", "freshness:health"}
+    assert state.apply_record("gap|health", {**gap, "detected_at": 29.0}) == []
+    assert ("gap|health", gap) in state.snapshot("freshness:health")
+
+
 def alert(fp: str, seq: int, state: str = "firing", sector: str = "health") -> dict[str, Any]:
     return {
         "kind": "alert",

@@ -52,13 +52,13 @@ def test_non_finite_values_are_refused_by_the_encoder() -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"value": "12"}, "bad_value"),
-        ({"value": 1e400}, "bad_value"),
-        ({"count": True}, "bad_count"),
-        ({"revision": 2**70}, "bad_revision"),
-        ({"final": "yes"}, "bad_final"),
-        ({"series": ""}, "bad_series"),
-        ({"window_end": 0.0}, "bad_window"),
+        ({"value": "12"}, "bad_field:value"),
+        ({"value": 1e400}, "bad_field:value"),
+        ({"count": True}, "bad_field:count"),
+        ({"revision": 2**70}, "bad_field:revision"),
+        ({"final": "yes"}, "bad_field:final"),
+        ({"series": ""}, "bad_field:series"),
+        ({"window_end": 0.0}, "bad_field:window_start"),
         ({"kind": "other"}, "unknown_kind"),
     ],
 )

@@ -122,7 +122,7 @@ def test_kpi_points_keep_the_highest_revision_in_a_batch(decoder: RecordDecoder)
     batch = RowBatch()
     for revision in (0, 3, 1, 3):
         _add(decoder, batch, KPI, _point(revision, value=float(revision)))
-    _add(decoder, batch, KPI, _point(0, window_start=NOW + 60))
+    _add(decoder, batch, KPI, _point(0, window_start=NOW + 60, window_end=NOW + 120))
     rows = sorted(batch.kpi_points.values(), key=lambda r: r[4])
     assert [(r[9], r[6]) for r in rows] == [(3, 3.0), (0, 1.0)]
 
@@ -141,7 +141,7 @@ def test_kpi_points_keep_the_highest_revision_in_a_batch(decoder: RecordDecoder)
         (_point(0, window_start=NOW + 2 * 86_400), "kpi:bad_field:window_start"),
         (_point(0, series="s" * 300), "kpi:bad_field:series"),
         ({"kind": "freshness", "source": "s", "sector": "x", "state": "odd"},
-         "freshness:bad_field:state"),
+         "kpi:bad_field:state"),
     ],
 )  # fmt: skip
 def test_broken_kpi_records_are_skipped_with_a_reason(

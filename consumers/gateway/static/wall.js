@@ -10,6 +10,7 @@
   const BACKOFF_BASE_MS = 500;
   const BACKOFF_MAX_MS = 10000;
   const MAX_TICKER = 6;
+  const GAP_SHOWN_S = 3600;
 
   const T = {
     vi: {
@@ -28,6 +29,8 @@
       connecting: "○ Đang kết nối…",
       stale: (d) => `◷ dữ liệu cũ ${d}`,
       no_data: "◌ chưa có dữ liệu",
+      gap: (a, b) => `⚠ thiếu dữ liệu ${a}–${b}`,
+      overflow: "tràn số",
       status_title: { ok: "Bình thường", stale: "Dữ liệu cũ", alerts: "Cảnh báo đang mở" },
       sources: "Nguồn dữ liệu",
       sources_live: (n, total) => `● <b>${n}</b>/${total} nguồn đang gửi đúng hạn`,
@@ -70,6 +73,8 @@
       offline: "○ Disconnected",
       connecting: "○ Connecting…",
       stale: (d) => `◷ stale data, ${d}`,
+      gap: (a, b) => `⚠ missing data ${a}–${b}`,
+      overflow: "overflow",
       no_data: "◌ no data yet",
       status_title: { ok: "Normal", stale: "Stale data", alerts: "Open alerts" },
       sources: "Data sources",
@@ -345,10 +350,11 @@
     let approx = false;
     switch (kpi.aggregation) {
       case "avg": {
+        // Each value times its share: never beyond the largest value (a sum could overflow).
         const weight = current.reduce((s, p) => s + (p.count || 0), 0);
         value = weight > 0
-          ? current.reduce((s, p) => s + p.value * (p.count || 0), 0) / weight
-          : values.reduce((a, b) => a + b, 0) / values.length;
+          ? current.reduce((s, p) => s + p.value * ((p.count || 0) / weight), 0)
+          : values.reduce((s, v) => s + v / values.length, 0);
         break;
       }
       case "min":
@@ -374,6 +380,8 @@
     return {
       value,
       approx,
+      // A saturated sum (the worker marks it) or a sum of the groups beyond the float range.
+      overflow: !isFinite(value) || current.some((p) => p.overflow === true),
       final: current.every((p) => p.final),
       emitted: Math.max(...current.map((p) => p.emitted_at || 0)),
     };
@@ -443,12 +451,19 @@
         staleSince = staleSince === null ? record.last_seen : Math.min(staleSince, record.last_seen);
       }
     }
+    // Records the worker needed that the broker no longer had: shown for an hour after.
+    let gap = null;
+    for (const record of S.fresh.values()) {
+      if (record.kind === "data_gap" && record.sector === sector.id && now - record.detected_at < GAP_SHOWN_S) {
+        if (!gap || record.detected_at > gap.detected_at) gap = record;
+      }
+    }
     const alerts = [...S.alerts.values()].filter((a) => a.labels.sector === sector.id && a.state !== "pending");
     let worst = null;
     for (const a of alerts) {
       if (!worst || S.config.severity[a.severity].rank > S.config.severity[worst].rank) worst = a.severity;
     }
-    return { staleFor: staleSince === null ? null : now - staleSince, alerts, worst };
+    return { staleFor: staleSince === null ? null : now - staleSince, alerts, worst, gap };
   }
 
   function renderTile(sector) {
@@ -483,6 +498,12 @@
       anyData = true;
       const meta = [];
       meta.push(agg.final ? `<span class="chip final">■ ${L.final}</span>` : `<span class="chip prov">◔ ${L.provisional}</span>`);
+      if (agg.overflow) {
+        return `<div class="kpi overflow" data-kpi="${esc(kpi.id)}" data-value="overflow" data-final="${agg.final}">
+          <div class="kpi-name">${esc(kpiName)}</div>
+          <div class="kpi-value">${esc(L.overflow)}<span class="unit">${esc(kpi.unit)}</span></div>
+          ${sparkSvg([], null)}<div class="kpi-meta">${meta.join("")}</div></div>`;
+      }
       if (kpi.target) {
         const op = kpi.target.direction === "at_most" ? "≤" : "≥";
         const met = kpi.target.direction === "at_most" ? agg.value <= kpi.target.value : agg.value >= kpi.target.value;
@@ -502,10 +523,15 @@
     const title = state.alerts.length ? L.status_title.alerts : statusClass === "ok" ? L.status_title.ok : L.status_title.stale;
     let stale = state.staleFor !== null ? `<div class="stale-note">${esc(L.stale(fmtDuration(state.staleFor)))}</div>` : "";
     if (!anyData && state.staleFor === null) stale = `<div class="stale-note">${esc(L.no_data)}</div>`;
+    if (state.gap) {
+      const from = fmtClock(new Date(state.gap.start * 1000), false);
+      const to = fmtClock(new Date(state.gap.end * 1000), false);
+      stale += `<div class="stale-note gap">${esc(L.gap(from, to))}</div>`;
+    }
     const classes = ["tile"];
     if (state.alerts.length) classes.push(`sev-${state.worst}`);
     if (state.staleFor !== null) classes.push("stale");
-    return `<article class="${classes.join(" ")}" data-sector="${esc(sector.id)}" data-stale="${state.staleFor !== null}" data-alerts="${state.alerts.length}">
+    return `<article class="${classes.join(" ")}" data-sector="${esc(sector.id)}" data-stale="${state.staleFor !== null}" data-gap="${state.gap !== null}" data-alerts="${state.alerts.length}">
       <div class="tile-head"><div class="tile-name">${esc(name)}</div><div class="tile-status ${statusClass}" title="${esc(title)}">${esc(status)}</div></div>
       ${stale}${rows.join("")}</article>`;
   }
