@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine
 from foundation.contract.catalog import load_catalog
+from ioc.embedded import find_free_port
 from producers.sdk import Publisher
 
 CHROMIUM = "/usr/bin/chromium"
@@ -136,7 +137,7 @@ async def main() -> None:
     env = {
         **os.environ,
         "IOC_STATE_DIR": str(root / "state"),
-        "IOC_GATEWAY_PORT": "0",
+        "IOC_GATEWAY_PORT": str(find_free_port()),  # `ioc up` prints the wall URL for it
         "IOC_INGEST_PORT": "0",
         "IOC_WORKER_METRICS_PORT": "0",
         "IOC_WRITER_METRICS_PORT": "0",

@@ -79,3 +79,15 @@ def test_bad_values_name_the_variable(
     assert caught.value.code == "bad_setting"
     assert expected in caught.value.message
     assert "\n" not in str(caught.value)
+
+
+def test_the_state_dir_check_holds_when_many_processes_check_at_once(tmp_path: Path) -> None:
+    """Components started together each probe the directory; none sees another's probe."""
+    import concurrent.futures
+
+    from foundation.state_dir import ensure_state_dir
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _n: ensure_state_dir(tmp_path / "state"), range(200)))
+    assert set(results) == {(tmp_path / "state").resolve()}
+    assert list((tmp_path / "state").iterdir()) == []
