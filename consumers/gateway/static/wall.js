@@ -666,6 +666,7 @@
 
   function render() {
     S.renderTimer = null;
+    S.renderedAt = Date.now();
     const L = t();
     document.documentElement.lang = S.lang;
     for (const el of document.querySelectorAll("[data-i18n]")) {
@@ -690,8 +691,12 @@
     renderSummary(alerts, staleSectors);
   }
 
+  // At most five redraws a second, and an update after a quiet spell is drawn at once.
+  const RENDER_INTERVAL_MS = 200;
   function scheduleRender() {
-    if (S.renderTimer === null) S.renderTimer = setTimeout(render, 200);
+    if (S.renderTimer !== null) return;
+    const since = Date.now() - (S.renderedAt || 0);
+    S.renderTimer = setTimeout(render, Math.max(0, RENDER_INTERVAL_MS - since));
   }
 
   // -- start
