@@ -234,6 +234,13 @@ async def _recomputed(
     return _latest([_json(r) for r in records])
 
 
+async def _stream(pub: Publisher, events: list[dict[str, Any]]) -> None:
+    """One event per record, about 2,000 a second."""
+    for start in range(0, len(events), 100):
+        assert all(r.ok for r in await pub.send_many(events[start : start + 100]))
+        await asyncio.sleep(0.05)
+
+
 def _events(short: ShortCatalog, count: int, *, exact: bool = True) -> list[dict[str, Any]]:
     # Two minutes whose every window (hopping ones too) closed ≥ 20 s ago, well within the
     # 10 min grace: every point is final, and revised as events come. Not `exact`: values
@@ -259,13 +266,7 @@ async def test_sigkill_mid_stream_neither_loses_nor_double_counts(
     async with Publisher(
         bootstrap_servers=kafka_bootstrap, catalog=short_catalog.catalog, linger=0
     ) as pub:
-
-        async def stream() -> None:  # one event per record, about 2,000 a second
-            for start in range(0, len(events), 100):
-                assert all(r.ok for r in await pub.send_many(events[start : start + 100]))
-                await asyncio.sleep(0.05)
-
-        producing = asyncio.create_task(stream())
+        producing = asyncio.create_task(_stream(pub, events))
         await eventually(
             lambda: first.metric("ioc_worker_events_in_total") >= 1200, 30, "1,200 events in"
         )
@@ -409,13 +410,7 @@ async def test_kills_right_after_checkpoints_keep_averages_and_percentiles_exact
     async with Publisher(
         bootstrap_servers=kafka_bootstrap, catalog=short_catalog.catalog, linger=0
     ) as pub:
-
-        async def stream() -> None:  # one event per record, about 2,000 a second
-            for start in range(0, len(events), 100):
-                assert all(r.ok for r in await pub.send_many(events[start : start + 100]))
-                await asyncio.sleep(0.05)
-
-        producing = asyncio.create_task(stream())
+        producing = asyncio.create_task(_stream(pub, events))
         for kill in range(2):
             group = worker.group
             seen = await asyncio.to_thread(_latest_checkpoint, fresh_database, group)

@@ -127,18 +127,22 @@ def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
+def _targets(node: ast.AST) -> list[ast.expr]:
+    """What an assignment statement assigns to (nothing for other nodes)."""
+    if isinstance(node, ast.Assign):
+        return list(node.targets)
+    if isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+        return [node.target]
+    return []
+
+
 def _inherited_privates(cls: ast.ClassDef) -> Iterator[tuple[int, str]]:
     """`self._x` read in a subclass of a library class that never sets it: the library's."""
     own: set[str] = set()
     for node in ast.walk(cls):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _private(node.name):
             own.add(node.name)
-        targets: list[ast.expr] = []
-        if isinstance(node, ast.Assign):
-            targets = list(node.targets)
-        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
-            targets = [node.target]
-        for target in targets:
+        for target in _targets(node):
             if isinstance(target, ast.Attribute) and _root(target) == "self":
                 own.add(target.attr)
             elif isinstance(target, ast.Name):
@@ -157,12 +161,7 @@ def _inherited_privates(cls: ast.ClassDef) -> Iterator[tuple[int, str]]:
 def _patching(tree: ast.Module) -> Iterator[tuple[int, str]]:
     third = _third_party_names(tree)
     for node in ast.walk(tree):
-        targets: list[ast.expr] = []
-        if isinstance(node, ast.Assign):
-            targets = list(node.targets)
-        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
-            targets = [node.target]
-        for target in targets:
+        for target in _targets(node):
             if isinstance(target, ast.Attribute) and _root(target) in third:
                 yield target.lineno, f"assigns {ast.unparse(target)}"
         # In a module that uses a library, another object's underscore attribute may be the
