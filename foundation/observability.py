@@ -7,13 +7,24 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from foundation.health import DependencyWatch, health_report
+
 __all__ = ["start_observability_server"]
 
 
 async def start_observability_server(
-    registry: CollectorRegistry, *, host: str, port: int, healthy: Callable[[], bool]
+    registry: CollectorRegistry,
+    *,
+    host: str,
+    port: int,
+    healthy: Callable[[], bool],
+    dependencies: DependencyWatch | None = None,
 ) -> tuple[web.AppRunner, int]:
-    """Serve /metrics (Prometheus text) and /healthz (200 or 503); returns the bound port."""
+    """Serve /metrics (Prometheus text) and /healthz (200 or 503); returns the bound port.
+
+    /healthz is 503 `"status": "degraded"` while a dependency in `dependencies` is down
+    (naming it), 503 `"status": "failing"` when `healthy()` says no.
+    """
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(
@@ -21,8 +32,9 @@ async def start_observability_server(
         )
 
     async def health(_request: web.Request) -> web.Response:
-        ok = healthy()
-        return web.json_response({"ok": ok}, status=200 if ok else 503)
+        down = dependencies.down() if dependencies is not None else []
+        status, body = health_report(healthy=healthy(), down=down)
+        return web.json_response(body, status=status)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

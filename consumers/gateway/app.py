@@ -22,6 +22,7 @@ from consumers.gateway.state import GatewayState
 from foundation.contract.catalog import Catalog
 from foundation.contract.topics import ALERT_ACTIONS, ALERTS, KPI
 from foundation.errors import BrokerUnreachableError, IocError
+from foundation.health import DependencyHealth, DependencyWatch
 
 __all__ = ["GatewayConfig", "run_gateway"]
 
@@ -48,6 +49,9 @@ class GatewayConfig:
     alerts_topic: str = ALERTS
     actions_topic: str = ALERT_ACTIONS
     kafka_options: dict[str, Any] | None = None  # foundation.kafka_client.kafka_client_options
+    # How often the broker and the database are probed: while one does not answer, /healthz
+    # says "degraded" and every screen gets a `status` message (figures not current).
+    probe_interval: float = 2.0
 
 
 async def run_gateway(
@@ -93,8 +97,16 @@ async def run_gateway(
         )
         await own_sink.start()
         actions = own_sink
+    watch = DependencyWatch(
+        bootstrap_servers=config.bootstrap_servers,
+        database_url=config.database_url,
+        interval=config.probe_interval,
+        timeout=min(config.connect_timeout, max(2.0, config.probe_interval)),
+        kafka_options=config.kafka_options,
+    )
     server = GatewayServer(
         hub=hub,
+        dependencies=watch,
         ready=feed.ready,
         catalog=catalog,
         secret=config.secret,
@@ -107,6 +119,12 @@ async def run_gateway(
             send_timeout=config.send_timeout,
         ),
     )
+
+    def changed(_health: DependencyHealth) -> None:
+        server.dependencies_changed()
+
+    watch.on_change = changed
+    watch.start()
     feed_task = asyncio.create_task(feed.run(), name="gateway-feed")
     stop_task = asyncio.create_task(stop.wait(), name="gateway-stop")
     try:
@@ -130,5 +148,6 @@ async def run_gateway(
             await feed_task
         with contextlib.suppress(asyncio.CancelledError):
             await stop_task
+        await watch.close()
         if own_sink is not None:
             await own_sink.stop()

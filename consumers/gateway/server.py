@@ -52,6 +52,7 @@ from consumers.gateway.protocol import (
     hello,
     parse_client_message,
     pong,
+    status_frame,
     subscribed,
 )
 from consumers.gateway.wall_config import wall_config
@@ -59,6 +60,7 @@ from foundation.auth.tokens import TokenClaims, TokenRejectedError, verify_token
 from foundation.contract.alerts import AlertAction, Fingerprint
 from foundation.contract.catalog import Catalog
 from foundation.errors import PortInUseError
+from foundation.health import DependencyDown, DependencyView, health_report
 
 __all__ = ["STATIC_DIR", "GatewayServer", "ServerOptions"]
 
@@ -71,6 +73,11 @@ _READY_WAIT = 30.0  # a client connecting during the start-up replay waits at mo
 # A connection whose write buffer holds this much is backed up: its messages wait in its
 # outbox (websockets' default high-water mark, given to `serve` too).
 WRITE_LIMIT = 32 * 1024
+
+
+class _NothingDown:
+    def down(self) -> list[DependencyDown]:
+        return []
 
 
 class ServerOptions:
@@ -175,9 +182,11 @@ class GatewayServer:
         metrics: GatewayMetrics,
         registry: CollectorRegistry,
         options: ServerOptions,
+        dependencies: DependencyView | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._hub = hub
+        self._dependencies = dependencies or _NothingDown()
         self._ready = ready
         self._sectors = [s.id for s in catalog.sectors]
         self._secret = secret
@@ -251,17 +260,34 @@ class GatewayServer:
             self._server.close()
             await self._server.wait_closed()
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body) of /healthz: 503 during the start-up replay or while degraded."""
         roles = {role: n for role, n in self._roles.items() if n}
-        return {
-            "ok": self._ready.is_set(),
-            "ready": self._ready.is_set(),
-            "epoch": self._hub.epoch,
-            "clients": roles,
-            "walls": roles.get("wall", 0),
-            "series": self._hub.state.series_count,
-            "open_alerts": self._hub.state.open_alert_count,
-        }
+        return health_report(
+            healthy=self._ready.is_set(),
+            down=self._dependencies.down(),
+            extra={
+                "ready": self._ready.is_set(),
+                "epoch": self._hub.epoch,
+                "clients": roles,
+                "walls": roles.get("wall", 0),
+                "series": self._hub.state.series_count,
+                "open_alerts": self._hub.state.open_alert_count,
+            },
+        )
+
+    def _status_frame(self) -> str:
+        down = self._dependencies.down()
+        since = min((d.since for d in down), default=None)
+        return status_frame(
+            since=since, down=[(d.dependency, d.since) for d in down], now=self._clock()
+        )
+
+    def dependencies_changed(self) -> None:
+        """Tell every screen that a dependency went down or came back (a `status` message)."""
+        frame = self._status_frame()
+        for session in list(self._sessions):
+            session.push(frame, "control")
 
     # -- HTTP
 
@@ -270,9 +296,8 @@ class GatewayServer:
         if path == "/ws":
             return None
         if path == "/healthz":
-            report = self.health()
+            status, report = self.health()
             body = json.dumps(report).encode()
-            status = 200 if report["ok"] else 503
             reason = "OK" if status == 200 else "Service Unavailable"
             return _response(status, reason, body, "application/json")
         if path == "/metrics":
@@ -326,6 +351,8 @@ class GatewayServer:
             ),
             "control",
         )
+        if self._dependencies.down():  # the screen must not take old figures for current ones
+            session.push(self._status_frame(), "control")
         writer = asyncio.create_task(session.run())
         reader = asyncio.create_task(self._read(connection, session, claims))
         try:
