@@ -15,8 +15,9 @@ IOC_BROKER_MEMORY_LIMIT and every other process flat within ±10 %.
 It also posts `--probe-rate` events per second through the ingest API with an API key, as a
 department system would (retrying a 503 after its Retry-After), and at the end checks that
 every acknowledged one was stored: lost must be 0, rolls included. `--kill NAME@SECONDS`
-SIGKILLs a component and reports how long until it was back and events flowed again (a KPI
-point emitted by the new worker / an event stored by the new writer). `--traffic` counts
+SIGKILLs a component (`:TERM` for a clean stop) and reports how long until it was back and
+events flowed again (a KPI point emitted by the new worker / an event stored by the new
+writer). `--traffic` counts
 the records and bytes per topic (what the broker must hold). The rolls `ioc up` made are
 listed with their pause. The machine's load average is printed: figures from a busy
 machine are not comparable.
@@ -43,6 +44,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil
 import psycopg
@@ -105,6 +108,7 @@ def _pss_tree(pid: int | None) -> int | None:
 class Kill:
     name: str
     at: float  # seconds after ready
+    signal: str = "KILL"  # or TERM: a clean stop (the member leaves its group)
     killed_at: float = 0.0
     back_after: float | None = None
     flowing_after: float | None = None
@@ -138,7 +142,7 @@ class Soak:
         )
         self.samples: list[dict[str, Any]] = []
         self.loads: list[float] = []
-        self.kills = [Kill(name, float(at)) for name, at in (k.split("@") for k in args.kill)]
+        self.kills = [_kill(spec) for spec in args.kill]
         self.probe = Probe()
         self.traffic: dict[str, list[tuple[float, int, int]]] = {}
         self.ready_at = 0.0
@@ -237,26 +241,33 @@ class Soak:
             print(f"cannot kill {kill.name}: not running", flush=True)
             return
         kill.killed_at = time.time()
-        os.kill(kill.old_pid, signal.SIGKILL)
+        os.kill(kill.old_pid, signal.Signals[f"SIG{kill.signal}"])
         deadline = kill.killed_at + 300
+        replaced_at: float | None = None  # output after this is the new process's (a SIGTERMed
+        # one may still send while it stops)
         while time.time() < deadline and (kill.back_after is None or kill.flowing_after is None):
             now = time.time()
             row = self.children().get(kill.name, {})
-            moved = row.get("pid") not in (None, kill.old_pid)
-            if kill.back_after is None and moved and row.get("state") == "running":
+            if replaced_at is None and row.get("pid") not in (None, kill.old_pid):
+                replaced_at = now
+            if kill.back_after is None and replaced_at and row.get("state") == "running":
                 kill.back_after = now - kill.killed_at
-            if kill.flowing_after is None and await asyncio.to_thread(self._flowing, kill):
+            if (
+                kill.flowing_after is None
+                and replaced_at is not None
+                and await asyncio.to_thread(self._flowing, kill.name, replaced_at)
+            ):
                 kill.flowing_after = time.time() - kill.killed_at
             await asyncio.sleep(0.25)
 
-    def _flowing(self, kill: Kill) -> bool:
-        """Did the new process produce: a KPI point emitted / an event stored after the kill?"""
-        since = datetime.fromtimestamp(kill.killed_at, UTC)
-        if kill.name == "worker":
+    def _flowing(self, name: str, after: float) -> bool:
+        """Did the new process produce: a KPI point emitted / an event stored since `after`?"""
+        since = datetime.fromtimestamp(after, UTC)
+        if name == "worker":
             query = "SELECT 1 FROM kpi_points WHERE emitted_at > %s LIMIT 1"
             params: tuple[Any, ...] = (since,)
-        elif kill.name == "writer":
-            # Stored by the new writer: published after the kill (occurred_at bounds the scan).
+        elif name == "writer":
+            # Stored by the new writer: published after it started (occurred_at bounds the scan).
             query = (
                 "SELECT 1 FROM events WHERE occurred_at > %s - interval '10 minutes'"
                 " AND published_at > %s LIMIT 1"
@@ -404,6 +415,7 @@ class Soak:
             "kills": [
                 {
                     "name": k.name,
+                    "signal": k.signal,
                     "at_s": k.at,
                     "back_after_s": k.back_after,
                     "flowing_after_s": k.flowing_after,
@@ -431,6 +443,13 @@ class Soak:
                 "kib": (kept[-1][2] - kept[0][2]) / 1024 / minutes,
             }
         return rates
+
+
+def _kill(spec: str) -> Kill:
+    """`worker@90` (SIGKILL at 90 s) or `writer@150:TERM`."""
+    name, _, rest = spec.partition("@")
+    at, _, sig = rest.partition(":")
+    return Kill(name, float(at), sig.upper() or "KILL")
 
 
 def _post(url: str, key: str, event: dict[str, Any]) -> tuple[int, str, float]:
@@ -470,6 +489,10 @@ def _growth(points: list[tuple[float, int]]) -> dict[str, float | None]:
         "change_pct": (last - first) / first * 100 if first else None,
         "last_mib": points[-1][1] / MiB,
     }
+
+
+def _secs(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f} s"
 
 
 def _bytes(text: str) -> int:
@@ -515,8 +538,8 @@ def _print(report: dict[str, Any]) -> None:
         print(f"rolls cancelled: {report['rolls_cancelled']}")
     for kill in report["kills"]:
         print(
-            f"kill {kill['name']} at {kill['at_s']:g} s: back after {kill['back_after_s']} s, "
-            f"flowing after {kill['flowing_after_s']} s"
+            f"SIG{kill['signal']} {kill['name']} at {kill['at_s']:g} s: back after "
+            f"{_secs(kill['back_after_s'])}, flowing again after {_secs(kill['flowing_after_s'])}"
         )
     probe = report["probe"]
     print(
@@ -547,7 +570,9 @@ def main() -> None:
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--memory-limit", default="1GiB", help="IOC_BROKER_MEMORY_LIMIT")
     parser.add_argument("--roll-interval", type=float, default=0.0, help="IOC_BROKER_ROLL_INTERVAL")
-    parser.add_argument("--kill", action="append", default=[], metavar="NAME@SECONDS")
+    parser.add_argument(
+        "--kill", action="append", default=[], metavar="NAME@SECONDS[:TERM]", help="SIGKILL"
+    )
     parser.add_argument("--probe-rate", type=float, default=2.0, help="ingest API events/s")
     parser.add_argument("--traffic", action="store_true", help="count records per topic")
     parser.add_argument("--json", type=Path, help="write the report here too")

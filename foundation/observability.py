@@ -1,4 +1,9 @@
-"""The /metrics and /healthz endpoints every long-running `ioc` command serves."""
+"""The /metrics, /healthz and /livez endpoints every long-running `ioc` command serves.
+
+/healthz is the whole truth (503 while a dependency is down: "degraded"); /livez only says
+the process answers, for a liveness probe: restarting every component because Kafka is down
+would not bring Kafka back.
+"""
 
 from __future__ import annotations
 
@@ -36,9 +41,13 @@ async def start_observability_server(
         status, body = health_report(healthy=healthy(), down=down)
         return web.json_response(body, status=status)
 
+    async def live(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/livez", live)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -53,7 +53,7 @@ class Positions:
             bootstrap_servers=self._bootstrap,
             enable_auto_commit=False,
             fetch_max_wait_ms=50,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=512 * 1024,  # buffered per partition while it reads
             **self._options,
         )
         admin = AIOKafkaAdminClient(
@@ -119,6 +119,22 @@ class Positions:
                     consumer.seek(tp, (start_at or {}).get((tp.topic, tp.partition), 0))
         since_ms = int(time.time() * 1000)
         fresh: dict[Tp, int] = {}
+        try:
+            await self._read_to_end(consumer, wanted, since_ms, fresh)
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise BrokerUnreachableError(
+                f"no high watermark for {len(wanted) - len(fresh)} partitions within "
+                f"{self._timeout:g} s: {exc!r}"
+            ) from exc
+        return fresh
+
+    async def _read_to_end(
+        self,
+        consumer: AIOKafkaConsumer,
+        wanted: list[TopicPartition],
+        since_ms: int,
+        fresh: dict[Tp, int],
+    ) -> None:
         async with asyncio.timeout(self._timeout):
             while len(fresh) < len(wanted):
                 await consumer.getmany(*wanted, timeout_ms=100, max_records=100_000)
@@ -129,7 +145,6 @@ class Positions:
                         position = await consumer.position(tp)
                         if position >= high:  # nothing buffered: the answer is the latest
                             fresh[(tp.topic, tp.partition)] = high
-        return fresh
 
     async def committed(self, group: str, topics: Iterable[str]) -> dict[Tp, int]:
         """The group's committed offsets for these topics (partitions without one: absent)."""

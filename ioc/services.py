@@ -218,7 +218,10 @@ class ServiceWatchdog:
         self._watch.start()
         try:
             while not stop.is_set():
-                await self._tick(stop)
+                try:
+                    await self._tick(stop)
+                except Exception:  # a bug here must not end the supervision of the services
+                    log.exception("service watchdog step failed")
                 self._write_status()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.POLL)
@@ -271,7 +274,7 @@ class ServiceWatchdog:
         finally:
             self._recovering = False
         self._services[BROKER].restarts += 1
-        log.error(
+        log.warning(
             "the embedded broker is back after %.1f s: epoch %s → %s, components restarted: %s",
             self._clock() - died_at,
             before,
@@ -301,7 +304,7 @@ class ServiceWatchdog:
             self._recovering = False
         self._services[DATABASE].restarts += 1
         self._set(DATABASE, "up", pid=postgres.pid)
-        log.error(
+        log.warning(
             "the embedded PostgreSQL is back after %.1f s (pid %s)",
             self._clock() - died_at,
             postgres.pid,
@@ -374,7 +377,9 @@ class ServiceWatchdog:
             phases.mark("stop_readers")
             await self._replace_broker(stop)
             phases.mark("new_broker")
-        except (_RollAborted, IocError) as exc:
+        except Exception as exc:  # _RollAborted, IocError — or a bug: never stay paused
+            if not isinstance(exc, _RollAborted | IocError):
+                log.exception("broker roll failed")
             self._last_abort = self._clock()
             report.detail = str(exc)
             self._resume(held)

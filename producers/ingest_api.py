@@ -1,6 +1,6 @@
 """The HTTP ingest API (aiohttp): POST /v1/events → one Kafka record per request.
 
-Routes: POST /v1/events, GET /openapi.json, GET /healthz, GET /metrics, and whatever
+Routes: POST /v1/events, GET /openapi.json, GET /healthz, GET /livez, GET /metrics, and whatever
 sub-applications the composition root mounts next to them (the history API). The decisions live in
 `producers.ingest_rules`; this module reads the request, authenticates the key,
 calls the rules and the publisher, and writes the answer.
@@ -139,6 +139,7 @@ class IngestApi:
         app.router.add_post("/v1/events", self._post_events)
         app.router.add_get("/openapi.json", self._get_openapi)
         app.router.add_get("/healthz", self._get_health)
+        app.router.add_get("/livez", self._get_live)
         app.router.add_get("/metrics", self._get_metrics)
         for prefix, subapp in self._mounts.items():
             app.add_subapp(prefix, subapp())
@@ -260,6 +261,10 @@ class IngestApi:
         if pause is not None:
             body["paused"] = {"reason": pause.reason, "since": pause.since}
         return _json(body, status)
+
+    async def _get_live(self, request: web.Request) -> web.Response:
+        """The process answers: for a liveness probe (a broker outage is no reason to restart)."""
+        return _json({"ok": True}, 200)
 
     async def _get_metrics(self, request: web.Request) -> web.Response:
         return web.Response(

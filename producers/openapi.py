@@ -304,6 +304,14 @@ def ingest_openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/livez": {
+                "get": {
+                    "operationId": "live",
+                    "summary": "Whether the process answers (for a liveness probe; /healthz"
+                    " says whether it can do its work)",
+                    "responses": {"200": {"description": "Alive."}},
+                }
+            },
             "/metrics": {
                 "get": {
                     "operationId": "metrics",

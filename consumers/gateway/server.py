@@ -263,7 +263,7 @@ class GatewayServer:
     def health(self) -> tuple[int, dict[str, Any]]:
         """(HTTP status, body) of /healthz: 503 during the start-up replay or while degraded."""
         roles = {role: n for role, n in self._roles.items() if n}
-        return health_report(
+        status, body = health_report(
             healthy=self._ready.is_set(),
             down=self._dependencies.down(),
             extra={
@@ -275,6 +275,9 @@ class GatewayServer:
                 "open_alerts": self._hub.state.open_alert_count,
             },
         )
+        if body["status"] == "failing":  # only the start-up replay makes a gateway unready
+            body["status"] = "starting"
+        return status, body
 
     def _status_frame(self) -> str:
         down = self._dependencies.down()
@@ -300,6 +303,8 @@ class GatewayServer:
             body = json.dumps(report).encode()
             reason = "OK" if status == 200 else "Service Unavailable"
             return _response(status, reason, body, "application/json")
+        if path == "/livez":  # the process answers (a liveness probe; /healthz says the rest)
+            return _response(200, "OK", b'{"ok": true}', "application/json")
         if path == "/metrics":
             return _response(200, "OK", generate_latest(self._registry), CONTENT_TYPE_LATEST)
         found = self._files.get(path)
