@@ -14,6 +14,7 @@ Every error a user can cause carries a machine-readable ``code``; the CLI prints
      │    └── DatabaseUnreachableError  database_unreachable
      ├── NotRunningError          runtime_not_running
      ├── TopicError               topic_create_failed
+     ├── BrokerRollError          broker_roll_failed
      ├── CatalogError             catalog_invalid
      │    └── RoutingError        routing_invalid
      ├── DatabaseError            database_error
@@ -29,6 +30,7 @@ Every error a user can cause carries a machine-readable ``code``; the CLI prints
 from __future__ import annotations
 
 __all__ = [
+    "BrokerRollError",
     "BrokerUnreachableError",
     "CatalogError",
     "DatabaseError",
@@ -124,6 +126,12 @@ class TopicError(IocError):
     """The broker refused to create a topic of the contract."""
 
     code = "topic_create_failed"
+
+
+class BrokerRollError(IocError):
+    """A roll of the embedded broker was cancelled or did not report back in time."""
+
+    code = "broker_roll_failed"
 
 
 class CatalogError(IocError):

@@ -1,4 +1,9 @@
-"""The /metrics and /healthz endpoints every long-running `ioc` command serves."""
+"""The /metrics, /healthz and /livez endpoints every long-running `ioc` command serves.
+
+/healthz is the whole truth (503 while a dependency is down: "degraded"); /livez only says
+the process answers, for a liveness probe: restarting every component because Kafka is down
+would not bring Kafka back.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,24 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from foundation.health import DependencyWatch, health_report
+
 __all__ = ["start_observability_server"]
 
 
 async def start_observability_server(
-    registry: CollectorRegistry, *, host: str, port: int, healthy: Callable[[], bool]
+    registry: CollectorRegistry,
+    *,
+    host: str,
+    port: int,
+    healthy: Callable[[], bool],
+    dependencies: DependencyWatch | None = None,
 ) -> tuple[web.AppRunner, int]:
-    """Serve /metrics (Prometheus text) and /healthz (200 or 503); returns the bound port."""
+    """Serve /metrics (Prometheus text) and /healthz (200 or 503); returns the bound port.
+
+    /healthz is 503 `"status": "degraded"` while a dependency in `dependencies` is down
+    (naming it), 503 `"status": "failing"` when `healthy()` says no.
+    """
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(
@@ -21,12 +37,17 @@ async def start_observability_server(
         )
 
     async def health(_request: web.Request) -> web.Response:
-        ok = healthy()
-        return web.json_response({"ok": ok}, status=200 if ok else 503)
+        down = dependencies.down() if dependencies is not None else []
+        status, body = health_report(healthy=healthy(), down=down)
+        return web.json_response(body, status=status)
+
+    async def live(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/livez", live)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -6,12 +6,18 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, ByteSize, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from foundation.errors import SettingsError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["CLUSTER_SESSION_TIMEOUT", "EMBEDDED_SESSION_TIMEOUT", "Settings", "load_settings"]
+
+# Consumer-group session timeouts when none is set. A SIGKILLed member keeps its partitions
+# until its session expires, so this bounds the recovery after a crash. On the embedded broker
+# (one machine, loopback) a short one is safe; a cluster sees network hiccups and long GCs.
+EMBEDDED_SESSION_TIMEOUT = 4.0
+CLUSTER_SESSION_TIMEOUT = 10.0
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -52,6 +58,21 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".ioc")
     broker_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
     postgres_port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    # The embedded broker keeps every record in memory (no retention): `ioc up` rolls it (pause
+    # intake, drain, fresh broker under a new epoch, resume) when its RSS passes
+    # broker_roll_at × broker_memory_limit, and every broker_roll_interval seconds if set.
+    broker_memory_limit: ByteSize = Field(
+        default=ByteSize(1 << 30), ge=0, description="e.g. 1GiB, 512MiB; 0: never roll for memory"
+    )
+    broker_roll_at: float = Field(default=0.8, gt=0, le=1, description="fraction of the limit")
+    broker_roll_interval: float = Field(default=0.0, ge=0, description="seconds; 0: off")
+    broker_drain_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds")
+    # An embedded service alive but answering no probe for this long is killed and restarted.
+    service_hung_after: float = Field(default=60.0, ge=0, le=3600, description="0: never")
+
+    # How often every component (and `ioc up`) asks whether the broker and the database answer;
+    # /healthz says "degraded" when one does not.
+    health_probe_interval: float = Field(default=2.0, gt=0, le=60, description="seconds")
 
     # Topics of the contract.
     topic_partitions: int = Field(default=4, ge=1, le=1024)
@@ -75,7 +96,9 @@ class Settings(BaseSettings):
     worker_group: str = Field(default="ioc-worker", pattern=r"^[A-Za-z0-9._-]+$")
     worker_metrics_host: str = Field(default="127.0.0.1", min_length=1)
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535, description="0: a free port")
-    worker_session_timeout: float = Field(default=10.0, ge=1, le=300, description="seconds")
+    worker_session_timeout: float | None = Field(
+        default=None, ge=1, le=300, description="seconds; unset: 4 embedded, 10 with a cluster"
+    )
     worker_checkpoint_interval: float = Field(default=1.0, gt=0, le=60, description="seconds")
 
     # The notifier (`ioc notifier`): routing file, grouping, retries, rate limit, channels.
@@ -84,7 +107,9 @@ class Settings(BaseSettings):
     notifier_routing: Path | None = None  # None: the built-in Bình Phước demo routing
     notifier_metrics_host: str = Field(default="127.0.0.1", min_length=1)
     notifier_metrics_port: int = Field(default=9104, ge=0, le=65535, description="0: a free port")
-    notifier_session_timeout: float = Field(default=10.0, ge=1, le=300, description="seconds")
+    notifier_session_timeout: float | None = Field(
+        default=None, ge=1, le=300, description="seconds; unset: 4 embedded, 10 with a cluster"
+    )
     notifier_group_wait: float = Field(default=30.0, ge=0, le=3600, description="seconds")
     notifier_max_age: float = Field(default=3600.0, gt=0, description="older transitions skipped")
     notifier_rate_limit: int = Field(default=20, ge=1, description="messages per period")
@@ -150,7 +175,9 @@ class Settings(BaseSettings):
     writer_linger: float = Field(default=0.5, gt=0, le=60, description="seconds")
     writer_maintenance_interval: float = Field(default=30.0, gt=0, le=3600, description="s")
     writer_retry_max: float = Field(default=10.0, gt=0, le=600, description="seconds")
-    writer_session_timeout: float = Field(default=10.0, ge=1, le=300, description="seconds")
+    writer_session_timeout: float | None = Field(
+        default=None, ge=1, le=300, description="seconds; unset: 4 embedded, 10 with a cluster"
+    )
 
     connect_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds")
     log_level: LogLevel = "info"
@@ -188,6 +215,12 @@ class Settings(BaseSettings):
     def embedded_broker(self) -> bool:
         """True when no external Kafka is configured."""
         return self.kafka_bootstrap_servers is None
+
+    def session_timeout(self, configured: float | None) -> float:
+        """A consumer group's session timeout: the one set, else the mode's default."""
+        if configured is not None:
+            return configured
+        return EMBEDDED_SESSION_TIMEOUT if self.embedded_broker else CLUSTER_SESSION_TIMEOUT
 
     @property
     def embedded_database(self) -> bool:

@@ -23,6 +23,7 @@ Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 # Each module has `register(commands)` adding its sub-commands; `run` is set per parser.
 COMMAND_MODULES = (
     "ioc.commands.runtime",
+    "ioc.commands.broker",
     "ioc.commands.catalog",
     "ioc.commands.publish",
     "ioc.commands.worker",
@@ -69,15 +70,38 @@ def main(argv: list[str] | None = None) -> int:
         result: int = asyncio.run(command(args, settings))
         return result
     except CatalogError as exc:
-        print(f"ioc: error {exc}", file=sys.stderr)
+        print(f"ioc: error {_one_line(exc)}", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
     except IocError as exc:
-        print(f"ioc: error {exc}", file=sys.stderr)
+        print(f"ioc: error {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug or an unmapped library error: still one line
+        log.debug("unexpected error", exc_info=True)
+        print(
+            f"ioc: error [{_library_code(exc)}] {type(exc).__name__}: {_one_line(exc)}"
+            " (IOC_LOG_LEVEL=debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line (libpq's messages carry a second, indented line)."""
+    return " ".join(str(exc).split())
+
+
+def _library_code(exc: BaseException) -> str:
+    """The reason code of an error a library raised past our wrappers."""
+    module = type(exc).__module__
+    if module.startswith(("aiokafka", "kafka")):
+        return "broker_unreachable" if "Connection" in type(exc).__name__ else "broker_error"
+    if module.startswith("psycopg"):
+        return "database_unreachable" if "Operational" in type(exc).__name__ else "database_error"
+    return "internal_error"
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -90,6 +114,8 @@ def _configure_logging(settings: Settings) -> None:
         # Client libraries log every failed connection attempt; our errors say it once.
         for noisy in ("aiokafka", "kafka"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
+        # The pool logs every failed attempt to connect; the command's error says it once.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":

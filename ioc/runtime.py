@@ -12,7 +12,7 @@ import errno
 import fcntl
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal
@@ -107,6 +107,52 @@ class Runtime:
         self._lock: IO[str] | None = None
         self._broker: EmbeddedBroker | None = None
         self._postgres: EmbeddedPostgres | None = None
+        self._endpoints: Endpoints | None = None
+
+    @property
+    def broker(self) -> EmbeddedBroker | None:
+        """The embedded broker, when this runtime runs one."""
+        return self._broker
+
+    @property
+    def postgres(self) -> EmbeddedPostgres | None:
+        """The embedded PostgreSQL, when this runtime runs one."""
+        return self._postgres
+
+    @property
+    def endpoints(self) -> Endpoints | None:
+        return self._endpoints
+
+    async def restart_broker(self) -> None:
+        """A fresh embedded broker on the same address (empty); runtime.json gets its pid."""
+        if self._broker is None:
+            return
+        await self._broker.restart()
+        self._republish()
+
+    async def restart_postgres(self) -> None:
+        """The embedded PostgreSQL again on its data directory and address."""
+        if self._postgres is None:
+            return
+        await self._postgres.restart()
+        self._republish()
+
+    def _republish(self) -> None:
+        if self._endpoints is None:
+            return
+        self._endpoints = replace(
+            self._endpoints,
+            broker_pid=self._broker.pid if self._broker else None,
+            postgres_pid=self._postgres.pid if self._postgres else None,
+        )
+        self._write_runtime_file(self._endpoints)
+
+    def _write_runtime_file(self, endpoints: Endpoints) -> None:
+        runtime_file = self._state_dir / RUNTIME_FILE
+        tmp = runtime_file.with_name(f".{RUNTIME_FILE}.tmp")
+        tmp.touch(mode=0o600)
+        tmp.write_text(json.dumps(asdict(endpoints), indent=2))
+        tmp.replace(runtime_file)  # readers never see half a file
 
     async def __aenter__(self) -> Endpoints:
         try:
@@ -165,9 +211,8 @@ class Runtime:
             postgres_pid=self._postgres.pid if self._postgres else None,
             owner_pid=os.getpid(),
         )
-        runtime_file = self._state_dir / RUNTIME_FILE
-        runtime_file.touch(mode=0o600)
-        runtime_file.write_text(json.dumps(asdict(endpoints), indent=2))
+        self._write_runtime_file(endpoints)
+        self._endpoints = endpoints
         return endpoints
 
     def _take_lock(self) -> None:

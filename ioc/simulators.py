@@ -19,11 +19,11 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ioc.supervisor import Backoff
+from ioc.supervisor import Backoff, Streak
 
 if TYPE_CHECKING:
     from producers.simulators import Emission, Simulation
@@ -44,7 +44,7 @@ class SectorRun:
     sector: str
     state: SectorState = "starting"
     restarts: int = 0
-    failures: int = 0
+    streak: Streak = field(default_factory=Streak)
     events: int = 0
     last_error: str | None = None
 
@@ -112,8 +112,10 @@ class SectorSimulators:
                 return
             except Exception as exc:  # a sector's bug must not stop the others: restart it
                 ran_for = time.monotonic() - started
-                run.failures = self._backoff.failures_after_exit(run.failures, ran_for)
-                delay = self._backoff.delay(run.failures)
+                run.streak = self._backoff.after_exit(
+                    run.streak, cause=type(exc).__name__, ran_for=ran_for
+                )
+                delay = self._backoff.delay(run.streak.failures)
                 run.restarts += 1
                 run.state = "backoff"
                 run.last_error = f"{type(exc).__name__}: {exc}"[:300]

@@ -64,6 +64,11 @@ async def collect_status(
         return status
 
     broker_status, db_status = await asyncio.gather(broker(), database())
+    services = _services(settings.state_dir) if running is not None else {}
+    for status, key in ((broker_status, "broker"), (db_status, "database")):
+        watched = services.get(key)
+        if watched:  # what `ioc up`'s watchdog says: restarts, rolls, epoch, state
+            status.details["watchdog"] = watched
     if db_status.reachable:
         details = db_status.details
         details["storage_path"], details["storage_note"] = storage_path_of(details)
@@ -84,9 +89,17 @@ async def collect_status(
         "broker": asdict(broker_status),
         "database": asdict(db_status),
         "topics": topics,
-        "components": _components(settings.state_dir),
+        "components": _components(
+            settings.state_dir,
+            down=[
+                s.service
+                for s in (broker_status, db_status)
+                if not s.reachable or s.details.get("watchdog", {}).get("state", "up") != "up"
+            ],
+        ),
         "gateway": await _gateway(settings, timeout),
         "ok": broker_status.reachable and db_status.reachable,
+        "state": "ok" if broker_status.reachable and db_status.reachable else "degraded",
     }
 
 
@@ -140,10 +153,12 @@ async def _gateway(settings: Settings, timeout: float) -> dict[str, Any] | None:
     }
 
 
-def _components(state_dir: Path) -> list[dict[str, Any]]:
+def _components(state_dir: Path, *, down: list[str]) -> list[dict[str, Any]]:
     """The children `ioc up` supervises, as it last wrote them (none when it is not running).
 
     The simulators process carries `sectors`: each sector's simulator, from its status file.
+    A running component whose broker or database is down is `degraded`: it runs but what it
+    serves is not current (its /healthz says the same).
     """
     try:
         raw = json.loads((state_dir / "children.json").read_text())
@@ -162,7 +177,21 @@ def _components(state_dir: Path) -> list[dict[str, Any]]:
                 found.get(name, {"name": name, "state": "starting", "restarts": 0, "events": 0})
                 for name in row.get("members", [])
             ]
+        if down and row.get("state") == "running":
+            row["state"] = "degraded"
+            row["down"] = down
     return rows
+
+
+def _services(state_dir: Path) -> dict[str, Any]:
+    """What `ioc up`'s service watchdog last wrote (restarts, rolls, broker memory, epoch)."""
+    try:
+        raw = json.loads((state_dir / "services.json").read_text())
+        if not psutil.pid_exists(int(raw["owner_pid"])):
+            return {}
+        return dict(raw["services"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 async def _existing_topics(
@@ -195,8 +224,13 @@ def render_status(report: dict[str, Any]) -> str:
         details = service["details"]
         if "memory_rss_bytes" in details:
             extra += f", memory {details['memory_rss_bytes'] / 2**20:.0f} MiB"
+            limit = details.get("watchdog", {}).get("memory_limit")
+            if limit:
+                roll_at = details["watchdog"]["roll_at"]
+                extra += f" (limit {limit / 2**20:.0f} MiB, rolled at {roll_at:.0%})"
         if key == "database" and service["reachable"]:
             extra += f", storage path: {details['storage_path']} ({details['storage_note']})"
+        extra += _watchdog_note(details.get("watchdog"))
         lines.append(f"  {key:<9} {state:<5} {service['mode']:<9} {address}  {extra}".rstrip())
         if service["error"]:
             lines.append(f"            {service['error']}")
@@ -211,13 +245,38 @@ def render_status(report: dict[str, Any]) -> str:
             f"  wall screens {gateway['walls']} live on {gateway['address']}"
             + (f" (clients: {roles})" if roles else "")
         )
+    if report.get("state") == "degraded":
+        lines.append(
+            "  DEGRADED: a service is down; the wall shows the last figures, not current ones"
+        )
     for child in report.get("components", []):
         restarts = f", {child['restarts']} restarts" if child["restarts"] else ""
         pid = f"pid {child['pid']}" if child["pid"] else "-"
-        lines.append(f"  {child['name']:<16} {child['state']:<8} {pid}{restarts}")
+        down = f" ({', '.join(child['down'])} down)" if child.get("down") else ""
+        lines.append(f"  {child['name']:<16} {child['state']:<8} {pid}{restarts}{down}")
         for sector in child.get("sectors", []):  # the simulators: one simulation per sector
             again = f", {sector['restarts']} restarts" if sector["restarts"] else ""
             lines.append(
                 f"    {sector['name']:<22} {sector['state']:<8} {sector['events']:,} events{again}"
             )
     return "\n".join(lines)
+
+
+def _watchdog_note(watched: dict[str, Any] | None) -> str:
+    """`, epoch 3f2a9c, 1 restart, 4 rolls (last: intake paused 3.1 s)` from services.json."""
+    if not watched:
+        return ""
+    note = ""
+    if watched.get("epoch"):
+        note += f", epoch {str(watched['epoch'])[:8]}"
+    if watched.get("restarts"):
+        note += f", restarted {watched['restarts']}×"
+    if watched.get("state") not in (None, "up", "down"):
+        note += f", {watched['state']}"
+    rolls, last = watched.get("rolls"), watched.get("last_roll")
+    if rolls:
+        note += f", rolled {rolls}×"
+    if last:
+        outcome = f"intake paused {last['intake_paused_s']:.1f} s" if last["ok"] else "cancelled"
+        note += f" (last roll: {outcome})"
+    return note

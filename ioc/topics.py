@@ -172,7 +172,14 @@ async def _first_epoch(
             partition = TopicPartition(EPOCH, 0)
             consumer.assign([partition])
             await consumer.seek_to_beginning(partition)
-            batch = await consumer.getmany(partition, timeout_ms=int(timeout * 1000), max_records=1)
+            # A fetch answers with the high watermark: 0 means an empty topic (a fresh broker),
+            # so there is no need to wait out the whole timeout for a record.
+            deadline = time.monotonic() + timeout
+            batch = {}
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(partition, timeout_ms=100, max_records=1)
+                if batch or consumer.highwater(partition) == 0:
+                    break
     except (TimeoutError, KafkaError, OSError) as exc:
         raise BrokerUnreachableError(
             f"cannot read {EPOCH} from {bootstrap_servers}: {exc}"

@@ -1,6 +1,6 @@
 """The HTTP ingest API (aiohttp): POST /v1/events → one Kafka record per request.
 
-Routes: POST /v1/events, GET /openapi.json, GET /healthz, GET /metrics, and whatever
+Routes: POST /v1/events, GET /openapi.json, GET /healthz, GET /livez, GET /metrics, and whatever
 sub-applications the composition root mounts next to them (the history API). The decisions live in
 `producers.ingest_rules`; this module reads the request, authenticates the key,
 calls the rules and the publisher, and writes the answer.
@@ -25,6 +25,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from foundation.auth.api_keys import ApiKeyRecord
 from foundation.contract.envelope import MAX_RECORD_BYTES
 from foundation.errors import DatabaseError, PortInUseError, SettingsError
+from foundation.health import DependencyView, health_report
+from foundation.intake import IntakePause
 from foundation.log_throttle import LogThrottle
 from producers.ingest_metrics import IngestMetrics
 from producers.ingest_rules import (
@@ -45,6 +47,7 @@ __all__ = [
     "Authenticator",
     "IngestApi",
     "IngestLimits",
+    "IntakeGate",
     "RecordSender",
     "listen_url",
     "serve_until",
@@ -63,6 +66,12 @@ class Authenticator(Protocol):
     """Turns a presented key into the key's record (None: not a valid, active key)."""
 
     async def authenticate(self, token: str) -> ApiKeyRecord | None: ...
+
+
+class IntakeGate(Protocol):
+    """Whether intake is paused (`ioc up` rolling or restarting the embedded broker)."""
+
+    def paused(self) -> IntakePause | None: ...
 
 
 @dataclass(frozen=True)
@@ -113,10 +122,15 @@ class IngestApi:
         limits: IngestLimits | None = None,
         openapi: Mapping[str, Any] | None = None,
         mounts: Mapping[str, Callable[[], web.Application]] | None = None,
+        gate: IntakeGate | None = None,
+        dependencies: DependencyView | None = None,
     ) -> None:
         """`openapi`: the document served (default: the ingest API's own); `mounts`: prefix →
-        factory of a sub-application served next to the ingest routes."""
+        factory of a sub-application served next to the ingest routes; `gate`: says when
+        intake is paused; `dependencies`: the broker and database as /healthz reports them."""
         self._sender = sender
+        self._gate = gate
+        self._dependencies = dependencies
         self._mounts = dict(mounts or {})
         self._keys = keys
         self._registry = registry
@@ -127,6 +141,11 @@ class IngestApi:
         self._openapi = json.dumps(document, ensure_ascii=False, indent=2)
         self.ready = False
 
+    @property
+    def in_flight(self) -> int:
+        """POST requests being handled now (a pause waits for them)."""
+        return self._in_flight
+
     def app(self) -> web.Application:
         """A new application with the routes (the body limit is enforced by aiohttp too)."""
         app = web.Application(client_max_size=MAX_RECORD_BYTES, middlewares=[self._middleware])
@@ -134,6 +153,7 @@ class IngestApi:
         app.router.add_post("/v1/events", self._post_events)
         app.router.add_get("/openapi.json", self._get_openapi)
         app.router.add_get("/healthz", self._get_health)
+        app.router.add_get("/livez", self._get_live)
         app.router.add_get("/metrics", self._get_metrics)
         for prefix, subapp in self._mounts.items():
             app.add_subapp(prefix, subapp())
@@ -163,6 +183,12 @@ class IngestApi:
     async def _post_events(self, request: web.Request) -> web.Response:
         if not self.ready:
             return _refuse(request_error("not_ready"), retry_after=self._limits.retry_after)
+        pause = self._gate.paused() if self._gate is not None else None
+        if pause is not None:
+            return _refuse(
+                request_error("paused", f"intake paused ({pause.reason}); retry later"),
+                retry_after=pause.retry_after,
+            )
         if self._in_flight >= self._limits.max_in_flight:
             return _refuse(request_error("overloaded"), retry_after=self._limits.retry_after)
         self._in_flight += 1
@@ -247,7 +273,18 @@ class IngestApi:
     async def _get_health(self, request: web.Request) -> web.Response:
         if not self.ready:
             return _refuse(request_error("not_ready"))
-        return _json({"status": "ok"}, 200)
+        down = self._dependencies.down() if self._dependencies is not None else []
+        pause = self._gate.paused() if self._gate is not None else None
+        status, body = health_report(healthy=pause is None, down=down)
+        if pause is not None and not down:
+            body["status"] = "paused"
+        if pause is not None:
+            body["paused"] = {"reason": pause.reason, "since": pause.since}
+        return _json(body, status)
+
+    async def _get_live(self, request: web.Request) -> web.Response:
+        """The process answers: for a liveness probe (a broker outage is no reason to restart)."""
+        return _json({"ok": True}, 200)
 
     async def _get_metrics(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -52,6 +52,7 @@ REQUEST_REASONS: Final[Mapping[str, tuple[int, str]]] = {
     "auth_unavailable": (503, "the key store (database) did not answer; retry later"),
     "overloaded": (503, "too many requests in flight; retry after a moment"),
     "not_ready": (503, "the service is starting or stopping"),
+    "paused": (503, "intake is paused while the embedded broker restarts; retry after Retry-After"),
 }
 
 # Per-event reason codes (envelope validation, plus delivery), with their meaning.

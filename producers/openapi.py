@@ -192,7 +192,16 @@ def _schemas() -> dict[str, Any]:
         "Health": {
             "type": "object",
             "required": ["status"],
-            "properties": {"status": {"type": "string", "enum": ["ok"]}},
+            "properties": {
+                "ok": {"type": "boolean"},
+                "status": {"type": "string", "enum": ["ok", "degraded", "paused", "failing"]},
+                "down": {
+                    "type": "array",
+                    "description": "Dependencies that do not answer, since when (unix s).",
+                    "items": {"type": "object"},
+                },
+                "paused": {"type": "object", "description": "Why intake is paused, since when."},
+            },
         },
     }
 
@@ -272,7 +281,7 @@ def ingest_openapi_document() -> dict[str, Any]:
                         "503": {
                             "description": (
                                 "Try again later. With an Error body: `auth_unavailable`, "
-                                "`overloaded`, `not_ready`. With an IngestResult body: "
+                                "`overloaded`, `not_ready`, `paused`. With an IngestResult body: "
                                 "`send_failed` (valid events have status `failed`)."
                             ),
                             "headers": {
@@ -291,14 +300,35 @@ def ingest_openapi_document() -> dict[str, Any]:
             "/healthz": {
                 "get": {
                     "operationId": "health",
-                    "summary": "Whether the API is up and its Kafka producer started",
+                    "summary": (
+                        "Whether the API is up, takes events, and reaches the broker and the"
+                        " database"
+                    ),
                     "responses": {
                         "200": {
                             "description": "Ready.",
                             "content": {_JSON: {"schema": _ref("Health")}},
                         },
-                        "503": _error_response("Not ready.", ["not_ready"]),
+                        "503": {
+                            "description": (
+                                "Not ready (an Error body, `not_ready`), or a Health body with"
+                                " `status` `degraded` (`down` names the broker or the database"
+                                " that does not answer) or `paused` (intake paused while the"
+                                " embedded broker restarts)."
+                            ),
+                            "content": {
+                                _JSON: {"schema": {"oneOf": [_ref("Error"), _ref("Health")]}}
+                            },
+                        },
                     },
+                }
+            },
+            "/livez": {
+                "get": {
+                    "operationId": "live",
+                    "summary": "Whether the process answers (for a liveness probe; /healthz"
+                    " says whether it can do its work)",
+                    "responses": {"200": {"description": "Alive."}},
                 }
             },
             "/metrics": {

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from foundation.contract.catalog import Catalog
 from foundation.contract.envelope import (
@@ -32,6 +32,7 @@ from foundation.contract.envelope import (
     validate_event,
 )
 from foundation.contract.topics import event_topic
+from foundation.errors import BrokerUnreachableError
 
 __all__ = ["DeliveryReport", "Publisher"]
 
@@ -142,6 +143,7 @@ class Publisher:
         self._max_bytes = max_batch_bytes
         self._retries = retries
         self._backoff = retry_backoff
+        self._bootstrap = bootstrap_servers
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             client_id=client_id,
@@ -158,7 +160,13 @@ class Publisher:
         self._started = False
 
     async def start(self) -> None:
-        await self._producer.start()
+        """Connect; BrokerUnreachableError (with the producer closed) when no broker answers."""
+        try:
+            await self._producer.start()
+        except (KafkaError, OSError) as exc:
+            await self._producer.stop()  # a producer that failed to start is still open
+            why = "no broker answers" if isinstance(exc, KafkaConnectionError) else repr(exc)
+            raise BrokerUnreachableError(f"cannot reach Kafka at {self._bootstrap}: {why}") from exc
         self._started = True
 
     async def stop(self) -> None:

@@ -198,7 +198,7 @@ async def run_notifier(
             consumer = handle.consumer = AlertConsumer(
                 bootstrap_servers=bootstrap_servers,
                 group=settings.notifier_group,
-                session_timeout=settings.notifier_session_timeout,
+                session_timeout=settings.session_timeout(settings.notifier_session_timeout),
                 connect_timeout=settings.connect_timeout,
                 store=store,
                 plan=plan,

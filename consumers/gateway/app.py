@@ -23,6 +23,7 @@ from consumers.history import HistoryStore, open_read_pool
 from foundation.contract.catalog import Catalog
 from foundation.contract.topics import ALERT_ACTIONS, ALERTS, KPI
 from foundation.errors import BrokerUnreachableError, IocError
+from foundation.health import DependencyHealth, DependencyWatch
 
 __all__ = ["GatewayConfig", "run_gateway"]
 
@@ -52,6 +53,9 @@ class GatewayConfig:
     query_timeout: float = (
         8.0  # the workspace's and phone page's reads (under the handshake's 10 s)
     )
+    # How often the broker and the database are probed: while one does not answer, /healthz
+    # says "degraded" and every screen gets a `status` message (figures not current).
+    probe_interval: float = 2.0
 
 
 async def run_gateway(
@@ -109,9 +113,17 @@ async def run_gateway(
             max_size=4,
         )
         rows = HistoryStore(pool=pool, timeout=config.query_timeout)
+    watch = DependencyWatch(
+        bootstrap_servers=config.bootstrap_servers,
+        database_url=config.database_url,
+        interval=config.probe_interval,
+        timeout=min(config.connect_timeout, max(2.0, config.probe_interval)),
+        kafka_options=config.kafka_options,
+    )
     server = GatewayServer(
         rows=rows,
         hub=hub,
+        dependencies=watch,
         ready=feed.ready,
         catalog=catalog,
         secret=config.secret,
@@ -124,6 +136,12 @@ async def run_gateway(
             send_timeout=config.send_timeout,
         ),
     )
+
+    def changed(_health: DependencyHealth) -> None:
+        server.dependencies_changed()
+
+    watch.on_change = changed
+    watch.start()
     feed_task = asyncio.create_task(feed.run(), name="gateway-feed")
     stop_task = asyncio.create_task(stop.wait(), name="gateway-stop")
     try:
@@ -147,6 +165,7 @@ async def run_gateway(
             await feed_task
         with contextlib.suppress(asyncio.CancelledError):
             await stop_task
+        await watch.close()
         if own_sink is not None:
             await own_sink.stop()
         if pool is not None:

@@ -8,7 +8,9 @@ fingerprint, note?, assignee?}`.
 
 server → client: `hello`, `subscribed`, `snapshot {channel, epoch, seq, items}`,
 `update {channel, from, seq, items}`, `resync {channel, epoch, seq, items, partial}`,
-`heartbeat`, `pong`, `error {code, message}`, `action_result`.
+`heartbeat`, `pong`, `error {code, message}`, `action_result`,
+`status {degraded, since, down}` (the broker or the database does not answer: what the
+screen shows is not current).
 
 Sequence numbers count items per channel and per gateway instance (`epoch`): an `update`
 carries items `from`..`seq`; a client that sees `from` ≠ its last `seq` + 1 lost something
@@ -42,6 +44,7 @@ __all__ = [
     "parse_client_message",
     "resync_frame",
     "snapshot_frame",
+    "status_frame",
     "subscribed",
     "update_frame",
 ]
@@ -267,6 +270,24 @@ def resync_frame(
             "seq": seq,
             "items": items,
             "partial": partial,
+        }
+    )
+
+
+def status_frame(*, since: float | None, down: Iterable[tuple[str, float]], now: float) -> str:
+    """Whether the data behind the screen is current: `degraded` while a dependency is down.
+
+    `down` is (dependency, since) per dependency that does not answer (`broker`, `database`);
+    `since` is when the earliest of them stopped answering (unix seconds).
+    """
+    listed = [{"dependency": name, "since": at} for name, at in down]
+    return encode(
+        {
+            "type": "status",
+            "degraded": bool(listed),
+            "since": since if listed else None,
+            "down": listed,
+            "server_time": now,
         }
     )
 

@@ -54,6 +54,7 @@ from consumers.gateway.protocol import (
     hello,
     parse_client_message,
     pong,
+    status_frame,
     subscribed,
 )
 from consumers.gateway.wall_config import wall_config
@@ -64,6 +65,7 @@ from foundation.contract.alerts import AlertAction, Fingerprint
 from foundation.contract.asyncapi import contract_documents
 from foundation.contract.catalog import Catalog
 from foundation.errors import PortInUseError
+from foundation.health import DependencyDown, DependencyView, health_report
 from foundation.log_throttle import LogThrottle
 
 __all__ = ["STATIC_DIR", "GatewayServer", "ServerOptions"]
@@ -82,6 +84,11 @@ WRITE_LIMIT = 32 * 1024
 def _peer(connection: ServerConnection) -> str:
     address = connection.remote_address
     return f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+
+
+class _NothingDown:
+    def down(self) -> list[DependencyDown]:
+        return []
 
 
 class ServerOptions:
@@ -192,10 +199,12 @@ class GatewayServer:
         metrics: GatewayMetrics,
         registry: CollectorRegistry,
         options: ServerOptions,
+        dependencies: DependencyView | None = None,
         clock: Callable[[], float] = time.time,
         rows: RowSource | None = None,
     ) -> None:
         self._hub = hub
+        self._dependencies = dependencies or _NothingDown()
         self._ready = ready
         self._sectors = [s.id for s in catalog.sectors]
         self._secret = secret
@@ -284,17 +293,37 @@ class GatewayServer:
             self._server.close()
             await self._server.wait_closed()
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body) of /healthz: 503 during the start-up replay or while degraded."""
         roles = {role: n for role, n in self._roles.items() if n}
-        return {
-            "ok": self._ready.is_set(),
-            "ready": self._ready.is_set(),
-            "epoch": self._hub.epoch,
-            "clients": roles,
-            "walls": roles.get("wall", 0),
-            "series": self._hub.state.series_count,
-            "open_alerts": self._hub.state.open_alert_count,
-        }
+        status, body = health_report(
+            healthy=self._ready.is_set(),
+            down=self._dependencies.down(),
+            extra={
+                "ready": self._ready.is_set(),
+                "epoch": self._hub.epoch,
+                "clients": roles,
+                "walls": roles.get("wall", 0),
+                "series": self._hub.state.series_count,
+                "open_alerts": self._hub.state.open_alert_count,
+            },
+        )
+        if body["status"] == "failing":  # only the start-up replay makes a gateway unready
+            body["status"] = "starting"
+        return status, body
+
+    def _status_frame(self) -> str:
+        down = self._dependencies.down()
+        since = min((d.since for d in down), default=None)
+        return status_frame(
+            since=since, down=[(d.dependency, d.since) for d in down], now=self._clock()
+        )
+
+    def dependencies_changed(self) -> None:
+        """Tell every screen that a dependency went down or came back (a `status` message)."""
+        frame = self._status_frame()
+        for session in list(self._sessions):
+            session.push(frame, "control")
 
     # -- HTTP
 
@@ -315,11 +344,12 @@ class GatewayServer:
                 response.headers[name] = value
             return response
         if path == "/healthz":
-            report = self.health()
+            status, report = self.health()
             body = json.dumps(report).encode()
-            status = 200 if report["ok"] else 503
             reason = "OK" if status == 200 else "Service Unavailable"
             return _response(status, reason, body, "application/json")
+        if path == "/livez":  # the process answers (a liveness probe; /healthz says the rest)
+            return _response(200, "OK", b'{"ok": true}', "application/json")
         if path == "/metrics":
             return _response(200, "OK", generate_latest(self._registry), CONTENT_TYPE_LATEST)
         found = self._files.get(path)
@@ -394,6 +424,8 @@ class GatewayServer:
             ),
             "control",
         )
+        if self._dependencies.down():  # the screen must not take old figures for current ones
+            session.push(self._status_frame(), "control")
         writer = asyncio.create_task(session.run())
         reader = asyncio.create_task(self._read(connection, session, claims, only_alert))
         keepalive = asyncio.create_task(self._keepalive(connection, session))

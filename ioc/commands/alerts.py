@@ -166,12 +166,12 @@ async def _cmd_action(args: argparse.Namespace, settings: Settings) -> int:
         **kafka_client_options(settings),
     )
     try:
-        async with asyncio.timeout(settings.connect_timeout * 2):
-            await producer.start()
-            try:
+        try:
+            async with asyncio.timeout(settings.connect_timeout * 2):
+                await producer.start()
                 meta = await producer.send_and_wait(ALERT_ACTIONS, action.encode(), key=action.key)
-            finally:
-                await producer.stop()
+        finally:
+            await producer.stop()  # also after a failed start: the producer is open then too
     except (TimeoutError, KafkaError, OSError) as exc:
         raise BrokerUnreachableError(f"cannot publish the action to {bootstrap}: {exc}") from exc
     target = fingerprint or (silence.id if silence else "")

@@ -46,6 +46,7 @@ async def _cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
         replay_seconds=settings.gateway_replay_seconds,
         connect_timeout=settings.connect_timeout,
         kafka_options=kafka_client_options(settings),
+        probe_interval=settings.health_probe_interval,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

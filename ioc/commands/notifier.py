@@ -41,6 +41,7 @@ async def _cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
 
     from alerts.notifier import NotifierHandle, run_notifier
     from consumers.migrations import migrate
+    from foundation.health import DependencyWatch
     from foundation.observability import start_observability_server
     from ioc.runtime import resolve_bootstrap_servers, resolve_database_url
 
@@ -55,11 +56,16 @@ async def _cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     handle = NotifierHandle()
+    watch = DependencyWatch.from_settings(
+        settings, bootstrap_servers=bootstrap, database_url=database_url
+    )
+    watch.start()
     runner, port = await start_observability_server(
         handle.registry,
         host=settings.notifier_metrics_host,
         port=settings.notifier_metrics_port,
         healthy=handle.healthy,
+        dependencies=watch,
     )
     host = settings.notifier_metrics_host
     print(f"notifier metrics: http://{host}:{port}/metrics", flush=True)
@@ -85,6 +91,7 @@ async def _cmd_notifier(args: argparse.Namespace, settings: Settings) -> int:
         announcer.cancel()
         await asyncio.gather(announcer, return_exceptions=True)
         await runner.cleanup()
+        await watch.close()
     print("stopped", flush=True)
     return 0
 

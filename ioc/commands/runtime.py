@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from foundation.settings import Settings
@@ -83,18 +84,19 @@ def register(commands: Any) -> None:
 async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.migrations import migrate
     from foundation.contract.catalog import load_catalog
-    from foundation.kafka_client import kafka_client_options
     from ioc.commands.db import timescale_suffix
     from ioc.runtime import Runtime
+    from ioc.services import ServiceWatchdog, prepare_broker
     from ioc.status import collect_status, render_status
-    from ioc.topics import contract_topics, create_topics, ensure_epoch
+    from ioc.topics import contract_topics
 
     catalog = load_catalog(settings.catalog)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with Runtime(settings) as endpoints:
+    runtime = Runtime(settings)
+    async with runtime as endpoints:
         migrated = await migrate(
             endpoints.database_url,
             connect_timeout=settings.connect_timeout,
@@ -107,43 +109,53 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         )
         for note in migrated.notes:
             print(f"note: {note}")
-        names = contract_topics(catalog)
-        options = kafka_client_options(settings)
-        results = await create_topics(
-            endpoints.bootstrap_servers,
-            names,
-            partitions=settings.topic_partitions,
-            replication_factor=settings.topic_replication_factor,
-            timeout=settings.connect_timeout,
-            kafka_options=options,
-        )
+        results, epoch = await prepare_broker(settings, catalog, endpoints.bootstrap_servers)
         print_topic_results(results)
-        epoch = await ensure_epoch(
-            endpoints.bootstrap_servers, timeout=settings.connect_timeout, kafka_options=options
-        )
         log.info("broker epoch %s (generation %d)", epoch.id, epoch.generation)
-        report = await collect_status(settings, catalog, names)
+        report = await collect_status(settings, catalog, contract_topics(catalog))
         print(render_status(report))
-        supervisor = _supervisor(args, settings, [s.id for s in catalog.sectors])
+        watchdog: ServiceWatchdog | None = None
+        supervisor = _supervisor(
+            args,
+            settings,
+            [s.id for s in catalog.sectors],
+            dependencies_down=lambda: watchdog is not None and watchdog.dependencies_down(),
+        )
+        # Restarts a dead embedded broker or PostgreSQL, rolls the broker (ioc/services.py).
+        watchdog = ServiceWatchdog(
+            runtime=runtime, supervisor=supervisor, settings=settings, catalog=catalog, epoch=epoch
+        )
+        watching = asyncio.create_task(watchdog.run(stop), name="services")
         if args.exit_after is not None:
             loop.call_later(args.exit_after, stop.set)
-        if supervisor is None:
-            print(f"ready: broker {endpoints.bootstrap_servers} · Ctrl-C to stop", flush=True)
-            await stop.wait()
-            print("stopping…", flush=True)
-        else:
-            supervising = asyncio.create_task(supervisor.run(stop), name="supervisor")
-            try:
-                await _announce(supervisor, settings, stop)
-                await supervising
-            finally:
-                supervising.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await supervising
+        try:
+            if supervisor is None:
+                print(f"ready: broker {endpoints.bootstrap_servers} · Ctrl-C to stop", flush=True)
+                await stop.wait()
                 print("stopping…", flush=True)
-                supervisor.stop_all(timeout=STOP_TIMEOUT)
+            else:
+                supervising = asyncio.create_task(supervisor.run(stop), name="supervisor")
+                try:
+                    await _announce(supervisor, settings, stop)
+                    await supervising
+                finally:
+                    supervising.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await supervising
+                    # The watchdog first: nothing may restart a service while all stop.
+                    await _cancel(watching)
+                    print("stopping…", flush=True)
+                    supervisor.stop_all(timeout=STOP_TIMEOUT)
+        finally:
+            await _cancel(watching)
     print("stopped", flush=True)
     return 0
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 # Ctrl-C / SIGTERM → every child gets SIGTERM, and SIGKILL after this; the services stop
@@ -151,7 +163,13 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 STOP_TIMEOUT = 6.0
 
 
-def _supervisor(args: argparse.Namespace, settings: Settings, sectors: list[str]) -> Any:
+def _supervisor(
+    args: argparse.Namespace,
+    settings: Settings,
+    sectors: list[str],
+    *,
+    dependencies_down: Callable[[], bool],
+) -> Any:
     from ioc.components import SIMULATORS_STATUS_FILE, SimulatorPlan, platform_children
     from ioc.supervisor import Supervisor
 
@@ -168,7 +186,12 @@ def _supervisor(args: argparse.Namespace, settings: Settings, sectors: list[str]
         )
     only = args.only.split(",") if args.only else None
     children = platform_children(sectors, simulate=plan, only=only)
-    return Supervisor(children, state_dir=state_dir, env=None)
+    return Supervisor(
+        children,
+        state_dir=state_dir,
+        env=None,
+        dependencies_down=dependencies_down,
+    )
 
 
 async def _announce(supervisor: Any, settings: Settings, stop: asyncio.Event) -> None:

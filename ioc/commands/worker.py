@@ -35,6 +35,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from consumers.migrations import migrate
     from foundation.contract.catalog import load_catalog
+    from foundation.health import DependencyWatch
     from foundation.kafka_client import faust_broker_credentials, kafka_client_options
     from foundation.observability import start_observability_server
     from foundation.state_dir import ensure_state_dir
@@ -67,7 +68,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         partitions=settings.topic_partitions,
         replication_factor=settings.topic_replication_factor,
         data_dir=state_dir / "faust",
-        session_timeout=settings.worker_session_timeout,
+        session_timeout=settings.session_timeout(settings.worker_session_timeout),
         checkpoint_interval=settings.worker_checkpoint_interval,
         broker_credentials=faust_broker_credentials(settings),
     )
@@ -79,13 +80,19 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     @app.task  # type: ignore[untyped-decorator]
     async def serve_metrics() -> None:
+        # On Faust's loop; this task probes until Faust cancels it at shutdown.
+        watch = DependencyWatch.from_settings(
+            settings, bootstrap_servers=bootstrap, database_url=database_url
+        )
         _runner, port = await start_observability_server(
             registry,
             host=settings.worker_metrics_host,
             port=settings.worker_metrics_port,
             healthy=healthy,
+            dependencies=watch,
         )
         print(f"worker metrics: http://{settings.worker_metrics_host}:{port}/metrics", flush=True)
+        await watch.run()
 
     log.info("stream worker starting on %s", bootstrap)
     faust_worker = faust.Worker(

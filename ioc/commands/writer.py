@@ -54,6 +54,7 @@ async def _cmd_writer(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.migrations import migrate
     from consumers.storage import StorageWriter, WriterConfig, WriterMetrics
     from foundation.contract.catalog import load_catalog
+    from foundation.health import DependencyWatch
     from foundation.kafka_client import kafka_client_options
     from foundation.observability import start_observability_server
     from ioc.runtime import resolve_bootstrap_servers, resolve_database_url
@@ -88,7 +89,7 @@ async def _cmd_writer(args: argparse.Namespace, settings: Settings) -> int:
         linger=settings.writer_linger,
         maintenance_interval=settings.writer_maintenance_interval,
         retry_max=settings.writer_retry_max,
-        session_timeout=settings.writer_session_timeout,
+        session_timeout=settings.session_timeout(settings.writer_session_timeout),
         connect_timeout=settings.connect_timeout,
         kafka_options=kafka_client_options(settings),
     )
@@ -98,11 +99,16 @@ async def _cmd_writer(args: argparse.Namespace, settings: Settings) -> int:
         policy=storage_policy(settings),
         metrics=WriterMetrics.create(registry),
     )
+    watch = DependencyWatch.from_settings(
+        settings, bootstrap_servers=bootstrap, database_url=database_url
+    )
+    watch.start()
     runner, port = await start_observability_server(
         registry,
         host=settings.writer_metrics_host,
         port=settings.writer_metrics_port,
         healthy=writer.healthy,
+        dependencies=watch,
     )
     print(f"writer metrics: http://{settings.writer_metrics_host}:{port}/metrics", flush=True)
     task = asyncio.create_task(writer.run(stop), name="writer")
@@ -124,5 +130,6 @@ async def _cmd_writer(args: argparse.Namespace, settings: Settings) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await runner.cleanup()
+        await watch.close()
     log.info("writer stopped")
     return 0

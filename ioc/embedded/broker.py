@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
+
 from foundation.errors import EmbeddedStartError, PortInUseError
 from foundation.probes import probe_kafka
 from ioc.embedded._process import (
@@ -70,6 +72,26 @@ class EmbeddedBroker:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
+
+    def exit_code(self) -> int | None:
+        """None while the broker runs (or was never started); its exit code once it died."""
+        return self._proc.poll() if self._proc else None
+
+    def rss(self) -> int | None:
+        """The broker's resident memory in bytes (it holds every record: no retention)."""
+        if self._proc is None:
+            return None
+        try:
+            return int(psutil.Process(self._proc.pid).memory_info().rss)
+        except psutil.Error:
+            return None
+
+    async def restart(self) -> None:
+        """A fresh broker on the same port (empty: the old one's memory goes with it)."""
+        self.stop()
+        if self._port:
+            self._requested_port = self._port  # clients keep their bootstrap address
+        await self.start()
 
     async def start(self) -> None:
         """Start the broker and wait until it answers metadata requests."""

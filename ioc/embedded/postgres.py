@@ -147,6 +147,23 @@ class EmbeddedPostgres:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def exit_code(self) -> int | None:
+        """None while the server runs (or was never started); its exit code once it died."""
+        return self._proc.poll() if self._proc else None
+
+    async def restart(self) -> None:
+        """Start again on the same data directory and port, after the server died.
+
+        Its backends may outlive a killed postmaster (they hold the shared memory a new one
+        needs): the whole process group is killed first.
+        """
+        if self._proc is not None:
+            stop_process_group(self._proc, first_signal=signal.SIGKILL, timeout=5.0)
+            self._proc = None
+        if self._port:
+            self._requested_port = self._port  # clients keep their URL
+        await self.start()
+
     def url(self, database: str = DATABASE) -> str:
         return f"postgresql://{SUPERUSER}:{self._password}@{HOST}:{self._port}/{database}"
 

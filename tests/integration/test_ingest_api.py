@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,7 @@ import pytest
 from consumers.migrations import migrate
 from foundation.auth.api_keys import KeyId, generate_key
 from foundation.auth.key_store import KeyStore, open_pool
+from foundation.intake import IntakePause, clear_pause, read_ack, write_pause
 from foundation.settings import load_settings
 from ioc.api_server import openapi_document, run_api_server
 from tests.plugins.services import CliResult, ConsumedRecord, IocProcess, events_in, read_records
@@ -40,6 +42,7 @@ class IngestServer:
     database_url: str
     store: KeyStore
     http: aiohttp.ClientSession
+    state_dir: Path
 
     async def key(self, source: str = SOURCE, sector: str = "health") -> str:
         new, _record = await self.store.create(source=source, sector=sector)
@@ -63,7 +66,7 @@ class IngestServer:
 
 @pytest.fixture
 async def ingest(
-    kafka_bootstrap: str, contract_topics: list[str], fresh_database: str
+    kafka_bootstrap: str, contract_topics: list[str], fresh_database: str, state_dir: Path
 ) -> AsyncIterator[IngestServer]:
     """Migrate a fresh database, start the API on port 0 (key cache TTL 0.5 s), stop it after."""
     await migrate(fresh_database, connect_timeout=10)
@@ -73,6 +76,7 @@ async def ingest(
         ingest_host="127.0.0.1",
         ingest_port=0,
         ingest_key_cache_ttl=0.5,
+        state_dir=state_dir,
     )
     loop = asyncio.get_running_loop()
     listening: asyncio.Future[str] = loop.create_future()
@@ -94,7 +98,7 @@ async def ingest(
     pool = await open_pool(fresh_database, timeout=10, max_size=2)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
-        yield IngestServer(listening.result(), fresh_database, KeyStore(pool=pool), http)
+        yield IngestServer(listening.result(), fresh_database, KeyStore(pool=pool), http, state_dir)
     finally:
         await http.close()
         await pool.close()
@@ -308,6 +312,43 @@ async def test_openapi_health_and_metrics(ingest: IngestServer) -> None:
     assert 'ioc_ingest_requests_total{status="404"} 1.0' in text
     assert 'ioc_ingest_events_accepted_total{sector="health"} 1.0' in text
     assert 'ioc_ingest_events_rejected_total{reason="unknown_type",sector="health"} 1.0' in text
+
+
+async def test_a_pause_answers_503_paused_closes_the_producer_and_a_resume_reopens_it(
+    ingest: IngestServer, kafka_bootstrap: str
+) -> None:
+    """`ioc up`'s pause file: 503 `paused` with Retry-After, /healthz `paused`, an ack with
+    this process's pid once nothing is in flight; after the file goes, events flow again."""
+    import os
+
+    key = await ingest.key()
+    assert (await ingest.post(_event("p", 0), key))[0] == 202
+    write_pause(ingest.state_dir, IntakePause(token="t-1", reason="test", since=1.0, retry_after=7))
+
+    async def acked() -> bool:
+        ack = read_ack(ingest.state_dir, os.getpid())
+        return ack is not None and ack.token == "t-1"
+
+    for _ in range(100):
+        if await acked():
+            break
+        await asyncio.sleep(0.05)
+    assert await acked(), "the API did not confirm the pause"
+    async with ingest.http.post(
+        f"{ingest.url}/v1/events",
+        json=_event("p", 1),
+        headers={"Authorization": f"Bearer {key}"},
+    ) as resp:
+        assert resp.status == 503 and resp.headers["Retry-After"] == "7"
+        assert (await resp.json())["reason"] == "paused"
+    async with ingest.http.get(f"{ingest.url}/healthz") as resp:
+        health = await resp.json()
+        assert resp.status == 503 and health["status"] == "paused", health
+    clear_pause(ingest.state_dir)
+    await _poll_status(lambda: ingest.post(_event("p", 2), key), 202)
+    async with ingest.http.get(f"{ingest.url}/healthz") as resp:
+        assert resp.status == 200
+    await _records_with(kafka_bootstrap, "p-", {"p-0", "p-2"})
 
 
 async def test_cli_keys_create_list_revoke(ingest: IngestServer, ioc_cli: Cli) -> None:

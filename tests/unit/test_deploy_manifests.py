@@ -288,13 +288,16 @@ def test_k8s_deployments_run_real_commands_with_real_settings(
         values = {**config, **{k: e["value"] for k, e in env.items() if "value" in e}}
         values["DATABASE_URL"] = "postgresql://ioc_app:x@tsdb:5432/ioc"
         settings_from(values, monkeypatch)  # every value is accepted
-        # Probes: /healthz on the port the component is told to listen on.
+        # Probes on the port the component is told to listen on: /healthz (503 while the
+        # broker or the database is down), but /livez for liveness: an outage of theirs must
+        # not restart every pod.
         (port,) = container["ports"]
         command = container["args"][0]
         assert values[PORT_SETTING[command]] == str(port["containerPort"]), name
         assert values[PORT_SETTING[command].replace("_PORT", "_HOST")] == "0.0.0.0", name
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        for probe in ("startupProbe", "readinessProbe"):
             assert container[probe]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": port["name"]}
         assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert pod["securityContext"]["runAsNonRoot"] is True

@@ -20,6 +20,7 @@ from consumers.gateway.protocol import (
     Subscribe,
     Unsubscribe,
     parse_client_message,
+    status_frame,
     update_frame,
 )
 
@@ -96,6 +97,25 @@ def test_update_frame_carries_its_sequence_range():
         "seq": 6,
         "items": [{"a": 1}, {"a": 2}],
     }
+
+
+def test_status_frame_says_degraded_since_the_earliest_outage():
+    """A screen learns which data systems are down and since when; an empty list clears it."""
+    frame = json.loads(
+        status_frame(since=100.0, down=[("broker", 100.0), ("database", 120.0)], now=130.0)
+    )
+    assert frame == {
+        "type": "status",
+        "degraded": True,
+        "since": 100.0,
+        "down": [
+            {"dependency": "broker", "since": 100.0},
+            {"dependency": "database", "since": 120.0},
+        ],
+        "server_time": 130.0,
+    }
+    clear = json.loads(status_frame(since=None, down=[], now=140.0))
+    assert clear["degraded"] is False and clear["since"] is None and clear["down"] == []
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ def test_paths_methods_and_security() -> None:
     """The four routes are documented; posting events requires one of the two key schemes."""
     paths = DOC["paths"]
     ingest = {p for p in paths if not p.startswith("/v1/history/")}
-    assert ingest == {"/v1/events", "/healthz", "/metrics", "/openapi.json"}
+    assert ingest == {"/v1/events", "/healthz", "/livez", "/metrics", "/openapi.json"}
     post = paths["/v1/events"]["post"]
     schemes = DOC["components"]["securitySchemes"]
     assert {name for option in post["security"] for name in option} == {

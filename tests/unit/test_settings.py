@@ -91,3 +91,35 @@ def test_the_state_dir_check_holds_when_many_processes_check_at_once(tmp_path: P
         results = list(pool.map(lambda _n: ensure_state_dir(tmp_path / "state"), range(200)))
     assert set(results) == {(tmp_path / "state").resolve()}
     assert list((tmp_path / "state").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("bootstrap", "configured", "expected"),
+    [(None, None, 4.0), ("k:9092", None, 10.0), (None, 7.0, 7.0), ("k:9092", 3.0, 3.0)],
+)
+def test_group_session_timeouts_are_short_on_the_embedded_broker(
+    monkeypatch: pytest.MonkeyPatch,
+    bootstrap: str | None,
+    configured: float | None,
+    expected: float,
+) -> None:
+    """A SIGKILLed member holds its partitions for a session: 4 s embedded, 10 s on a cluster."""
+    if bootstrap:
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+    if configured is not None:
+        monkeypatch.setenv("IOC_WRITER_SESSION_TIMEOUT", str(configured))
+    settings = load_settings()
+    assert settings.session_timeout(settings.writer_session_timeout) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1GiB", 2**30), ("512MiB", 2**29), ("0", 0)])
+def test_broker_memory_limit_takes_sizes(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: int
+) -> None:
+    monkeypatch.setenv("IOC_BROKER_MEMORY_LIMIT", value)
+    assert int(load_settings().broker_memory_limit) == expected
+
+
+def test_broker_memory_limit_defaults_to_one_gibibyte() -> None:
+    settings = load_settings()
+    assert int(settings.broker_memory_limit) == 2**30 and settings.broker_roll_at == 0.8

@@ -7,7 +7,7 @@ import pytest
 from foundation.contract.catalog import load_catalog
 from foundation.errors import SettingsError
 from ioc.components import SimulatorPlan, platform_children
-from ioc.supervisor import Backoff
+from ioc.supervisor import Backoff, Streak, exit_cause
 
 SECTORS = [s.id for s in load_catalog().sectors]
 
@@ -21,11 +21,42 @@ def test_backoff_doubles_up_to_the_cap(failures: int, delay: float) -> None:
     assert Backoff(base=1.0, cap=30.0).delay(failures) == delay
 
 
-def test_a_long_healthy_run_resets_the_failure_count() -> None:
-    """A child that ran past stable_after restarts after the base delay, not a long one."""
-    backoff = Backoff(stable_after=60.0)
-    assert backoff.failures_after_exit(5, ran_for=0.5) == 6
-    assert backoff.failures_after_exit(5, ran_for=61.0) == 1
+@pytest.mark.parametrize(
+    ("before", "cause", "ran_for", "after", "delay"),
+    [
+        # A healthy run (≥ early_exit) ended by anything: restart at once, count from zero.
+        (Streak("signal 9", 5), "signal 9", 30.0, Streak("signal 9", 0), 0.0),
+        (Streak("exit 1", 3), "signal 9", 10.0, Streak("signal 9", 0), 0.0),
+        # Early exits with the same cause: a crash loop, the delay doubles.
+        (Streak("exit 1", 0), "exit 1", 2.0, Streak("exit 1", 1), 1.0),
+        (Streak("exit 1", 1), "exit 1", 2.0, Streak("exit 1", 2), 2.0),
+        (Streak("exit 1", 6), "exit 1", 0.5, Streak("exit 1", 7), 30.0),
+        # An early exit with another cause is not the same loop: the count starts again.
+        (Streak("exit 1", 6), "signal 9", 0.5, Streak("signal 9", 1), 1.0),
+        (Streak(), "exit 2", 0.1, Streak("exit 2", 1), 1.0),
+    ],
+)
+def test_the_backoff_climbs_only_for_early_exits_of_the_same_cause(
+    before: Streak, cause: str, ran_for: float, after: Streak, delay: float
+) -> None:
+    """Kills of a healthy child (today's SIGKILL every 30 s) never reach the 30 s cap."""
+    backoff = Backoff(base=1.0, cap=30.0, early_exit=10.0)
+    streak = backoff.after_exit(before, cause=cause, ran_for=ran_for)
+    assert streak == after
+    assert backoff.delay(streak.failures) == delay
+
+
+def test_kills_a_few_seconds_apart_of_a_healthy_child_restart_at_once() -> None:
+    """Ten SIGKILLs 20 s apart: every restart is immediate (the old policy reached 30 s)."""
+    backoff, streak = Backoff(), Streak()
+    for _ in range(10):
+        streak = backoff.after_exit(streak, cause=exit_cause(-9), ran_for=20.0)
+        assert backoff.delay(streak.failures) == 0.0
+
+
+@pytest.mark.parametrize(("code", "cause"), [(-9, "signal 9"), (-15, "signal 15"), (1, "exit 1")])
+def test_exit_cause_names_the_signal_or_the_code(code: int, cause: str) -> None:
+    assert exit_cause(code) == cause
 
 
 def test_all_components_and_one_process_for_the_simulators_of_every_sector() -> None:

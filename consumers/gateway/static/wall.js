@@ -22,6 +22,9 @@
       legend: "Tạm tính: cửa sổ chưa đóng · Chốt: số liệu cuối của cửa sổ · ≈: ước tính từ các huyện",
       lost: (t) => `⚠ Mất kết nối từ ${t}`,
       retry: (n, s) => `đang kết nối lại (lần ${n}, sau ${s} giây) · số liệu hiển thị là số liệu cuối cùng nhận được`,
+      degraded: (t) => `⚠ Mất kết nối hệ thống dữ liệu từ ${t}`,
+      degraded_sub: (what) => `số liệu hiển thị là số liệu cuối cùng nhận được, không phải số liệu hiện tại (${what})`,
+      dependency: { broker: "luồng dữ liệu sự kiện", database: "cơ sở dữ liệu" },
       refused: (r) => `⛔ Mã truy cập bị từ chối (${r}). Xin cấp mã mới: ioc tokens create --role wall`,
       no_token: "⛔ Thiếu mã truy cập. Mở trang với ?token=… (ioc tokens create --role wall --url)",
       online: "● Đang kết nối trực tiếp",
@@ -67,6 +70,9 @@
       legend: "Provisional: window still open · Final: the window's closing figure · ≈: estimated from districts",
       lost: (t) => `⚠ Connection lost since ${t}`,
       retry: (n, s) => `reconnecting (attempt ${n}, in ${s} s) · figures shown are the last received`,
+      degraded: (t) => `⚠ Data systems unreachable since ${t}`,
+      degraded_sub: (what) => `figures shown are the last received, not current ones (${what})`,
+      dependency: { broker: "event stream", database: "database" },
       refused: (r) => `⛔ Access token refused (${r}). Ask for a new one: ioc tokens create --role wall`,
       no_token: "⛔ No access token. Open the page with ?token=… (ioc tokens create --role wall --url)",
       online: "● Live",
@@ -122,6 +128,7 @@
     hello: null,
     connected: false,
     lostAt: null,
+    degraded: null, // {since, down} while the gateway says its broker or database is down
     attempt: 0,
     retryAt: 0,
     fatal: null,
@@ -154,6 +161,11 @@
     const h = Math.floor(m / 60);
     if (h < 24) return L.hour(h, m % 60);
     return L.day(Math.floor(h / 24), h % 24);
+  }
+
+  function fmtHourMinute(date) {
+    const tz = (S.config && S.config.province.timezone) || "Asia/Ho_Chi_Minh";
+    return new Intl.DateTimeFormat("en-GB", { timeZone: tz, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(date);
   }
 
   function fmtClock(date, withDate) {
@@ -235,6 +247,7 @@
         S.heartbeat = m.heartbeat || 10;
         S.connected = true;
         S.lostAt = null;
+        S.degraded = null; // a `status` follows the hello when the gateway is degraded
         S.attempt = 0;
         if (S.epoch && Object.keys(S.seqs).length) {
           send({ type: "resume", epoch: S.epoch, channels: S.seqs });
@@ -265,6 +278,9 @@
         S.seqs[m.channel] = m.seq;
         break;
       }
+      case "status":
+        S.degraded = m.degraded ? { since: m.since, down: (m.down || []).map((d) => d.dependency) } : null;
+        break;
       case "error":
         console.warn("gateway error", m.code, m.message);
         break;
@@ -654,6 +670,14 @@
       banner.textContent = S.fatal;
       return;
     }
+    if (S.connected && S.degraded) {
+      const since = S.degraded.since ? new Date(S.degraded.since * 1000) : new Date();
+      const what = S.degraded.down.map((d) => L.dependency[d] || d).join(", ");
+      banner.hidden = false;
+      banner.className = "banner degraded";
+      banner.innerHTML = `<span>${esc(L.degraded(fmtHourMinute(since)))}</span><span class="sub">${esc(L.degraded_sub(what))}</span>`;
+      return;
+    }
     if (S.connected || !S.lostAt) {
       banner.hidden = true;
       return;
@@ -678,6 +702,8 @@
     $("clock-time").textContent = time;
     $("clock-date").textContent = day;
     renderBanner();
+    // Values stay on screen while the data systems are down, but dimmed: not current.
+    document.body.dataset.degraded = String(Boolean(S.degraded && S.connected));
     const conn = $("conn");
     conn.textContent = S.connected ? L.online : S.lostAt ? L.offline : L.connecting;
     conn.className = `conn ${S.connected ? "up" : "down"}`;
