@@ -21,7 +21,7 @@ from typing import Any
 from alerts.engine import AlertEngine
 from foundation.contract.alerts import AlertAction, AlertTransition, RecordError
 from foundation.contract.topics import ALERT_INPUT, ALERTS, BrokerEpoch
-from streams.checkpoints import Checkpoint, CheckpointStore
+from streams.checkpoints import Checkpoint, CheckpointStore, load_with_retries
 from streams.cursor import Admission, Cursors, PartitionCursor
 from streams.worker import STATE_FORMAT, Record, Sink, TopicPartition
 from streams.worker_metrics import WorkerMetrics
@@ -115,7 +115,7 @@ class AlertStage:
             return
         (cursor,) = opened
         try:
-            loaded = await self._store.load(self._consumer, [cursor.tp])
+            loaded = await load_with_retries(self._store, self._consumer, [cursor.tp])
         except BaseException:
             self._cursors.close([cursor.tp])
             raise

@@ -17,7 +17,13 @@ from typing import Any, Protocol
 
 import psycopg
 
-__all__ = ["Checkpoint", "CheckpointStore", "MemoryCheckpointStore", "PostgresCheckpointStore"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointStore",
+    "MemoryCheckpointStore",
+    "PostgresCheckpointStore",
+    "load_with_retries",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,37 @@ class CheckpointStore(Protocol):
     ) -> dict[tuple[str, int], Checkpoint]: ...
 
     async def save(self, checkpoints: list[Checkpoint]) -> None: ...
+
+
+# A restore waits this long for the database (restarted by `ioc up`, say) before it fails.
+LOAD_PATIENCE = 30.0
+
+
+async def load_with_retries(
+    store: CheckpointStore,
+    consumer: str,
+    partitions: list[tuple[str, int]],
+    *,
+    patience: float = LOAD_PATIENCE,
+) -> dict[tuple[str, int], Checkpoint]:
+    """`store.load`, tried again (0.5 s, 1 s, 2 s … apart) while the database does not answer,
+    for `patience` seconds: a worker assigned partitions during a short outage waits for it
+    instead of crashing. Records of those partitions wait meanwhile."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    delay = 0.5
+    while True:
+        try:
+            return await store.load(consumer, partitions)
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            if loop.time() + delay > deadline:
+                raise
+            log.warning(
+                "cannot read the checkpoints of %s (%s: %s); trying again in %.1f s",
+                consumer, type(exc).__name__, exc, delay,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class MemoryCheckpointStore:

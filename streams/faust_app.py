@@ -106,6 +106,10 @@ def create_app(
         broker_rebalance_timeout=max(session_ms * 2, 10.0),
         broker_request_timeout=max(session_ms * 3, 30.0),
         producer_acks=-1,
+        # The worker sends in bursts (partials per partition, then KPI points): a few ms of
+        # linger makes each burst one batch per partition, and the embedded broker keeps
+        # ~1 KB per batch on top of the records.
+        producer_linger=0.005,
         # A revoke must not wait for records held until the next checkpoint.
         stream_wait_empty=False,
         table_standby_replicas=0,

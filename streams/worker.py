@@ -31,7 +31,7 @@ from foundation.contract.topics import (
     BrokerEpoch,
     event_topic,
 )
-from streams.checkpoints import Checkpoint, CheckpointStore
+from streams.checkpoints import Checkpoint, CheckpointStore, load_with_retries
 from streams.cursor import Admission, Cursors, LostRecords, PartitionCursor
 from streams.freshness import SectorLastSeen, SourceFreshness
 from streams.kpi_engine import PanePartial, PartitionPanes, SeriesBook
@@ -211,8 +211,10 @@ class StreamWorker:
                 book=SeriesBook(self._plan, generation=self._epoch.generation)
             )
         try:
-            loaded = await self._store.load(self._stage1, [c.tp for c in events])
-            loaded_partials = await self._store.load(self._stage2, [c.tp for c in partials])
+            loaded = await load_with_retries(self._store, self._stage1, [c.tp for c in events])
+            loaded_partials = await load_with_retries(
+                self._store, self._stage2, [c.tp for c in partials]
+            )
         except BaseException:  # not restored: give the partitions up (the app crashes)
             self._forget({c.tp for c in (*events, *partials)})
             raise

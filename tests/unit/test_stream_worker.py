@@ -383,3 +383,24 @@ async def test_checkpoints_in_another_layout_are_not_restored() -> None:
     assert harness.acked == []  # taken, not skipped as covered
     await harness.worker.flush_stage1()
     assert [p["count"] for p in harness.sink.partials(BED)] == [1]
+
+
+async def test_an_assignment_waits_for_a_database_that_comes_back() -> None:
+    """A short outage while partitions are assigned delays the restore, it does not crash."""
+
+    class Flaky(MemoryCheckpointStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.failures = 2
+
+        async def load(self, consumer: str, partitions: list[tuple[str, int]]) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise OSError("database restarting")
+            return await super().load(consumer, partitions)
+
+    store = Flaky()
+    harness = Harness(store)
+    await harness.worker.assign({(TOPIC, 0)})
+    await harness.worker.on_event_records([rec(0)])
+    assert store.failures == 0 and await harness.worker.checkpoint() == 1
