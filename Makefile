@@ -28,7 +28,7 @@ demo: $(VENV)/.installed
 	$(BIN)/ioc up
 
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest tests/unit

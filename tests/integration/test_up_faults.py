@@ -426,3 +426,94 @@ def test_publish_to_an_unreachable_broker_is_one_error_line(
         "ioc: error [broker_unreachable] cannot reach Kafka at 127.0.0.1:1: no broker answers"
     ], result.stderr
     assert result.stdout == ""
+
+
+HOSTILE_VALUES = [
+    b"\xff\xfe",  # not UTF-8
+    b"{",  # not JSON
+    b"[" * 5000,  # nested beyond any parser's depth
+    b'{"kind": "kpi", "series": "health.x|*", "value": NaN}',  # NaN is not JSON
+    b'{"kind": "kpi", "value": 1e400, "revision": 1e400}',
+    b'[{"kind": "tick"}, {"kind": "kpi", "sector": "health", "kpi": 7}]',
+    b'{"kind": "alert", "fingerprint": "\\ud800", "seq": -1}',
+    b'{"kind": "action", "action": "ack", "fingerprint": 5}',
+    b'{"reason": null, "original_b64": "!!!"}',
+    b"null",
+    b"",
+]
+
+
+def test_hostile_records_on_every_topic_leave_every_component_serving(
+    platform: Platform,
+) -> None:
+    """Any bytes on every topic the platform reads (an event topic, the worker's partials and
+    alert input, ioc.kpi, ioc.alerts, the actions, the dead letters): counted as poison,
+    stepped over; no component restarts, every /healthz stays 200, the wall still gets its
+    tiles, and events posted after them are stored."""
+    import websockets.sync.client
+    from aiokafka import AIOKafkaProducer
+
+    restarts_before = {name: row["restarts"] for name, row in platform.children().items()}
+    bootstrap = str(
+        json.loads((platform.state_dir / "runtime.json").read_text())["bootstrap_servers"]
+    )
+    targets = [
+        ("ioc.events.health", None), ("ioc.internal.kpi-partials", None),
+        ("ioc.internal.alert-input", 0), ("ioc.kpi", None), ("ioc.alerts", None),
+        ("ioc.alert-actions", None), ("ioc.deadletter", None),
+    ]  # fmt: skip
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for topic, only in targets:
+                for partition in [only] if only is not None else range(4):
+                    for value in HOSTILE_VALUES:
+                        await producer.send_and_wait(
+                            topic, value=value, key=b"\xff" + value[:8], partition=partition
+                        )
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+
+    def poison(component: str, metric: str) -> float:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{platform.ports[component]}/metrics", timeout=10
+        ) as resp:
+            text = resp.read().decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(metric) and not line.startswith("#")
+        )
+
+    wait_until(
+        lambda: (
+            poison("worker", "ioc_worker_poison_records_total") >= 4
+            and poison("writer", "ioc_writer_poison_records_total") >= 4
+            and poison("gateway", "ioc_gateway_poison_records_total") >= 4
+            and poison("notifier", "ioc_notifier_poison_records_total") >= 4
+        ),
+        120,
+        "every reader to count the poison records",
+    )
+    run = f"hostile-{uuid.uuid4().hex[:6]}"
+    events = [platform.event(run, n) for n in range(5)]
+    for event in events:
+        platform.post_until_accepted(event)
+    platform.wait_stored([e["event_id"] for e in events])
+    assert platform.all_healthy()
+    restarts = {name: row["restarts"] for name, row in platform.children().items()}
+    assert restarts == restarts_before, "a component restarted"
+    created = platform.cli("tokens", "create", "--role", "wall", "--name", "Màn hình thử")
+    assert created.returncode == 0, created
+    token = created.stdout.split()[-1]
+    url = f"ws://127.0.0.1:{platform.ports['gateway']}/ws?token={token}"
+    with websockets.sync.client.connect(url, open_timeout=10) as wall:
+        assert json.loads(wall.recv(timeout=10))["type"] == "hello"
+        wall.send(json.dumps({"type": "subscribe", "channels": ["kpi:health"]}))
+        messages = [json.loads(wall.recv(timeout=10)) for _ in range(2)]
+    (snapshot,) = [m for m in messages if m["type"] == "snapshot"]
+    assert snapshot["items"], "the wall's health tile lost its values"
