@@ -274,23 +274,13 @@ async def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _cmd_topics_create(args: argparse.Namespace, settings: Settings) -> int:
     from foundation.contract.catalog import load_catalog
-    from foundation.kafka_client import kafka_client_options
     from ioc.runtime import resolve_bootstrap_servers
-    from ioc.topics import contract_topics, create_topics, ensure_epoch
+    from ioc.services import prepare_broker
 
     catalog = load_catalog(settings.catalog)
     bootstrap = resolve_bootstrap_servers(settings)
-    options = kafka_client_options(settings)
-    results = await create_topics(
-        bootstrap,
-        contract_topics(catalog),
-        partitions=settings.topic_partitions,
-        replication_factor=settings.topic_replication_factor,
-        timeout=settings.connect_timeout,
-        kafka_options=options,
-    )
+    results, epoch = await prepare_broker(settings, catalog, bootstrap)
     print_topic_results(results, verbose=True)
-    epoch = await ensure_epoch(bootstrap, timeout=settings.connect_timeout, kafka_options=options)
     print(f"broker epoch: {epoch.id} (generation {epoch.generation})")
     return 0
 
