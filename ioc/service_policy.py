@@ -52,13 +52,18 @@ class RollPolicy:
     roll_at: float = 0.8
     interval: float = 0.0  # seconds; 0: no timed rolls
     retry_after: float = 60.0  # seconds after an aborted roll (a drain that timed out)
+    forced_retry_after: float = 15.0  # the same at the memory limit itself
 
     def reason(
         self, *, rss: int | None, now: float, last_roll: float, last_abort: float | None
     ) -> str | None:
         """Why a roll is due now, or None."""
-        if last_abort is not None and now - last_abort < self.retry_after and not self.forced(rss):
-            return None
+        if last_abort is not None:
+            # After a cancelled roll: a minute's pause, or at the limit a short one (never a
+            # loop that pauses intake again and again).
+            wait = self.forced_retry_after if self.forced(rss) else self.retry_after
+            if now - last_abort < wait:
+                return None
         if self.memory_limit and rss is not None and rss >= self.roll_at * self.memory_limit:
             return (
                 f"memory {rss / 2**20:.0f} MiB ≥ {self.roll_at:.0%} of "

@@ -348,8 +348,9 @@ class ServiceWatchdog:
         phases = _Phases()
         try:
             # Intake stops (the API confirms with its producer closed; the simulators send
-            # what they hold and exit); the gateway is not needed for the drain.
-            first = [n for n in names if is_simulator(n) or n == "gateway"]
+            # what they hold and exit). The gateway serves the screens until the broker is
+            # replaced: a roll that is cancelled must not have cost the wall its connection.
+            first = [n for n in names if is_simulator(n)]
             _paused, stopped = await asyncio.gather(
                 self._pause_intake(f"the embedded broker rolls ({reason})", wait=self.ACK_TIMEOUT),
                 self._hold(first, self.HOLD_TIMEOUT),
@@ -357,21 +358,33 @@ class ServiceWatchdog:
             held += stopped
             phases.mark("pause")
             deadline = time.monotonic() + self._settings.broker_drain_timeout
-            async with Positions(
-                bootstrap_servers=endpoints.bootstrap_servers,
-                database_url=endpoints.database_url,
-                timeout=self._settings.connect_timeout,
-                kafka_options=kafka_client_options(self._settings),
-            ) as positions:
-                unread: dict[str, int] = {}
-                if "worker" in names:
-                    unread = await self._drain_worker(positions, deadline, forced=forced)
-                    phases.mark("drain_worker")
-                    held += await self._hold(["worker"], self.HOLD_TIMEOUT)
-                    phases.mark("stop_worker")
-                    await self._alert_input_unread(positions)
-                unread |= await self._drain_stores(positions, names, deadline, forced=forced)
-                phases.mark("drain_stores")
+            unread: dict[str, int] = {}
+            try:
+                async with Positions(
+                    bootstrap_servers=endpoints.bootstrap_servers,
+                    database_url=endpoints.database_url,
+                    # A large broker answers slowly (it lists its stored batches per fetch):
+                    # reading to the high watermarks may take as long as the drain may.
+                    timeout=max(
+                        self._settings.connect_timeout, self._settings.broker_drain_timeout
+                    ),
+                    kafka_options=kafka_client_options(self._settings),
+                ) as positions:
+                    if "worker" in names:
+                        unread = await self._drain_worker(positions, deadline, forced=forced)
+                        phases.mark("drain_worker")
+                        held += await self._hold(["worker"], self.HOLD_TIMEOUT)
+                        phases.mark("stop_worker")
+                        await self._alert_input_unread(positions)
+                    unread |= await self._drain_stores(positions, names, deadline, forced=forced)
+                    phases.mark("drain_stores")
+            except IocError as exc:
+                if not forced:
+                    raise
+                # At the memory limit a broker too slow to tell its high watermarks is rolled
+                # anyway: what nobody had read is lost, and said so.
+                log.error("forced broker roll: the drain could not be measured (%s)", exc)
+                unread = {"unmeasured": -1}
             report.drain_s = phases.since_start()
             report.unread = unread
             held += await self._hold([n for n in CONSUMERS if n in names], self.HOLD_TIMEOUT)

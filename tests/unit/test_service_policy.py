@@ -31,7 +31,8 @@ MiB = 2**20
         (820 * MiB, 10.0, None, True),  # 80 % of 1024 MiB is 819.2 MiB
         (900 * MiB, 10.0, 5.0, False),  # a roll was cancelled 5 s ago: wait a minute
         (900 * MiB, 70.0, 5.0, True),  # …and try again after it
-        (1024 * MiB, 10.0, 5.0, True),  # at the limit itself: no waiting
+        (1024 * MiB, 10.0, 5.0, False),  # at the limit itself: a short wait (no loop)…
+        (1024 * MiB, 21.0, 5.0, True),  # …of 15 s
         (None, 10.0, None, False),  # no sample
     ],
 )
