@@ -72,6 +72,11 @@ def register(commands: Any) -> None:
     )  # fmt: skip
     simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     simulate.add_argument(
+        "--linger", type=float, default=0.020, metavar="SECONDS",
+        help="how long each source gathers events into one record (the SDK's linger, default "
+        "0.02; department systems that push in batches send fewer, larger records)",
+    )  # fmt: skip
+    simulate.add_argument(
         "--scenario", action="append", default=[], metavar="NAME[:SECTOR[:SOURCE]]",
         help="inject an anomaly (repeatable; see below)",
     )  # fmt: skip
@@ -118,7 +123,7 @@ async def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     simulation = _simulation(args, catalog, start=time.time())
     bootstrap = resolve_bootstrap_servers(settings)
-    async with _publishers(bootstrap, catalog, args.raw_malformed, settings) as (publisher, raw):
+    async with _publishers(bootstrap, catalog, args, settings) as (publisher, raw):
         return await _publish_live(args, simulation, publisher, raw)
 
 
@@ -137,6 +142,8 @@ def _check_bounds(args: argparse.Namespace) -> None:
         raise SettingsError("--per-sector publishes live until stopped: no --out or --count")
     if args.status_file is not None and not args.per_sector:
         raise SettingsError("--status-file goes with --per-sector")
+    if not 0 <= args.linger <= 10:
+        raise SettingsError(f"--linger: expected 0 to 10 seconds, got {args.linger}")
 
 
 def _scenarios(args: argparse.Namespace) -> list[Scenario]:
@@ -220,7 +227,7 @@ async def _per_sector(args: argparse.Namespace, catalog: Catalog, settings: Sett
     if args.duration is not None:
         loop.call_later(args.duration, stop.set)
     started = time.monotonic()
-    async with _publishers(bootstrap, catalog, args.raw_malformed, settings) as (publisher, raw):
+    async with _publishers(bootstrap, catalog, args, settings) as (publisher, raw):
 
         async def publish(emission: Emission) -> None:
             if emission.raw is not None and raw is not None:
@@ -325,7 +332,7 @@ def _bounded(simulation: Simulation, count: int | None, end: float | None) -> It
 
 @contextlib.asynccontextmanager
 async def _publishers(
-    bootstrap: str, catalog: Catalog, raw: bool, settings: Settings
+    bootstrap: str, catalog: Catalog, args: argparse.Namespace, settings: Settings
 ) -> AsyncIterator[tuple[Publisher, AIOKafkaProducer | None]]:
     """The SDK publisher, plus a plain producer for raw records when asked."""
     from aiokafka import AIOKafkaProducer
@@ -340,7 +347,9 @@ async def _publishers(
         catalog=catalog,
         client_id="ioc-simulate",
         kafka_options=options,
+        linger=args.linger,
     )
+    raw = bool(args.raw_malformed)
     raw_producer = (
         AIOKafkaProducer(
             bootstrap_servers=bootstrap, client_id="ioc-simulate-raw", acks="all", **options
