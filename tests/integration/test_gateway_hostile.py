@@ -79,12 +79,15 @@ async def test_hostile_tokens_messages_and_records_never_close_a_screen(
         json.dumps(alert_transition() | {"labels": "health"}).encode(),
         json.dumps(alert_transition() | {"seq": "1"}).encode(),
     ]
+    mark = len(screen.received)
     await producer.send_raw(gateway_topics.kpi, poison_kpi)
     await producer.send_raw(gateway_topics.alerts, poison_alerts)
     await producer.kpi(kpi_point(value=42.0))
     await producer.alerts(alert_transition(fingerprint="fp-after-poison"))
     update = await screen.recv_until(
-        lambda m: m["type"] == "update" and m["channel"] == "kpi:health", what="the good point"
+        lambda m: m["type"] == "update" and m["channel"] == "kpi:health",
+        what="the good point",
+        since=mark,
     )
     assert [i["value"] for i in update["items"]] == [42.0]
     await screen.recv_until(
@@ -92,6 +95,7 @@ async def test_hostile_tokens_messages_and_records_never_close_a_screen(
             m["type"] == "update" and any(i["fingerprint"] == "fp-after-poison" for i in m["items"])
         ),
         what="the good alert",
+        since=mark,
     )
 
     async def poison_counted() -> bool:

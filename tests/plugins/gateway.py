@@ -289,8 +289,16 @@ class WsClient:
         predicate: Callable[[dict[str, Any]], bool],
         timeout: float = MESSAGE_TIMEOUT,
         what: str = "a message",
+        since: int | None = None,
     ) -> dict[str, Any]:
-        """The first message (skipping heartbeats and others) for which predicate holds."""
+        """The first message (skipping heartbeats and others) for which predicate holds.
+
+        With `since` (an index into `received`), messages already received from there on
+        count too: two awaited messages may arrive in either order."""
+        if since is not None:
+            for message in self.received[since:]:
+                if predicate(message):
+                    return message
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
