@@ -11,13 +11,13 @@ from consumers.migrations._files import checksum
 from foundation.errors import MigrationChecksumError, MigrationError
 
 
-def test_shipped_migrations_are_numbered_from_one_in_order() -> None:
-    """The package ships 0001_api_keys first, versions increasing (work done in parallel
-    reserves its own range of numbers, so a gap may appear until the others land)."""
+def test_shipped_migrations_are_numbered_from_one_without_gaps() -> None:
+    """The package ships 0001_api_keys first, then every number in turn: a gap is a
+    migration that was renumbered or lost in a merge."""
     shipped = load_migrations()
     assert shipped[0].label == "0001_api_keys"
     versions = [m.version for m in shipped]
-    assert versions == sorted(set(versions))
+    assert versions == list(range(1, len(shipped) + 1))
     assert "CREATE TABLE api_keys" in shipped[0].sql
 
 
