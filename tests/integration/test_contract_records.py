@@ -261,7 +261,9 @@ async def test_every_record_the_worker_publishes_validates_against_its_topic_sch
     dead = await read_records(
         kafka_bootstrap, "ioc.deadletter",
         keep=lambda r: json.loads(r.value)["topic"] == short_catalog.topic,
-        until=lambda rs: {"bad_json", "unknown_type", "too_late"} <= reasons(rs), timeout=60,
+        until=lambda rs: {"bad_json", "unknown_type", "too_late"} <= reasons(rs)
+        and any(json.loads(r.value)["index"] == 1 for r in rs) and len(rs) >= 4,
+        timeout=60,
     )  # fmt: skip
     assert any(json.loads(r.value)["index"] == 1 for r in dead)  # the batch's bad element
     for record in [*alerts, *actions, *kpi, *dead]:

@@ -92,7 +92,9 @@ async def test_hostile_tokens_messages_and_records_never_close_a_screen(
     assert [i["value"] for i in update["items"]] == [42.0]
     await screen.recv_until(
         lambda m: (
-            m["type"] == "update" and any(i["fingerprint"] == "fp-after-poison" for i in m["items"])
+            m["type"] == "update"
+            and m["channel"] == "alerts"
+            and any(i.get("fingerprint") == "fp-after-poison" for i in m["items"])
         ),
         what="the good alert",
         since=mark,

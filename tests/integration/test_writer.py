@@ -198,6 +198,11 @@ async def test_every_table_from_real_topics_duplicates_and_rereads(
             and await count("SELECT 1 FROM dead_letters WHERE event_id = %s", f"{tag}-dl") == 1
             and await count("SELECT 1 FROM kpi_rollup_1h WHERE series = %s", series) == 2
             and await count("SELECT 1 FROM sector_last_seen WHERE sector = %s", f"s-{tag}") == 1
+            and await count(
+                "SELECT 1 FROM source_freshness WHERE source = %s AND state = 'stale'",
+                f"src-{tag}",
+            )
+            == 1
         )
 
     async with writer_factory(storage_database) as first:
