@@ -27,9 +27,13 @@ from foundation.contract.kpi import KpiPoint, series_key
 from streams.aggregations import overflowed
 from streams.kpi_plan import KpiPlan, KpiSpec
 
-__all__ = ["PanePartial", "PartitionPanes", "SeriesBook"]
+__all__ = ["PROVISIONAL_BURST", "PanePartial", "PartitionPanes", "SeriesBook"]
 
 EMIT_INTERVAL = 1.0  # seconds between two points of one window (coalescing)
+# A series' provisional points: on average at most one per EMIT_INTERVAL (a token bucket), and
+# after a quiet time up to PROVISIONAL_BURST at once: a series that changes now and then shows
+# each change at once, a busy one is coalesced to one point a second.
+PROVISIONAL_BURST = 3
 
 
 @dataclass(slots=True)
@@ -170,7 +174,19 @@ class _Series:
         default_factory=dict
     )
     windows: dict[float, _Window] = field(default_factory=dict)
-    last_provisional: float = -math.inf
+    credit: float = PROVISIONAL_BURST  # provisional points it may publish now
+    credit_at: float = -math.inf  # when `credit` was last topped up
+
+    def take_credit(self, now: float) -> bool:
+        """Spend one provisional point if the token bucket holds one (it refills one a second)."""
+        elapsed = now - self.credit_at
+        if elapsed > 0:
+            self.credit = min(PROVISIONAL_BURST, self.credit + elapsed / EMIT_INTERVAL)
+            self.credit_at = now
+        if self.credit < 1:
+            return False
+        self.credit -= 1
+        return True
 
 
 class SeriesBook:
@@ -216,8 +232,8 @@ class SeriesBook:
     def due(self, now: float) -> list[KpiPoint]:
         """Points to emit now; forgets windows (and panes) past their grace.
 
-        Open windows: at most one provisional point per series and second, for the series'
-        *current* window (the open one that ends first: with hopping windows, the one that
+        Open windows: provisional points for the series' *current* window, at most one per
+        series and second on average (after a quiet time a few at once, PROVISIONAL_BURST) (the open one that ends first: with hopping windows, the one that
         covers the latest `size` of time). A 1-day window hopping hourly has 24 open windows;
         publishing each every second would multiply the output 24-fold for no reader.
         Closed windows: the final point at once; late revisions at most once a second each.
@@ -241,9 +257,8 @@ class SeriesBook:
                     del series.windows[start]
             if current is not None:
                 state = series.windows[current]
-                if state.dirty and now - series.last_provisional >= EMIT_INTERVAL:
+                if state.dirty and series.take_credit(now):
                     points.append(self._emit(key, series, current, False, now))
-                    series.last_provisional = now
             oldest = now - window.size - window.grace
             for pane in [p for p in series.panes if p < oldest]:
                 del series.panes[pane]
@@ -302,11 +317,11 @@ class SeriesBook:
         """Resume from a snapshot taken at `taken_at`.
 
         Points may have been emitted after the snapshot and before a crash: per window at most
-        one provisional point per EMIT_INTERVAL, one final, late revisions one per interval.
-        Revisions resume past that bound so that they only grow.
+        one provisional point per EMIT_INTERVAL plus a burst, one final, late revisions one per
+        interval. Revisions resume past that bound so that they only grow.
         """
-        # + 2: in one interval a window may publish a provisional point and then its final.
-        skip = math.ceil(max(0.0, now - taken_at) / EMIT_INTERVAL) + 2
+        # + the burst a quiet series may spend at once, + 1 for the final.
+        skip = math.ceil(max(0.0, now - taken_at) / EMIT_INTERVAL) + PROVISIONAL_BURST + 1
         self._series = {}
         for key, raw in snapshot.items():
             spec = self._plan.by_key.get(key.rsplit("|", 1)[0])

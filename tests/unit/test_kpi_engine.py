@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from foundation.contract.catalog import Catalog
 from foundation.contract.envelope import Event
 from foundation.contract.kpi import KpiPoint
-from streams.kpi_engine import PanePartial, PartitionPanes, SeriesBook
+from streams.kpi_engine import PROVISIONAL_BURST, PanePartial, PartitionPanes, SeriesBook
 from streams.kpi_plan import KpiPlan
 
 
@@ -87,15 +87,34 @@ def of(points: list[KpiPoint], series: str) -> list[KpiPoint]:
     return [p for p in points if p.series == series]
 
 
-def test_a_provisional_point_comes_at_once_then_at_most_once_a_second() -> None:
+def test_a_change_now_and_then_is_published_at_once() -> None:
+    """A series that changes now and then (a probe, a department's hourly figure) shows each
+    change at once: the bucket lets a few provisional points through back to back."""
     pipe = Pipeline()
     pipe.feed(0, [event(1, T0 + 1)], now=T0 + 1)
     (first,) = of(pipe.tick(T0 + 1), "health.visits|*")
     assert (first.value, first.count, first.final, first.revision) == (1.0, 1, False, 0)
     pipe.feed(0, [event(2, T0 + 1.2)], now=T0 + 1.2)
-    assert of(pipe.tick(T0 + 1.5), "health.visits|*") == []  # coalesced
-    (second,) = of(pipe.tick(T0 + 2.0), "health.visits|*")
+    (second,) = of(pipe.tick(T0 + 1.3), "health.visits|*")
     assert (second.value, second.revision, second.final) == (2.0, 1, False)
+
+
+def test_a_busy_series_is_coalesced_to_one_provisional_point_a_second() -> None:
+    """Ten changes a second for 20 s: after the burst, one point a second (the newest value),
+    none lost at the end, and never more than the rate plus the burst."""
+    pipe = Pipeline()
+    emitted: list[tuple[float, KpiPoint]] = []
+    for n in range(200):
+        now = T0 + 1 + n / 10
+        pipe.feed(0, [event(n, now)], now=now)
+        emitted += [(now, p) for p in of(pipe.tick(now), "health.visits|*")]
+    assert len(emitted) <= 20 + PROVISIONAL_BURST
+    steady = [t for t, _ in emitted if t >= T0 + 11]
+    assert 9 <= len(steady) <= 11, "one a second once the burst is spent"
+    assert all(not p.final for _, p in emitted)
+    assert [p.revision for _, p in emitted] == list(range(len(emitted)))
+    (last,) = of(pipe.tick(T0 + 23), "health.visits|*")
+    assert last.count == 200, "the newest value still comes when the bucket refills"
 
 
 def test_the_final_point_comes_by_timer_without_new_events() -> None:
