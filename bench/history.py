@@ -89,7 +89,7 @@ async def fill(url: str, path: StoragePath, *, start: float, days: int, series: 
                     value = 50.0 + 40.0 * ((day * 96 + i) % 97) / 97
                     batch.kpi_points[(name, window)] = (
                         name, kpi, "health", "*", window, _at(at + WINDOW), value, 10, True, 1,
-                        _at(at + WINDOW),
+                        _at(at + WINDOW), 0,  # generation
                     )  # fmt: skip
             result = await sink.write(conn, batch)
             written += result.written.get("kpi_points", 0)
