@@ -232,9 +232,10 @@ class SeriesBook:
     def due(self, now: float) -> list[KpiPoint]:
         """Points to emit now; forgets windows (and panes) past their grace.
 
-        Open windows: provisional points for the series' *current* window, at most one per
-        series and second on average (after a quiet time a few at once, PROVISIONAL_BURST) (the open one that ends first: with hopping windows, the one that
-        covers the latest `size` of time). A 1-day window hopping hourly has 24 open windows;
+        Open windows: provisional points for the series' *current* window (the open one that
+        ends first: with hopping windows, the one that covers the latest `size` of time), at
+        most one per series and second on average (after a quiet time up to PROVISIONAL_BURST
+        at once). A 1-day window hopping hourly has 24 open windows;
         publishing each every second would multiply the output 24-fold for no reader.
         Closed windows: the final point at once; late revisions at most once a second each.
         """
