@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -45,6 +46,7 @@ from foundation.contract.catalog import Catalog, load_catalog
 from ioc.embedded import EmbeddedBroker, EmbeddedPostgres
 from ioc.topics import contract_topics, create_topics
 from producers.sdk import Publisher
+from streams.kpi_engine import EMIT_INTERVAL, PROVISIONAL_BURST
 
 
 def log(message: str) -> None:
@@ -265,22 +267,32 @@ def points_latency(
 ) -> tuple[list[float], list[float]]:
     """Per KPI point: (emitted − newest event taken in) and the same minus the coalescing hold.
 
-    A window publishes at most once a second: an event arriving 0.1 s after its window's last
-    point waits 0.9 s by design. The second figure starts the clock when the point was allowed
-    out (max(newest event, previous point + 1 s)): the pipeline's own delay.
+    A series' provisional points go out through a token bucket (on average one a second, up
+    to PROVISIONAL_BURST at once): an event arriving when the bucket is empty waits for it by
+    design. The second figure starts the clock when the point was allowed out — max(newest
+    event, the moment the bucket held a token again; for a final or a late revision, the
+    window's previous point + 1 s): the pipeline's own delay.
     """
     total: list[float] = []
     processing: list[float] = []
     previous: dict[tuple[str, float], float] = {}
+    bucket: dict[str, tuple[float, float]] = {}  # series -> (credit left, at its last point)
     for point in sorted(points, key=lambda p: p["emitted_at"]):
         key = (point["series"], point["window_start"])
+        emitted = point["emitted_at"]
         last = previous.get(key)
-        previous[key] = point["emitted_at"]
+        previous[key] = emitted
+        if point["final"]:
+            ready = -math.inf if last is None else last + EMIT_INTERVAL
+        else:
+            credit, at = bucket.get(point["series"], (float(PROVISIONAL_BURST), -math.inf))
+            ready = at + max(0.0, 1.0 - credit) * EMIT_INTERVAL
+            refilled = min(float(PROVISIONAL_BURST), credit + (emitted - at) / EMIT_INTERVAL)
+            bucket[point["series"]] = (max(0.0, refilled - 1.0), emitted)
         if point["newest"] < steady:
             continue
-        total.append(point["emitted_at"] - point["newest"])
-        allowed = point["newest"] if last is None else max(point["newest"], last + 1.0)
-        processing.append(max(0.0, point["emitted_at"] - allowed))
+        total.append(emitted - point["newest"])
+        processing.append(max(0.0, emitted - max(point["newest"], ready)))
     return total, processing
 
 

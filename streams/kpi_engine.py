@@ -27,7 +27,7 @@ from foundation.contract.kpi import KpiPoint, series_key
 from streams.aggregations import overflowed
 from streams.kpi_plan import KpiPlan, KpiSpec
 
-__all__ = ["PROVISIONAL_BURST", "PanePartial", "PartitionPanes", "SeriesBook"]
+__all__ = ["EMIT_INTERVAL", "PROVISIONAL_BURST", "PanePartial", "PartitionPanes", "SeriesBook"]
 
 EMIT_INTERVAL = 1.0  # seconds between two points of one window (coalescing)
 # A series' provisional points: on average at most one per EMIT_INTERVAL (a token bucket), and
