@@ -184,7 +184,7 @@ async def main() -> None:
                         missed += 1
                     else:
                         latencies.append(latency)
-                    if n % 20 == 19:
+                    if n % 20 == 19 and latencies:
                         log(f"{n + 1}/{args.samples} probes, p50 so far "
                             f"{statistics.median(latencies) * 1000:.0f} ms")  # fmt: skip
                     await asyncio.sleep(rng.uniform(0.2, 1.5))  # a random phase each time

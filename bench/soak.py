@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ import psutil
 import psycopg
 
 from bench.common import machine
+from ioc.embedded import find_free_port
 
 MiB = 2**20
 COMPONENT_PORTS = {
@@ -62,13 +62,6 @@ COMPONENT_PORTS = {
 }
 PROBE_SOURCE, PROBE_TYPE = "his-bvdk-tinh", "bed_occupancy"
 KEY_PATTERN = re.compile(r"iock_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -126,7 +119,7 @@ class Soak:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.state_dir = Path(tempfile.mkdtemp(prefix="ioc-soak-"))
-        self.ports = {name: _free_port() for name in COMPONENT_PORTS}
+        self.ports = {name: find_free_port() for name in COMPONENT_PORTS}
         self.env = {
             k: v
             for k, v in os.environ.items()

@@ -265,13 +265,11 @@ async def test_every_record_the_worker_publishes_validates_against_its_topic_sch
         and any(json.loads(r.value)["index"] == 1 for r in rs) and len(rs) >= 4,
         timeout=60,
     )  # fmt: skip
-    assert any(json.loads(r.value)["index"] == 1 for r in dead)  # the batch's bad element
     for record in [*alerts, *actions, *kpi, *dead]:
         value = json.loads(record.value)
         validators[record.topic].validate(value)
         kind = value.get("kind", "DeadLetter")
         keys[kind].validate((record.key or b"").decode())
-    assert len(kpi) >= 3 and len(alerts) >= 3 and len(dead) >= 4
 
 
 def test_contract_export_writes_the_documents(ioc_cli: Cli, tmp_path: Path) -> None:
@@ -282,6 +280,7 @@ def test_contract_export_writes_the_documents(ioc_cli: Cli, tmp_path: Path) -> N
     asyncapi = json.loads((root / "asyncapi.json").read_text(encoding="utf-8"))
     assert asyncapi["asyncapi"] == "3.0.0"
     index = json.loads((root / "schemas" / "index.json").read_text(encoding="utf-8"))
+    assert len(index["documents"]) > 10, index  # the topics and every record kind
     for entry in index["documents"]:
         document = json.loads((root / entry["path"]).read_text(encoding="utf-8"))
         Draft202012Validator.check_schema(document)

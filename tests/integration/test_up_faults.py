@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import psutil
 import psycopg
 import pytest
 
+from ioc.embedded import find_free_port
 from tests.plugins.services import CliResult, IocProcess, wait_until
 
 pytestmark = pytest.mark.integration
@@ -51,13 +51,6 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def http_json(url: str, *, body: Any = None, headers: dict[str, str] | None = None) -> Any:
@@ -204,7 +197,7 @@ class Poster:
 def platform() -> Iterator[Platform]:
     """`ioc up`, two simulators (100 ev/s), a temp state dir, free ports, fast health probes."""
     state_dir = Path(tempfile.mkdtemp(prefix="ioc-test-faults-"))
-    ports = {name: free_port() for name in COMPONENT_PORTS}
+    ports = {name: find_free_port() for name in COMPONENT_PORTS}
     env = {
         "IOC_STATE_DIR": str(state_dir),
         **{setting: str(ports[name]) for name, setting in COMPONENT_PORTS.items()},
