@@ -402,13 +402,6 @@ def _number(record: dict[str, Any], name: str, kind: str, latest: float = math.i
     return float(value)
 
 
-def _optional_number(record: dict[str, Any], name: str, kind: str) -> float | None:
-    value = record.get(name)
-    if value is None or (type(value) is float and not math.isfinite(value)):
-        return None  # the worker sends null for a window without a value
-    return _number(record, name, kind)
-
-
 def _integer(record: dict[str, Any], name: str, kind: str) -> int:
     value = record.get(name)
     if type(value) is not int or not -(2**63) <= value < 2**63:
@@ -418,13 +411,6 @@ def _integer(record: dict[str, Any], name: str, kind: str) -> int:
 
 def _optional_integer(record: dict[str, Any], name: str, kind: str) -> int | None:
     return None if record.get(name) is None else _integer(record, name, kind)
-
-
-def _boolean(record: dict[str, Any], name: str, kind: str) -> bool:
-    value = record.get(name)
-    if type(value) is not bool:
-        raise _BadRecord(f"{kind}:bad_field:{name}")
-    return value
 
 
 def _time(epoch: float) -> datetime:

@@ -3,13 +3,10 @@ the code and the catalog, that agree with the validator and the codecs."""
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
-import inspect
 import json
 import math
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
@@ -32,6 +29,7 @@ from foundation.contract.published import record_kinds
 from foundation.contract.reasons import DEAD_LETTER_REASONS, REASON_PREFIXES
 from foundation.contract.schemas import named_schemas
 from streams.freshness import SectorLastSeen
+from tests.plugins.reasons import reason_literals
 from tests.unit.test_envelope import BAD_EVENTS, BAD_RECORDS, NOW, field_values, good
 
 CATALOG = load_catalog()
@@ -366,25 +364,10 @@ def test_published_records_are_open_and_events_closed() -> None:
     validator("schemas/topics/ioc.kpi.json").validate(point)
 
 
-def _reason_literals(module: Any, calls: dict[str, int]) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(inspect.getsource(module))):
-        if not isinstance(node, ast.Call):
-            continue
-        name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
-        if name in calls and len(node.args) > calls[name]:
-            arg = node.args[calls[name]]
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                found.add(arg.value)
-            elif isinstance(arg, ast.JoinedStr) and isinstance(arg.values[0], ast.Constant):
-                found.add(str(arg.values[0].value))
-    return {code for code in found if re.fullmatch(r"[a-z][a-z_]*(:[a-z_]*)?", code)}
-
-
 def test_every_reason_code_of_the_validator_and_worker_is_in_the_dead_letter_schema() -> None:
     """The reasons in the envelope's and the worker's source are all listed and accepted."""
-    codes = _reason_literals(foundation.contract.envelope, {"_reject": 4, "Rejection": 0})
-    codes |= _reason_literals(streams.worker, {"Rejection": 0})
+    codes = reason_literals(foundation.contract.envelope, {"_reject": 4, "Rejection": 0})
+    codes |= reason_literals(streams.worker, {"Rejection": 0})
     assert {"unknown_sector", "bad_json", "too_late", "internal_error"} <= codes
     dead_letter = validator("schemas/dead-letter.json")
     base = {"detail": "", "source": None, "event_id": None, "topic": "ioc.events.health",

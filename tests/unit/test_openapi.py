@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import ast
-import inspect
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +13,7 @@ import foundation.contract.envelope
 import producers.sdk
 from ioc.api_server import openapi_document
 from producers.ingest_rules import EVENT_REASON_PREFIXES, EVENT_REASONS, REQUEST_REASONS
+from tests.plugins.reasons import reason_literals
 
 DOC = openapi_document()
 TEXT = json.dumps(DOC, ensure_ascii=False)
@@ -92,32 +90,12 @@ def test_request_reason_statuses_match_the_responses() -> None:
         assert f"`{reason}`" in responses[str(status)]["description"], (reason, status)
 
 
-def _reason_literals(module: Any, calls: dict[str, int]) -> set[str]:
-    """Reason codes passed to the given callables (name → position of the reason argument)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(inspect.getsource(module))):
-        if not isinstance(node, ast.Call):
-            continue
-        name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
-        if name not in calls:
-            continue
-        args = list(node.args)
-        candidates = [args[calls[name]]] if len(args) > calls[name] else []
-        candidates += [k.value for k in node.keywords if k.arg == "reason"]
-        for arg in candidates:
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                found.add(arg.value)
-            elif isinstance(arg, ast.JoinedStr) and isinstance(arg.values[0], ast.Constant):
-                found.add(str(arg.values[0].value))
-    return {code for code in found if re.fullmatch(r"[a-z][a-z_]*(:[a-z_]*)?", code)}
-
-
 def test_reasons_the_envelope_and_sdk_produce_are_known() -> None:
     """Every reason code in the validator's and the SDK's source is in the API's tables."""
-    codes = _reason_literals(
+    codes = reason_literals(
         foundation.contract.envelope, {"_reject": 4, "reject": 0, "Rejection": 0}
     )
-    codes |= _reason_literals(producers.sdk, {"DeliveryReport": 3})
+    codes |= reason_literals(producers.sdk, {"DeliveryReport": 3})
     assert {"unknown_sector", "bad_json", "send_failed"} <= codes, "the scan finds codes"
     for code in codes:
         prefix, colon, _field = code.partition(":")
