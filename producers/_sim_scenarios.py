@@ -48,7 +48,7 @@ class Scenario:
     sector: str | None = None
     source: str | None = None
     after: float = 0.0  # seconds after the start of the run
-    lasts: float | None = None  # None: a spike lasts SPIKE_SECONDS, others until the end
+    lasts: float | None = None  # None: a spike SPIKE_SECONDS or a window, others to the end
 
     @classmethod
     def parse(cls, text: str, *, after: float = 0.0, lasts: float | None = None) -> Scenario:
@@ -127,11 +127,26 @@ def attach(scenario: Scenario, sector: Sector, streams: Sequence[Target], start:
     if scenario.kind == "spike":
         change = rule.change_pct if rule is not None and rule.change_pct is not None else 100.0
         factor = min(max(1.2, 1.0 + 2.0 * change / 100.0), 6.0)
+        begin, end = _whole_windows(kpi, begin, scenario.lasts)
         effect = Effect("spike", begin, end, on_rate=counted, factor=factor)
     else:
         effect = _drift(rule, kpi, targets, sector, begin, end, counted)
     for stream in targets:
         stream.effects.append(effect)
+
+
+def _whole_windows(kpi: Kpi, begin: float, lasts: float | None) -> tuple[float, float]:
+    """A spike's span, in whole windows of the KPI it aims at.
+
+    It starts on a boundary of the KPI's windows (the next hop), so no window is part before
+    and part during the spike: a window astride the start would read as half a jump, and with
+    tumbling windows a ×3 spike starting mid-window can show no window-to-window change above
+    +100 % at all (two steps of ×1.7). Unless told how long, it lasts SPIKE_SECONDS or one
+    whole window if that is longer, so at least one window is all spike.
+    """
+    hop = kpi.window.hop or kpi.window.size
+    begin = math.ceil(begin / hop) * hop
+    return begin, begin + (lasts if lasts is not None else max(SPIKE_SECONDS, kpi.window.size))
 
 
 def _drift(

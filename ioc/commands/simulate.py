@@ -34,7 +34,8 @@ MAX_TICK_SECONDS = 0.25
 
 _EPILOG = """\
 scenarios (NAME[:SECTOR[:SOURCE]]; without SECTOR: every simulated sector):
-  spike      the input of a rate-of-change rule's KPI jumps for 10 min (or --scenario-for)
+  spike      the input of a rate-of-change rule's KPI jumps for 10 min or a whole window
+             if longer (or --scenario-for), from the next boundary of the KPI's windows
   drift      a threshold rule's input drifts past its raise level over 15 min, then stays
   silent     a source stops sending (default: the one the sector's absence rule watches)
   late       20 % of events arrive with occurred_at 2-15 min in the past
@@ -86,7 +87,10 @@ def register(commands: Any) -> None:
     )  # fmt: skip
     simulate.add_argument(
         "--scenario-for", type=float, metavar="SECONDS",
-        help="scenarios last this long (default: a spike 600, the others until the end)",
+        help=(
+            "scenarios last this long (default: a spike 600 or its KPI's window if longer, "
+            "the others until the end)"
+        ),
     )  # fmt: skip
     simulate.add_argument(
         "--raw-malformed", action="store_true",

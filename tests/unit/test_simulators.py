@@ -8,11 +8,15 @@ import statistics
 from collections import Counter
 from datetime import datetime
 from functools import cache
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
-from foundation.contract.catalog import Catalog, Kpi, load_catalog
+from foundation.contract.catalog import Catalog, Kpi, default_catalog_path, load_catalog
 from foundation.contract.envelope import (
     ContractIndex,
     Event,
@@ -288,6 +292,48 @@ def test_spike_lifts_a_rate_of_change_rules_input_beyond_its_change(sector_id: s
 
     assert during(spiked, True) >= during(normal, True) * (1 + rule.change_pct / 100)
     assert during(spiked, False) == pytest.approx(during(normal, False), rel=0.35)
+
+
+def _five_second_health(path: Path) -> Catalog:
+    """Bình Phước's catalog with the health sector's windows tumbling every 5 s, rules over 5 s."""
+    data: dict[str, Any] = yaml.safe_load(default_catalog_path().read_text(encoding="utf-8"))
+    health = next(s for s in data["sectors"] if s["id"] == "health")
+    for kpi in health["kpis"]:
+        kpi["window"] = {"size": "5s", "grace": "2s"}
+    for rule in health["alerts"]:
+        if rule["kind"] == "rate_of_change":
+            rule["over"] = "5s"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+    return load_catalog(path)
+
+
+@pytest.mark.parametrize("phase", [0.0, 2.6, 3.1, 3.3, 4.9])
+def test_a_spike_starts_on_a_window_boundary_so_one_window_shows_the_whole_jump(
+    tmp_path: Path, phase: float
+) -> None:
+    """Wherever in a window the scenario is due, some window's count is up by the rule's change.
+
+    Started mid-window, a ×2 spike (the rule: +50 %) split over two tumbling windows can
+    show two steps of about ×1.4 and no alert: 2.6 to 3.3 s into a 5 s window here.
+    """
+    cat = _five_second_health(tmp_path / "catalog.yaml")
+    health = cat.sector("health")
+    assert health is not None
+    rule = next(r for r in health.alerts if r.kind == "rate_of_change")
+    kpi = next(k for k in health.kpis if k.id == rule.kpi)
+    assert rule.change_pct is not None
+    start = math.floor(MONDAY_9H / 5) * 5 + phase - 15
+    spike = [Scenario("spike", "health", after=15, lasts=30)]
+    simulation = Simulation(cat, sectors=["health"], rate=60, seed=3, start=start, scenarios=spike)
+    emitted = simulation.until(start + 60)
+    counts = Counter(math.floor(e.at / 5) for e in emitted if _is(kpi, e))
+    windows = sorted(counts)[1:-1]  # whole windows only
+    jump = max(counts[b] / counts[a] for a, b in pairwise(windows))
+    assert jump >= (1 + rule.change_pct / 100) * 1.1
+
+
+def _is(kpi: Kpi, emission: Emission) -> bool:
+    return emission.event.get("type") == kpi.event_type
 
 
 def _crossed(kpi: Kpi, op: str | None, level: float, emissions: list[Emission]) -> bool:
