@@ -529,7 +529,8 @@ class Gateway:
             bootstrap_servers=self.broker.bootstrap_servers, database_url=None,
             host="127.0.0.1", port=0, secret=SECRET, heartbeat=10.0, queue_limit=256,
             # Stalled clients stay connected through (d): the worst case for the others.
-            resume_buffer=5000, send_timeout=600.0, replay_seconds=600.0, connect_timeout=30.0,
+            resume_buffer=5000, resume_seconds=600.0, send_timeout=600.0, replay_seconds=600.0,
+            connect_timeout=30.0,
             kpi_topic=self.topics[0], alerts_topic=self.topics[1], actions_topic=self.topics[2],
         )  # fmt: skip
         self.task = asyncio.create_task(run_gateway(

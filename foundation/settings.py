@@ -142,6 +142,7 @@ class Settings(BaseSettings):
     gateway_heartbeat: float = Field(default=10.0, ge=0.5, le=300, description="seconds")
     gateway_client_queue: int = Field(default=256, ge=4, le=100_000, description="updates")
     gateway_resume_buffer: int = Field(default=5000, ge=0, le=1_000_000, description="per channel")
+    gateway_resume_seconds: float = Field(default=120.0, gt=0, le=86400, description="seconds")
     gateway_send_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds")
     gateway_replay_seconds: float = Field(default=600.0, ge=0, le=86400, description="seconds")
 

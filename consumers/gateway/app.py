@@ -42,6 +42,7 @@ class GatewayConfig:
     heartbeat: float
     queue_limit: int
     resume_buffer: int
+    resume_seconds: float
     send_timeout: float
     replay_seconds: float
     connect_timeout: float
@@ -80,7 +81,13 @@ async def run_gateway(
             loaded.open_alerts,
             loaded.known_alerts,
         )
-    hub = Hub(state, epoch=secrets.token_hex(6), buffer_size=config.resume_buffer, metrics=metrics)
+    hub = Hub(
+        state,
+        epoch=secrets.token_hex(6),
+        buffer_size=config.resume_buffer,
+        buffer_seconds=config.resume_seconds,
+        metrics=metrics,
+    )
     feed = KafkaFeed(
         hub,
         bootstrap_servers=config.bootstrap_servers,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -69,25 +70,46 @@ class FanoutMetrics(Protocol):
 
 
 class ChannelLog:
-    """A channel's sequence number and its last `size` items, for `resume`."""
+    """A channel's sequence number and its items of the last `horizon` seconds, for `resume`.
 
-    def __init__(self, size: int) -> None:
+    At most `size` items whatever the rate. The horizon is what keeps the gateway's memory
+    flat: the log fills within `horizon` seconds at any rate and then stays that size, where
+    a count alone (5,000 items × 13 channels) took most of an hour to fill at the demo rate.
+    A screen away for longer gets a full snapshot (`resync`), as a new screen does.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        horizon: float = math.inf,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.seq = 0
-        self._items: deque[tuple[int, dict[str, Any]]] = deque(maxlen=size)
+        self._horizon = horizon
+        self._clock = clock
+        self._items: deque[tuple[int, float, dict[str, Any]]] = deque(maxlen=size)
 
     def append(self, item: dict[str, Any]) -> int:
         self.seq += 1
-        self._items.append((self.seq, item))
+        now = self._clock()
+        self._items.append((self.seq, now, item))
+        self._forget(now)
         return self.seq
 
     def since(self, seq: int) -> list[dict[str, Any]] | None:
         """Items after `seq`, or None when the buffer no longer (or never) holds them all."""
+        self._forget(self._clock())
         if seq == self.seq:
             return []
         if seq > self.seq or seq < 0 or not self._items or self._items[0][0] > seq + 1:
             return None
         start = seq + 1 - self._items[0][0]
-        return [item for _s, item in itertools.islice(self._items, start, None)]
+        return [item for _s, _at, item in itertools.islice(self._items, start, None)]
+
+    def _forget(self, now: float) -> None:
+        items = self._items
+        while items and now - items[0][1] > self._horizon:
+            items.popleft()
 
 
 @dataclass(slots=True)
@@ -266,12 +288,14 @@ class Hub:
         epoch: str,
         buffer_size: int,
         metrics: FanoutMetrics,
+        buffer_seconds: float = math.inf,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = state
         self._clock = clock
         self.epoch = epoch
         self._buffer_size = buffer_size
+        self._buffer_seconds = buffer_seconds
         self._metrics = metrics
         self._logs: dict[str, ChannelLog] = {}
         self._subscribers: dict[str, set[ClientSession]] = {}
@@ -279,7 +303,9 @@ class Hub:
     def _log(self, channel: str) -> ChannelLog:
         log = self._logs.get(channel)
         if log is None:
-            log = self._logs[channel] = ChannelLog(self._buffer_size)
+            log = self._logs[channel] = ChannelLog(
+                self._buffer_size, self._buffer_seconds, self._clock
+            )
         return log
 
     def seq(self, channel: str) -> int:

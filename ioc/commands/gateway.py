@@ -42,6 +42,7 @@ async def _cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
         heartbeat=settings.gateway_heartbeat,
         queue_limit=settings.gateway_client_queue,
         resume_buffer=settings.gateway_resume_buffer,
+        resume_seconds=settings.gateway_resume_seconds,
         send_timeout=settings.gateway_send_timeout,
         replay_seconds=settings.gateway_replay_seconds,
         connect_timeout=settings.connect_timeout,

@@ -123,6 +123,7 @@ async def start_gateway(
             heartbeat=5.0,
             queue_limit=256,
             resume_buffer=1000,
+            resume_seconds=120.0,
             send_timeout=10.0,
             replay_seconds=600.0,
             connect_timeout=15.0,

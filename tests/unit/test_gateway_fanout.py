@@ -110,6 +110,22 @@ def test_channel_log_since():
     assert log.since(-1) is None
 
 
+def test_channel_log_forgets_items_older_than_its_horizon():
+    """The log holds the last `horizon` seconds: flat memory at any rate; older is a resync."""
+    now = [100.0]
+    log = ChannelLog(size=1000, horizon=60.0, clock=lambda: now[0])
+    for i in range(3):
+        log.append({"i": i})
+        now[0] += 20.0
+    assert [x["i"] for x in log.since(0) or []] == [0, 1, 2]  # 60, 40, 20 s old
+    now[0] += 1.0
+    assert log.since(0) is None  # item 1 is 61 s old: gone, though the count is far from full
+    assert [x["i"] for x in log.since(1) or []] == [1, 2]
+    now[0] += 3600.0
+    log.append({"i": 3})
+    assert log.since(2) is None and log.since(3) == [{"i": 3}] and log.since(4) == []
+
+
 async def test_subscribe_sends_snapshot_then_updates_in_order():
     hub, session_for, _ = setup()
     publish(hub, kpi("a", 1))
