@@ -13,6 +13,17 @@ probe is that moment minus the moment before it was published (one clock: same m
 Prints p50/p99 over the samples with the machine load beside them. Goal (issue 15): p99 ≤ 1.5 s,
 which includes the worker's per-series coalescing hold (at most one provisional point per
 series a second).
+
+Where the time goes: a WebSocket client of the bench subscribes to the finance channel as the
+wall does and notes when each probe's point arrives; the point carries the time the worker took
+the event in (`newest`) and computed the point (`emitted_at`). Each probe's latency splits
+into four hops, printed with their percentiles and how often each was the largest in the
+slowest tenth of the probes:
+  into the worker   publish → broker → the worker's stage 1 takes the event in
+  worker            stage 1 → partials topic → stage 2 computes the point (coalescing included)
+  to the socket     the worker's producer → broker → gateway → the bench's WebSocket
+  browser           the bench's WebSocket got it → the tile's DOM shows it (Chromium gets the
+                    same frame at about the same time; this is its parsing and rendering)
 """
 
 from __future__ import annotations
@@ -29,6 +40,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,6 +79,38 @@ OBSERVER = """
 """
 
 
+HOPS = ("into the worker", "worker", "to the socket", "browser")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One probe: its latency (s) and, when its point reached the bench's socket, its hops."""
+
+    latency: float
+    hops: tuple[float, float, float, float] | None
+
+
+async def watch_socket(wall: str, seen: dict[float, tuple[float, float, float]]) -> None:
+    """Per probe value, (received, newest, emitted_at) in epoch seconds, as the wall gets it."""
+    from websockets.asyncio.client import connect
+
+    parts = urllib.parse.urlsplit(wall)
+    token = urllib.parse.parse_qs(parts.query)["token"][0]
+    url = f"ws://{parts.netloc}/ws?token={urllib.parse.quote(token)}"
+    async with connect(url, open_timeout=30, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "channels": [f"kpi:{SECTOR}"]}))
+        async for raw in ws:
+            received = time.time()
+            message = json.loads(raw)
+            for item in message.get("items") or []:
+                if item.get("kpi") != f"{SECTOR}.{KPI}" or not isinstance(item.get("value"), float):
+                    continue
+                seen.setdefault(
+                    item["value"],
+                    (received, float(item.get("newest") or 0), float(item.get("emitted_at") or 0)),
+                )
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -95,8 +141,14 @@ def wait_for_line(path: Path, pattern: str, proc: subprocess.Popen[bytes], timeo
 
 
 async def probe(
-    publisher: Publisher, page: Any, source: str, n: int, value: float, timeout: float
-) -> float | None:
+    publisher: Publisher,
+    page: Any,
+    socket_seen: dict[float, tuple[float, float, float]],
+    source: str,
+    n: int,
+    value: float,
+    timeout: float,
+) -> Sample | None:
     """Publish one probe event; seconds until the tile shows its value (None: never)."""
     event = {
         "event_id": f"pixel-{os.getpid()}-{n}",
@@ -116,7 +168,13 @@ async def probe(
     while time.monotonic() < deadline:
         seen = await page.evaluate("(v) => window.__seen.get(v) ?? null", key)
         if seen is not None:
-            return (float(seen) - sent_ms) / 1000.0
+            shown, sent = float(seen) / 1000.0, sent_ms / 1000.0
+            hops = None
+            if value in socket_seen:
+                received, newest, emitted = socket_seen.pop(value)
+                if sent <= newest <= emitted:
+                    hops = (newest - sent, emitted - newest, received - emitted, shown - received)
+            return Sample(shown - sent, hops)
         await asyncio.sleep(0.02)
     return None
 
@@ -152,7 +210,7 @@ async def main() -> None:
     env.pop("DATABASE_URL", None)
     up = start(["up", "--no-simulate"], env, root / "up.log")
     load: subprocess.Popen[bytes] | None = None
-    latencies: list[float] = []
+    samples: list[Sample] = []
     missed = 0
     try:
         wall = wait_for_line(root / "up.log", r"^wall: (http\S+)", up, 240)
@@ -173,21 +231,25 @@ async def main() -> None:
             await page.goto(wall)
             await page.wait_for_selector(f'.kpi[data-kpi="{KPI}"]', timeout=60_000)
             await page.evaluate(OBSERVER, KPI)
+            socket_seen: dict[float, tuple[float, float, float]] = {}
+            watcher = asyncio.create_task(watch_socket(wall, socket_seen))
             async with Publisher(
                 bootstrap_servers=bootstrap, catalog=catalog, linger=0
             ) as publisher:
                 rng = random.Random(15)
                 for n in range(args.samples):
                     value = 1000.25 + n  # a value no other event of the series carries
-                    latency = await probe(publisher, page, source, n, value, timeout=15)
-                    if latency is None:
+                    sample = await probe(publisher, page, socket_seen, source, n, value, timeout=15)
+                    if sample is None:
                         missed += 1
                     else:
-                        latencies.append(latency)
-                    if n % 20 == 19 and latencies:
-                        log(f"{n + 1}/{args.samples} probes, p50 so far "
-                            f"{statistics.median(latencies) * 1000:.0f} ms")  # fmt: skip
+                        samples.append(sample)
+                    if n % 20 == 19 and samples:
+                        so_far = statistics.median(s.latency for s in samples)
+                        log(f"{n + 1}/{args.samples} probes, p50 so far {so_far * 1000:.0f} ms")
                     await asyncio.sleep(rng.uniform(0.2, 1.5))  # a random phase each time
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
             await browser.close()
         load_after = os.getloadavg()
     finally:
@@ -204,8 +266,9 @@ async def main() -> None:
         f"load average (1/5/15 min) before: {load_before[0]:.2f}/{load_before[1]:.2f}/"
         f"{load_before[2]:.2f}, after: {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f}"
     )
-    if not latencies:
+    if not samples:
         raise SystemExit("no probe reached the wall")
+    latencies = [s.latency for s in samples]
     print(
         f"background load: ioc simulate --rate {args.load:g} --linger {args.sim_linger:g} "
         f"(each of the 32 sources sends a record every {args.sim_linger:g} s, events batched)"
@@ -216,6 +279,29 @@ async def main() -> None:
         f"p90 {percentile(latencies, 0.90) * 1000:.0f} ms, "
         f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
         f"max {max(latencies) * 1000:.0f} ms (goal p99 <= 1500 ms)"
+    )
+    print_hops(samples)
+
+
+def print_hops(samples: list[Sample]) -> None:
+    """Each hop's percentiles, and which hop was the largest in the slowest tenth."""
+    split = [s.hops for s in sorted(samples, key=lambda s: s.latency) if s.hops is not None]
+    if not split:
+        print("hops: no probe's point reached the bench's socket with its times")
+        return
+    print(f"hops of {len(split)} probes (ms):")
+    for index, name in enumerate(HOPS):
+        values = [hops[index] for hops in split]
+        p50, p90, p99 = (percentile(values, q) * 1000 for q in (0.5, 0.9, 0.99))
+        print(
+            f"  {name:<16} p50 {p50:6.0f}  p90 {p90:6.0f}  p99 {p99:6.0f}"
+            f"  max {max(values) * 1000:6.0f}"
+        )
+    slowest = split[-max(1, len(split) // 10) :]  # ordered by latency
+    largest = Counter(HOPS[max(range(4), key=lambda i: hops[i])] for hops in slowest)
+    print(
+        f"slowest {len(slowest)} probes (from {sum(slowest[0]) * 1000:.0f} ms), largest hop: "
+        + ", ".join(f"{name} {largest[name]}" for name in HOPS)
     )
 
 
