@@ -9,7 +9,7 @@ own, so a cluster with SASL/SCRAM over TLS needs only the `IOC_KAFKA_*` variable
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from foundation.errors import SettingsError
 
@@ -18,7 +18,12 @@ if TYPE_CHECKING:
 
     from foundation.settings import Settings
 
-__all__ = ["faust_broker_credentials", "kafka_client_options", "kafka_ssl_context"]
+__all__ = [
+    "faust_broker_credentials",
+    "kafka_client_options",
+    "kafka_ssl_context",
+    "producer_compression",
+]
 
 
 def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -70,6 +75,15 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
         options["sasl_plain_username"] = username
         options["sasl_plain_password"] = password
     return options
+
+
+def producer_compression(settings: Settings) -> Literal["gzip"] | None:
+    """The compression type our producers use (aiokafka's `compression_type`), None for none.
+
+    The brokers (the embedded one included) keep batches compressed as they come, so this
+    is what their memory and disks hold; JSON records shrink several times under gzip.
+    """
+    return "gzip" if settings.kafka_compression == "gzip" else None
 
 
 def faust_broker_credentials(settings: Settings) -> CredentialsT | None:

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: Path | None = None  # a client certificate (mutual TLS), optional
     kafka_ssl_keyfile: Path | None = None
     kafka_ssl_check_hostname: bool = True
+    # How the stream worker compresses what it sends (partials, KPI points, alert input):
+    # the broker keeps batches as they come, so this is what its memory holds.
+    kafka_compression: Literal["gzip", "none"] = "gzip"
 
     # The embedded runtime.
     state_dir: Path = Path(".ioc")

@@ -31,7 +31,7 @@ from foundation.contract.catalog import Catalog, load_catalog
 from foundation.errors import BrokerUnreachableError, DatabaseError
 from foundation.health import DependencyWatch
 from foundation.intake import IntakeAck, IntakePause, read_pause, write_ack
-from foundation.kafka_client import kafka_client_options
+from foundation.kafka_client import kafka_client_options, producer_compression
 from foundation.settings import Settings
 from producers.ingest_api import IngestApi, IngestLimits, serve_until
 from producers.openapi import ingest_openapi_document
@@ -85,6 +85,7 @@ async def run_api_server(
                 retries=3,
                 request_timeout=10.0,
                 kafka_options=kafka_client_options(settings),
+                compression=producer_compression(settings),
             )
 
         intake = IntakeSwitch(new_publisher, state_dir=settings.state_dir, timeout=timeout)

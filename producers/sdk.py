@@ -131,6 +131,7 @@ class Publisher:
         client_id: str = "ioc-publisher",
         # security (foundation.kafka_client.kafka_client_options)
         kafka_options: dict[str, Any] | None = None,
+        compression: Literal["gzip"] | None = None,
     ) -> None:
         if (
             not 0 < max_batch_events <= MAX_BATCH_EVENTS
@@ -152,6 +153,7 @@ class Publisher:
             max_batch_size=256 * 1024,
             max_request_size=2 * MAX_RECORD_BYTES,
             request_timeout_ms=int(request_timeout * 1000),
+            compression_type=compression,
             **(kafka_options or {}),
         )
         self._pending: dict[str, _Pending] = {}

@@ -61,6 +61,7 @@ class WorkerConfig:
         30.0  # /healthz fails when no checkpoint succeeded for this long
     )
     broker_credentials: Any = None  # foundation.kafka_client.faust_broker_credentials
+    compression: str | None = None  # the producer's compression type (None: none)
 
 
 class _FaustSink:
@@ -110,6 +111,7 @@ def create_app(
         # linger makes each burst one batch per partition, and the embedded broker keeps
         # ~1 KB per batch on top of the records.
         producer_linger=0.005,
+        producer_compression_type=config.compression,
         # A revoke must not wait for records held until the next checkpoint.
         stream_wait_empty=False,
         table_standby_replicas=0,

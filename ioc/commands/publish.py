@@ -34,7 +34,7 @@ def register(commands: Any) -> None:
 
 async def _cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from foundation.contract.catalog import load_catalog
-    from foundation.kafka_client import kafka_client_options
+    from foundation.kafka_client import kafka_client_options, producer_compression
     from ioc.runtime import resolve_bootstrap_servers
     from producers.sdk import Publisher
 
@@ -61,6 +61,7 @@ async def _cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         catalog=catalog,
         linger=0,
         kafka_options=kafka_client_options(settings),
+        compression=producer_compression(settings),
     ) as publisher:
         report = await publisher.send(event)
     if args.json:

@@ -53,7 +53,7 @@ async def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaError
 
     from foundation.contract.catalog import load_catalog
-    from foundation.kafka_client import kafka_client_options
+    from foundation.kafka_client import kafka_client_options, producer_compression
     from ioc.runtime import resolve_bootstrap_servers
     from producers.replay import Pacer, ProgressBar, index_file, replay
     from producers.sdk import Publisher
@@ -76,6 +76,7 @@ async def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         catalog=catalog,
         client_id="ioc-replay",
         kafka_options=kafka_client_options(settings),
+        compression=producer_compression(settings),
     )
     try:
         async with asyncio.timeout(settings.connect_timeout):

@@ -342,7 +342,7 @@ async def _publishers(
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
-    from foundation.kafka_client import kafka_client_options
+    from foundation.kafka_client import kafka_client_options, producer_compression
     from producers.sdk import Publisher
 
     options = kafka_client_options(settings)
@@ -351,6 +351,7 @@ async def _publishers(
         catalog=catalog,
         client_id="ioc-simulate",
         kafka_options=options,
+        compression=producer_compression(settings),
         linger=args.linger,
     )
     raw = bool(args.raw_malformed)

@@ -36,7 +36,11 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.migrations import migrate
     from foundation.contract.catalog import load_catalog
     from foundation.health import DependencyWatch
-    from foundation.kafka_client import faust_broker_credentials, kafka_client_options
+    from foundation.kafka_client import (
+        faust_broker_credentials,
+        kafka_client_options,
+        producer_compression,
+    )
     from foundation.observability import start_observability_server
     from foundation.state_dir import ensure_state_dir
     from ioc.runtime import resolve_bootstrap_servers, resolve_database_url
@@ -71,6 +75,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         session_timeout=settings.session_timeout(settings.worker_session_timeout),
         checkpoint_interval=settings.worker_checkpoint_interval,
         broker_credentials=faust_broker_credentials(settings),
+        compression=producer_compression(settings),
     )
     app, worker, _metrics = create_app(config, catalog=catalog, store=store, registry=registry)
 

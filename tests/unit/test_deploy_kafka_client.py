@@ -9,7 +9,11 @@ import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 
 from foundation.errors import SettingsError
-from foundation.kafka_client import faust_broker_credentials, kafka_client_options
+from foundation.kafka_client import (
+    faust_broker_credentials,
+    kafka_client_options,
+    producer_compression,
+)
 from foundation.settings import Settings, load_settings
 
 EXTERNAL = {"kafka_bootstrap_servers": "kafka-1:9093,kafka-2:9093"}
@@ -101,6 +105,14 @@ def test_an_unreadable_ca_file_is_a_setting_error(tmp_path: Path) -> None:
 def test_an_unknown_protocol_is_refused_at_load() -> None:
     with pytest.raises(SettingsError, match="IOC_KAFKA_SECURITY_PROTOCOL"):
         settings(kafka_security_protocol="KERBEROS")
+
+
+def test_producers_compress_with_gzip_unless_told_not_to() -> None:
+    """gzip by default (the brokers keep batches as sent); `none` turns it off; others refused."""
+    assert producer_compression(settings()) == "gzip"
+    assert producer_compression(settings(kafka_compression="none")) is None
+    with pytest.raises(SettingsError, match="IOC_KAFKA_COMPRESSION"):
+        settings(kafka_compression="lz4")  # aiokafka needs a package we do not install
 
 
 def test_faust_gets_the_same_choice() -> None:
