@@ -53,9 +53,10 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: Path | None = None  # a client certificate (mutual TLS), optional
     kafka_ssl_keyfile: Path | None = None
     kafka_ssl_check_hostname: bool = True
-    # How the stream worker compresses what it sends (partials, KPI points, alert input):
-    # the broker keeps batches as they come, so this is what its memory holds.
-    kafka_compression: Literal["gzip", "none"] = "gzip"
+    # Whether the stream worker and the SDK publisher compress what they send. A broker keeps
+    # batches as they come (less disk and network on a Kafka cluster); on the embedded broker
+    # it measured no clear memory gain (bench/RESULTS.md), so it is off unless asked for.
+    kafka_compression: Literal["none", "gzip"] = "none"
 
     # The embedded runtime.
     state_dir: Path = Path(".ioc")

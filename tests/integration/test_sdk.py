@@ -72,6 +72,27 @@ async def test_events_of_a_source_within_the_linger_travel_as_one_record(
         assert events_in(record)[report.index]["event_id"] == report.event_id
 
 
+async def test_gzip_compressed_batches_read_back_the_same(
+    kafka_bootstrap: str, contract_topics: list[str]
+) -> None:
+    """compression="gzip": the broker keeps the batch compressed; readers get the same events."""
+    run = uuid.uuid4().hex[:8]
+    async with Publisher(
+        bootstrap_servers=kafka_bootstrap, catalog=CATALOG, linger=0.1, compression="gzip"
+    ) as pub:
+        futures = [await pub.publish(_event(run, n)) for n in range(40)]
+        reports = [await f for f in futures]
+    assert all(r.ok for r in reports)
+    records = await read_records(
+        kafka_bootstrap,
+        TOPIC,
+        keep=_mine(run),
+        until=lambda rs: sum(len(events_in(r)) for r in rs) >= 40,
+    )
+    events = [e["event_id"] for r in records for e in events_in(r)]
+    assert events == [f"{run}-his-bvdk-tinh-{n}" for n in range(40)]
+
+
 async def test_linger_zero_sends_each_event_alone(
     kafka_bootstrap: str, contract_topics: list[str]
 ) -> None:
