@@ -323,6 +323,19 @@ async def test_sector_last_seen_travels_through_stage_two_to_ioc_kpi() -> None:
     assert [(r["sector"], r["last_seen"]) for r in seen] == [("health", NOW)]
 
 
+async def test_the_points_a_partials_batch_makes_due_are_published_without_the_timer() -> None:
+    """Stage 2 publishes as its partials arrive: no wait for the next flush tick."""
+    harness = Harness(MemoryCheckpointStore())
+    await harness.worker.assign({(TOPIC, 0), (PARTIALS, 0)})
+    await harness.worker.on_event_records([rec(0)])
+    await harness.worker.flush_stage1()
+    (batch,) = harness.sink.on(PARTIALS)
+    value = json.dumps(batch).encode()
+    await harness.worker.on_partial_records([Rec(PARTIALS, 0, 0, b"partials", value)])
+    points = [r for r in harness.sink.on("ioc.kpi") if r.get("series", "").startswith(BED)]
+    assert [p["value"] for p in points] == [80.0]
+
+
 async def test_unreadable_partials_are_counted_and_stepped_over() -> None:
     harness = Harness(MemoryCheckpointStore())
     await harness.worker.assign({(PARTIALS, 0)})
