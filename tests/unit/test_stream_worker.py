@@ -310,7 +310,8 @@ async def test_records_a_checkpoint_needed_that_are_gone_are_counted_and_shown()
     assert occupancy["count"] == 5  # e0…e2 restored, e10, e11 taken
 
 
-async def test_sector_last_seen_travels_through_stage_two_to_ioc_kpi() -> None:
+async def _one_event_through_both_stages() -> Harness:
+    """A worker on one event and one partials partition: one event, stage 1's partials taken."""
     harness = Harness(MemoryCheckpointStore())
     await harness.worker.assign({(TOPIC, 0), (PARTIALS, 0)})
     await harness.worker.on_event_records([rec(0)])
@@ -318,6 +319,11 @@ async def test_sector_last_seen_travels_through_stage_two_to_ioc_kpi() -> None:
     (batch,) = harness.sink.on(PARTIALS)
     value = json.dumps(batch).encode()
     await harness.worker.on_partial_records([Rec(PARTIALS, 0, 0, b"partials", value)])
+    return harness
+
+
+async def test_sector_last_seen_travels_through_stage_two_to_ioc_kpi() -> None:
+    harness = await _one_event_through_both_stages()
     await harness.worker.flush_stage2()
     seen = [r for r in harness.sink.on("ioc.kpi") if r["kind"] == "sector_seen"]
     assert [(r["sector"], r["last_seen"]) for r in seen] == [("health", NOW)]
@@ -325,13 +331,7 @@ async def test_sector_last_seen_travels_through_stage_two_to_ioc_kpi() -> None:
 
 async def test_the_points_a_partials_batch_makes_due_are_published_without_the_timer() -> None:
     """Stage 2 publishes as its partials arrive: no wait for the next flush tick."""
-    harness = Harness(MemoryCheckpointStore())
-    await harness.worker.assign({(TOPIC, 0), (PARTIALS, 0)})
-    await harness.worker.on_event_records([rec(0)])
-    await harness.worker.flush_stage1()
-    (batch,) = harness.sink.on(PARTIALS)
-    value = json.dumps(batch).encode()
-    await harness.worker.on_partial_records([Rec(PARTIALS, 0, 0, b"partials", value)])
+    harness = await _one_event_through_both_stages()  # and no flush_stage2()
     points = [r for r in harness.sink.on("ioc.kpi") if r.get("series", "").startswith(BED)]
     assert [p["value"] for p in points] == [80.0]
 
