@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     broker_roll_at: float = Field(default=0.8, gt=0, le=1, description="fraction of the limit")
     broker_roll_interval: float = Field(default=0.0, ge=0, description="seconds; 0: off")
     broker_drain_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds")
+    # The embedded PostgreSQL's shared buffers: most of its memory once its data outgrows them.
+    postgres_shared_buffers: ByteSize = Field(
+        default=ByteSize(128 << 20), ge=16 << 20, le=64 << 30, description="e.g. 128MiB, 32MiB"
+    )
     # An embedded service alive but answering no probe for this long is killed and restarted.
     service_hung_after: float = Field(default=60.0, ge=0, le=3600, description="0: never")
 

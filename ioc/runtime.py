@@ -198,6 +198,7 @@ class Runtime:
                 state_dir=self._state_dir,
                 port=settings.postgres_port,
                 timescaledb=settings.storage_path != "plain-postgresql",
+                server_settings={"shared_buffers": f"{settings.postgres_shared_buffers // 1024}kB"},
             )
             await self._postgres.start()
             database_url = self._postgres.url()

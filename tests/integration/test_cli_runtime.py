@@ -59,7 +59,7 @@ def test_up_status_kill_and_restart_leave_no_orphans(
     The embedded PostgreSQL runs TimescaleDB (preloaded) when its installation has it, and the
     schema takes that path; `ioc status` names the path and the extension's version."""
     state = state_dir
-    env = {"IOC_STATE_DIR": str(state)}
+    env = {"IOC_STATE_DIR": str(state), "IOC_POSTGRES_SHARED_BUFFERS": "48MiB"}
     up = ioc_process("up", "--services-only", env=env)
     up.wait_for_output("ready:")
 
@@ -86,6 +86,7 @@ def test_up_status_kill_and_restart_leave_no_orphans(
 
     url = str(_runtime(state)["database_url"])
     with psycopg.connect(url) as conn:
+        assert conn.execute("SHOW shared_buffers").fetchone() == ("48MB",)
         conn.execute("CREATE TABLE survives (note text)")
         conn.execute("INSERT INTO survives VALUES ('còn đây')")
     broker, postgres = _record(state, "broker"), _record(state, "postgres")
