@@ -131,6 +131,7 @@ class Soak:
                 **{setting: str(self.ports[n]) for n, setting in COMPONENT_PORTS.items()},
                 "IOC_BROKER_MEMORY_LIMIT": args.memory_limit,
                 "IOC_BROKER_ROLL_INTERVAL": str(args.roll_interval),
+                **dict(setting.split("=", 1) for setting in args.env),
             }
         )
         self.samples: list[dict[str, Any]] = []
@@ -568,10 +569,16 @@ def main() -> None:
     )
     parser.add_argument("--probe-rate", type=float, default=2.0, help="ingest API events/s")
     parser.add_argument("--traffic", action="store_true", help="count records per topic")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE",
+        help="a setting for `ioc up` (repeatable); the caller's IOC_* variables are not passed",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the report here too")
     parser.add_argument("--keep", action="store_true", help="keep the state directory")
     parser.add_argument("--quiet", action="store_true", help="no line per sample")
     args = parser.parse_args()
+    if any("=" not in setting for setting in args.env):
+        parser.error("--env takes NAME=VALUE")
     soak = Soak(args)
     print(f"soak: state {soak.state_dir}; load average {os.getloadavg()}", flush=True)
     try:
