@@ -580,7 +580,11 @@ def main() -> None:
     if any("=" not in setting for setting in args.env):
         parser.error("--env takes NAME=VALUE")
     soak = Soak(args)
-    print(f"soak: state {soak.state_dir}; load average {os.getloadavg()}", flush=True)
+    # SIGTERM ends the run as Ctrl-C does, through `finally`: `ioc up` must not outlive it.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    settings = " ".join(args.env) or "defaults"
+    print(f"soak: state {soak.state_dir}; settings {settings}; load average {os.getloadavg()}",
+          flush=True)  # fmt: skip
     try:
         soak.start()
         print(f"ready after start; sampling for {args.minutes:g} min", flush=True)
