@@ -80,8 +80,8 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
 def producer_compression(settings: Settings) -> Literal["gzip"] | None:
     """The compression type our producers use (aiokafka's `compression_type`), None for none.
 
-    Brokers keep batches compressed as they come: on a Kafka cluster this saves disk and
-    network (JSON shrinks several times under gzip), at the producers' CPU.
+    Brokers keep batches compressed as they come: the embedded broker's memory, a cluster's
+    disk and network (JSON shrinks several times under gzip), at the producers' CPU.
     """
     return "gzip" if settings.kafka_compression == "gzip" else None
 

@@ -69,11 +69,12 @@ async def test_spike_alert_reaches_every_channel_once_across_kills(
     routing = tmp_path / "routing.yaml"
     routing.write_text(ROUTING.format(sector=sector), encoding="utf-8")
     case = NotifyCase(sector, routing, f"notifier-{uuid.uuid4().hex[:8]}", fresh_database)
-    # Compressed: the simulator's batches and the worker's partials, points and alert input.
+    # Uncompressed (every other test runs the default, gzip): the simulator's batches and
+    # the worker's partials, points and alert input as plain records.
     base = {
         "IOC_CATALOG": str(catalog),
         "IOC_STATE_DIR": str(tmp_path / "state"),
-        "IOC_KAFKA_COMPRESSION": "gzip",
+        "IOC_KAFKA_COMPRESSION": "none",
     }
     worker_env = {
         **base,

@@ -107,10 +107,10 @@ def test_an_unknown_protocol_is_refused_at_load() -> None:
         settings(kafka_security_protocol="KERBEROS")
 
 
-def test_producers_compress_with_gzip_when_told_to() -> None:
-    """None by default; `gzip` turns it on; others refused (aiokafka would need a package)."""
-    assert producer_compression(settings()) is None
-    assert producer_compression(settings(kafka_compression="gzip")) == "gzip"
+def test_producers_compress_with_gzip_unless_told_not_to() -> None:
+    """gzip by default (brokers keep batches as sent); `none` turns it off; others refused."""
+    assert producer_compression(settings()) == "gzip"
+    assert producer_compression(settings(kafka_compression="none")) is None
     with pytest.raises(SettingsError, match="IOC_KAFKA_COMPRESSION"):
         settings(kafka_compression="lz4")  # aiokafka needs a package we do not install
 
