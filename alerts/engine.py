@@ -12,7 +12,9 @@ Decisions (the README's "Alerts: rules and lifecycle" section explains them for 
   higher (a later broker epoch's point supersedes whatever its revision). Threshold and
   rate rules evaluate provisional and final points alike, except that a provisional point of a
   cumulative KPI (count, sum, rate, distinct count: its value only grows while the window is
-  open) is not used to test "below" / "fall": it would read as a drop at every window start.
+  open) is a lower bound: it may raise an "above" / "rise" condition but never clears one
+  (at every window start it would read as a drop, so alerts would resolve and re-fire once a
+  window), and it is not used to test "below" / "fall" at all.
 - **Rate of change** compares a point with the latest value of the series' window that started
   `over` earlier (old windows' late revisions do update this history).
 - **Absence of a source** is driven by freshness records: a `stale` record raises it, due at
@@ -136,7 +138,8 @@ class AlertEngine:
             return out
         for spec in specs:
             if final or spec.uses_provisional():
-                out += self._evaluate(spec, state, group, start, value, now)
+                lower_bound = not final and spec.cumulative
+                out += self._evaluate(spec, state, group, start, value, now, lower_bound)
         return out
 
     def on_freshness(self, record: Mapping[str, Any], now: float) -> list[AlertTransition]:
@@ -328,8 +331,16 @@ class AlertEngine:
             del state.history[old]
 
     def _evaluate(
-        self, spec: RuleSpec, state: _Series, group: str, start: float, value: float, now: float
+        self,
+        spec: RuleSpec,
+        state: _Series,
+        group: str,
+        start: float,
+        value: float,
+        now: float,
+        lower_bound: bool = False,
     ) -> list[AlertTransition]:
+        """The rule's condition on one point; a lower bound (provisional count) only raises."""
         labels = spec.labels(group)
         alert = self._alerts.get(self._fingerprint(spec, labels))
         latched = alert.latched if alert is not None else False
@@ -342,6 +353,8 @@ class AlertEngine:
             if change is None:
                 return []
             holds = rate_condition(spec.rule, change, latched)
+        if lower_bound and not holds:
+            return []  # the window may yet reach the level: only its final point clears
         return self._condition(spec, labels, holds, value, change, now + spec.rule.for_, now)
 
     def _baseline(self, spec: RuleSpec, state: _Series, start: float) -> float | None:

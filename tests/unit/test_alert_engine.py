@@ -173,7 +173,28 @@ def test_rate_of_change_compares_with_the_window_one_period_earlier(new_engine: 
     assert out == []  # baseline of T0 + 300 missing: no answer, the alert holds
     engine.on_kpi(_visits(T0 + 300, 100.0, final=True), T0 + 7501)  # a late baseline arrives
     out = engine.on_kpi(_visits(T0 + 3900, 120.0, final=False, revision=1), T0 + 7600)
+    assert out == []  # +20 % so far: a provisional count is a lower bound, it cannot clear
+    out = engine.on_kpi(_visits(T0 + 3900, 120.0, final=True, revision=2), T0 + 7900)
     assert kinds(out) == ["resolve"]
+
+
+def test_a_new_windows_first_counts_do_not_resolve_a_rise(new_engine: Engine) -> None:
+    """A count's new window starts low: it resolves a rise only once the window is final.
+
+    Before, the first provisional point of each window read as a fall and resolved the alert,
+    and the window's growing count fired it again: a surge flapped once a window.
+    """
+    engine = new_engine()
+    engine.on_kpi(_visits(T0, 100.0, final=True), T0 + 3600)
+    fired = engine.on_kpi(_visits(T0 + 3600, 200.0, final=True), T0 + 7200)
+    assert kinds(fired) == ["fire"]
+    for minute, value in enumerate((3.0, 40.0, 150.0, 230.0), start=1):
+        out = engine.on_kpi(
+            _visits(T0 + 7200, value, final=False, revision=minute), T0 + 7200 + minute * 60
+        )
+        assert out == [], (value, kinds(out))
+    out = engine.on_kpi(_visits(T0 + 7200, 240.0, final=True, revision=9), T0 + 10800)
+    assert kinds(out) == ["resolve"]  # +20 % on the surge's window: back under 50 %
 
 
 def test_provisional_counts_do_not_read_as_falls(new_engine: Engine) -> None:
