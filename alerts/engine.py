@@ -12,9 +12,11 @@ Decisions (the README's "Alerts: rules and lifecycle" section explains them for 
   higher (a later broker epoch's point supersedes whatever its revision). Threshold and
   rate rules evaluate provisional and final points alike, except that a provisional point of a
   cumulative KPI (count, sum, rate, distinct count: its value only grows while the window is
-  open) is a lower bound: it may raise an "above" / "rise" condition but never clears one
-  (at every window start it would read as a drop, so alerts would resolve and re-fire once a
-  window), and it is not used to test "below" / "fall" at all.
+  open) is not used to test "below" / "fall": it would read as a drop at every window start.
+  For the same reason it is a lower bound that may raise a rate rule's "rise" but never clear
+  it (a surge would resolve at each new window's first point and re-fire as its count grew:
+  once a hop with sliding windows); a threshold still clears on a new window's first point
+  (the window it was about has ended).
 - **Rate of change** compares a point with the latest value of the series' window that started
   `over` earlier (old windows' late revisions do update this history).
 - **Absence of a source** is driven by freshness records: a `stale` record raises it, due at
@@ -138,7 +140,7 @@ class AlertEngine:
             return out
         for spec in specs:
             if final or spec.uses_provisional():
-                lower_bound = not final and spec.cumulative
+                lower_bound = not final and spec.cumulative and spec.kind == "rate_of_change"
                 out += self._evaluate(spec, state, group, start, value, now, lower_bound)
         return out
 
