@@ -17,7 +17,8 @@ department system would (retrying a 503 after its Retry-After), and at the end c
 every acknowledged one was stored: lost must be 0, rolls included. `--kill NAME@SECONDS`
 SIGKILLs a component (`:TERM` for a clean stop) and reports how long until it was back and
 events flowed again (a KPI point emitted by the new worker / an event stored by the new
-writer). `--traffic` counts
+writer). The broker's CPU is printed for each minute (it grows with what the broker holds;
+`ioc up` rolls it at IOC_BROKER_CPU_LIMIT). `--traffic` counts
 the records and bytes per topic (what the broker must hold). The rolls `ioc up` made are
 listed with their pause. The machine's load average is printed: figures from a busy
 machine are not comparable.
@@ -70,6 +71,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return raw if isinstance(raw, dict) else {}
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return float(times.user + times.system)
 
 
 def _rss(pid: int | None) -> int | None:
@@ -209,6 +220,7 @@ class Soak:
                 row[name] = rss
         row["simulators"] = simulators or None
         row["broker_pid"] = services.get("broker", {}).get("pid")
+        row["broker_cpu_s"] = _cpu_seconds(row["broker_pid"])
         return row
 
     async def sampler(self, until: float) -> None:
@@ -220,7 +232,7 @@ class Soak:
                 text = " ".join(
                     f"{k} {v / MiB:.0f}"
                     for k, v in row.items()
-                    if k not in ("t", "broker_pid") and v is not None
+                    if k not in ("t", "broker_pid", "broker_cpu_s") and v is not None
                 )
                 print(f"t={row['t']:6.0f}s {text} (MiB) load {self.loads[-1]:.1f}", flush=True)
             await asyncio.sleep(self.args.sample)
@@ -382,7 +394,11 @@ class Soak:
     def report(self, lost: int) -> dict[str, Any]:
         warm = self.args.warmup * 60
         after = [s for s in self.samples if s["t"] >= warm]
-        names = [k for k in self.samples[0] if k not in ("t", "broker_pid")] if self.samples else []
+        names = (
+            [k for k in self.samples[0] if k not in ("t", "broker_pid", "broker_cpu_s")]
+            if self.samples
+            else []
+        )
         growth: dict[str, dict[str, float | None]] = {}
         for name in names:
             points = [(s["t"], s[name]) for s in after if s.get(name) is not None]
@@ -423,7 +439,23 @@ class Soak:
                 "other_refusals": self.probe.other_refusals,
             },
             "traffic_per_minute": self._traffic_rates(warm),
+            "broker_cpu_by_minute": self._broker_cpu_by_minute(),
         }
+
+    def _broker_cpu_by_minute(self) -> list[float | None]:
+        """The broker's CPU in each whole minute since ready, in % of a core (None: it rolled)."""
+        by_minute: list[float | None] = []
+        rows = [s for s in self.samples if s.get("broker_cpu_s") is not None]
+        for minute in range(int(self.args.minutes)):
+            inside = [s for s in rows if minute * 60 <= s["t"] <= (minute + 1) * 60 + 1e-9]
+            if len(inside) < 2 or inside[0]["broker_pid"] != inside[-1]["broker_pid"]:
+                by_minute.append(None)
+                continue
+            first, last = inside[0], inside[-1]
+            by_minute.append(
+                100 * (last["broker_cpu_s"] - first["broker_cpu_s"]) / (last["t"] - first["t"])
+            )
+        return by_minute
 
     def _traffic_rates(self, warm: float) -> dict[str, dict[str, float]]:
         rates: dict[str, dict[str, float]] = {}
@@ -540,6 +572,9 @@ def _print(report: dict[str, Any]) -> None:
         f"probe events: {probe['acked']} acknowledged, {probe['lost']} lost, "
         f"{probe['paused_answers']} answers 503 paused, {probe['other_refusals']} other refusals"
     )
+    cpu = report["broker_cpu_by_minute"]
+    by_minute = " ".join("-" if c is None else f"{c:.0f}" for c in cpu)
+    print(f"broker CPU by minute (% of a core; -: it rolled): {by_minute}")
     for topic, rate in sorted(report["traffic_per_minute"].items()):
         print(f"  {topic:<28} {rate['records']:>9,.0f} records/min {rate['kib']:>9,.0f} KiB/min")
 

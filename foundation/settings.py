@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     )
     broker_roll_at: float = Field(default=0.8, gt=0, le=1, description="fraction of the limit")
     broker_roll_interval: float = Field(default=0.0, ge=0, description="seconds; 0: off")
+    # Its cost per fetch grows with the record batches a partition holds, so its CPU climbs
+    # with its age even at a steady rate: roll when it passes this share of a core (0: off).
+    broker_cpu_limit: float = Field(default=0.6, ge=0, le=64, description="cores; 0: off")
     broker_drain_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds")
     # The embedded PostgreSQL's shared buffers: most of its memory once its data outgrows them.
     postgres_shared_buffers: ByteSize = Field(

@@ -19,6 +19,7 @@ __all__ = [
     "TopicPartition",
     "behind",
     "consumers_of",
+    "cpu_rate",
     "describe_behind",
     "hung",
     "is_simulator",
@@ -46,16 +47,33 @@ def consumers_of(names: Iterable[str]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class RollPolicy:
-    """Roll when the broker's RSS passes `roll_at` of `memory_limit`, or every `interval` s."""
+    """Roll when the broker's RSS passes `roll_at` of `memory_limit`, when its CPU over the
+    last `cpu_window` s passes `cpu_limit` cores in an epoch at least `cpu_min_age` s old, or
+    every `interval` s.
+
+    The CPU rule is there because the embedded broker's cost per fetch grows with the record
+    batches a partition holds: at a steady rate its CPU climbs with its age, long before its
+    memory nears the limit. The minimum age keeps a load that is simply heavy (a young
+    broker that is busy) from rolling again and again.
+    """
 
     memory_limit: int  # bytes; 0: never roll for memory
     roll_at: float = 0.8
     interval: float = 0.0  # seconds; 0: no timed rolls
+    cpu_limit: float = 0.0  # cores; 0: never roll for CPU
+    cpu_window: float = 60.0  # seconds the CPU is averaged over
+    cpu_min_age: float = 600.0  # seconds since the last roll before the CPU rule applies
     retry_after: float = 60.0  # seconds after an aborted roll (a drain that timed out)
     forced_retry_after: float = 15.0  # the same at the memory limit itself
 
     def reason(
-        self, *, rss: int | None, now: float, last_roll: float, last_abort: float | None
+        self,
+        *,
+        rss: int | None,
+        now: float,
+        last_roll: float,
+        last_abort: float | None,
+        cpu: float | None = None,
     ) -> str | None:
         """Why a roll is due now, or None."""
         if last_abort is not None:
@@ -69,6 +87,13 @@ class RollPolicy:
                 f"memory {rss / 2**20:.0f} MiB ≥ {self.roll_at:.0%} of "
                 f"{self.memory_limit / 2**20:.0f} MiB"
             )
+        if (
+            self.cpu_limit
+            and cpu is not None
+            and cpu >= self.cpu_limit
+            and now - last_roll >= self.cpu_min_age
+        ):
+            return f"CPU {cpu:.0%} of a core ≥ {self.cpu_limit:.0%} over {self.cpu_window:g} s"
         if self.interval and now - last_roll >= self.interval:
             return f"timer ({self.interval:g} s)"
         return None
@@ -76,6 +101,23 @@ class RollPolicy:
     def forced(self, rss: int | None) -> bool:
         """At the limit itself: roll even if the drain does not finish (losing its rest)."""
         return bool(self.memory_limit) and rss is not None and rss >= self.memory_limit
+
+
+def cpu_rate(samples: Iterable[tuple[float, float]], *, window: float) -> float | None:
+    """Cores used over the last `window` s, from (time, CPU seconds) samples of one process.
+
+    None until the samples span most of the window (a young process is not judged).
+    """
+    rows = sorted(samples)
+    if not rows:
+        return None
+    now = rows[-1][0]
+    inside = [row for row in rows if row[0] >= now - window]
+    first, last = inside[0], inside[-1]
+    span = last[0] - first[0]
+    if span < 0.8 * window:
+        return None
+    return max(0.0, last[1] - first[1]) / span
 
 
 def hung(down: Iterable[DependencyDown], *, now: float, after: float) -> list[DependencyDown]:

@@ -38,6 +38,7 @@ import os
 import signal
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ from foundation.intake import IntakePause, clear_pause, control_dir, read_ack, w
 from foundation.kafka_client import kafka_client_options
 from foundation.settings import Settings
 from ioc.drain import Positions
+from ioc.embedded.broker import EmbeddedBroker
 from ioc.runtime import Runtime
 from ioc.service_policy import (
     CONSUMERS,
@@ -66,6 +68,7 @@ from ioc.service_policy import (
     TopicPartition,
     behind,
     consumers_of,
+    cpu_rate,
     describe_behind,
     hung,
     is_simulator,
@@ -191,7 +194,15 @@ class ServiceWatchdog:
             memory_limit=int(settings.broker_memory_limit),
             roll_at=settings.broker_roll_at,
             interval=settings.broker_roll_interval,
+            cpu_limit=settings.broker_cpu_limit,
         )
+        # (time, CPU seconds) of the running broker, the last minute or so; cleared when its
+        # process changes (a roll, a restart).
+        self._cpu_samples: deque[tuple[float, float]] = deque(
+            maxlen=int(self._policy.cpu_window / self.RSS_EVERY) + 2
+        )
+        self._cpu_pid: int | None = None
+        self.broker_cpu: float | None = None
         self._last_roll = clock()
         self._last_abort: float | None = None
         self._last_rss_sample = 0.0
@@ -241,8 +252,13 @@ class ServiceWatchdog:
         if broker is not None and now - self._last_rss_sample >= self.RSS_EVERY:
             self._last_rss_sample = now
             self._rss = broker.rss()
+            self.broker_cpu = self._sample_cpu(broker, now)
             reason = self._policy.reason(
-                rss=self._rss, now=now, last_roll=self._last_roll, last_abort=self._last_abort
+                rss=self._rss,
+                now=now,
+                last_roll=self._last_roll,
+                last_abort=self._last_abort,
+                cpu=self.broker_cpu,
             )
             if reason is not None:
                 await self.roll(reason, stop, forced=self._policy.forced(self._rss))
@@ -250,6 +266,17 @@ class ServiceWatchdog:
         if request is not None:
             report = await self.roll("requested (ioc broker roll)", stop, forced=False)
             self._write_roll_result(request, report)
+
+    def _sample_cpu(self, broker: EmbeddedBroker, now: float) -> float | None:
+        """The broker's cores over the last minute (None while it is younger than that)."""
+        used = broker.cpu_seconds()
+        if broker.pid != self._cpu_pid:
+            self._cpu_samples.clear()
+            self._cpu_pid = broker.pid
+        if used is None:
+            return None
+        self._cpu_samples.append((now, used))
+        return cpu_rate(self._cpu_samples, window=self._policy.cpu_window)
 
     # ---- deaths ---------------------------------------------------------------------------
 
@@ -612,6 +639,8 @@ class ServiceWatchdog:
                 "rss_bytes": self._rss,
                 "memory_limit": int(self._settings.broker_memory_limit),
                 "roll_at": self._settings.broker_roll_at,
+                "cpu_cores": self.broker_cpu,
+                "cpu_limit": self._settings.broker_cpu_limit,
                 "rolls": sum(1 for r in self.rolls if r.ok),
                 "last_roll": asdict(self.rolls[-1]) if self.rolls else None,
             }

@@ -228,6 +228,12 @@ def render_status(report: dict[str, Any]) -> str:
             if limit:
                 roll_at = details["watchdog"]["roll_at"]
                 extra += f" (limit {limit / 2**20:.0f} MiB, rolled at {roll_at:.0%})"
+            cores = details.get("watchdog", {}).get("cpu_cores")
+            if cores is not None:
+                cpu_limit = details["watchdog"].get("cpu_limit") or 0
+                extra += f", CPU {cores:.0%} of a core" + (
+                    f" (rolled at {cpu_limit:.0%})" if cpu_limit else ""
+                )
         if key == "database" and service["reachable"]:
             extra += f", storage path: {details['storage_path']} ({details['storage_note']})"
         extra += _watchdog_note(details.get("watchdog"))

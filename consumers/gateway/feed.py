@@ -31,8 +31,10 @@ __all__ = ["KafkaFeed"]
 log = logging.getLogger("ioc.gateway.feed")
 
 # The embedded broker answers a waiting fetch only at its max wait, not when data arrives:
-# this bounds the push latency from below (the worker's 100 ms would be a wall's whole budget).
-_FETCH_MAX_WAIT_MS = 20
+# this bounds the push latency from below. It also sets how often the broker serves us, and
+# each fetch that finds data costs it in proportion to the batches a partition holds (its CPU
+# climbs with its age): 100 ms, like the worker, not 20 (bench/RESULTS.md, "The broker's CPU").
+_FETCH_MAX_WAIT_MS = 100
 _DEFAULT_PARTITIONS = 4
 
 

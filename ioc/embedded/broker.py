@@ -86,6 +86,16 @@ class EmbeddedBroker:
         except psutil.Error:
             return None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the broker has used (user + system), in seconds."""
+        if self._proc is None:
+            return None
+        try:
+            times = psutil.Process(self._proc.pid).cpu_times()
+        except psutil.Error:
+            return None
+        return float(times.user + times.system)
+
     async def restart(self) -> None:
         """A fresh broker on the same port (empty: the old one's memory goes with it)."""
         self.stop()

@@ -18,7 +18,14 @@ from foundation.intake import (
     write_ack,
     write_pause,
 )
-from ioc.service_policy import RollPolicy, behind, consumers_of, describe_behind, hung
+from ioc.service_policy import (
+    RollPolicy,
+    behind,
+    consumers_of,
+    cpu_rate,
+    describe_behind,
+    hung,
+)
 
 MiB = 2**20
 
@@ -54,6 +61,44 @@ def test_timed_rolls_and_no_limit() -> None:
         "timer (3600 s)"
     )
     assert not policy.forced(10**12)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "now", "last_roll", "due"),
+    [
+        (0.59, 900.0, 0.0, False),  # under 60 % of a core
+        (0.60, 900.0, 0.0, True),
+        (1.30, 900.0, 0.0, True),
+        (1.30, 599.0, 0.0, False),  # a young broker that is busy is left alone…
+        (1.30, 1200.0, 700.0, False),  # …also after a roll
+        (None, 900.0, 0.0, False),  # not a minute of samples yet
+    ],
+)
+def test_cpu_rolls_an_aged_broker_past_the_limit(
+    cpu: float | None, now: float, last_roll: float, due: bool
+) -> None:
+    """The broker's cost grows with what it holds: its CPU, not only its memory, rolls it."""
+    policy = RollPolicy(memory_limit=1024 * MiB, cpu_limit=0.6)
+    reason = policy.reason(rss=10 * MiB, now=now, last_roll=last_roll, last_abort=None, cpu=cpu)
+    assert (reason is not None) == due
+    if due:
+        assert reason is not None and reason.startswith("CPU")
+    assert (
+        RollPolicy(memory_limit=0).reason(
+            rss=None, now=10**6, last_roll=0.0, last_abort=None, cpu=5.0
+        )
+        is None
+    )  # cpu_limit 0: never for CPU
+
+
+def test_cpu_rate_over_the_window() -> None:
+    """Cores over the last window; None until the samples span most of it."""
+    samples = [(float(t), 0.5 * t) for t in range(0, 125, 5)]  # half a core throughout
+    assert cpu_rate(samples, window=60.0) == pytest.approx(0.5)
+    assert cpu_rate(samples[:8], window=60.0) is None  # 35 s of samples
+    assert cpu_rate([], window=60.0) is None
+    rising = [(float(t), 0.01 * t * t) for t in range(0, 125, 5)]  # faster and faster
+    assert cpu_rate(rising, window=60.0) == pytest.approx((144 - 36) / 60)
 
 
 def test_forced_only_at_the_limit() -> None:
