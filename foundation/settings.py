@@ -11,13 +11,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from foundation.errors import SettingsError
 
-__all__ = ["CLUSTER_SESSION_TIMEOUT", "EMBEDDED_SESSION_TIMEOUT", "Settings", "load_settings"]
+__all__ = [
+    "CLUSTER_SESSION_TIMEOUT",
+    "CLUSTER_TOPIC_PARTITIONS",
+    "EMBEDDED_SESSION_TIMEOUT",
+    "EMBEDDED_TOPIC_PARTITIONS",
+    "Settings",
+    "load_settings",
+]
 
 # Consumer-group session timeouts when none is set. A SIGKILLed member keeps its partitions
 # until its session expires, so this bounds the recovery after a crash. On the embedded broker
 # (one machine, loopback) a short one is safe; a cluster sees network hiccups and long GCs.
 EMBEDDED_SESSION_TIMEOUT = 4.0
 CLUSTER_SESSION_TIMEOUT = 10.0
+# Partitions per contract topic when none is set: a cluster spreads them over workers; the
+# embedded broker runs one worker, and its cost per fetch grows with each partition named.
+CLUSTER_TOPIC_PARTITIONS = 4
+EMBEDDED_TOPIC_PARTITIONS = 1
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -85,8 +96,9 @@ class Settings(BaseSettings):
     # /healthz says "degraded" when one does not.
     health_probe_interval: float = Field(default=2.0, gt=0, le=60, description="seconds")
 
-    # Topics of the contract.
-    topic_partitions: int = Field(default=4, ge=1, le=1024)
+    # Topics of the contract. None: 4 on a Kafka cluster, 1 on the embedded broker (one worker
+    # there; and each partition a fetch names costs it in proportion to all it holds).
+    topic_partitions: int | None = Field(default=None, ge=1, le=1024)
     topic_replication_factor: int = Field(default=1, ge=1, le=16)
 
     # The sector catalog; None means the default catalog of Bình Phước.
@@ -233,6 +245,13 @@ class Settings(BaseSettings):
         if configured is not None:
             return configured
         return EMBEDDED_SESSION_TIMEOUT if self.embedded_broker else CLUSTER_SESSION_TIMEOUT
+
+    @property
+    def partitions_per_topic(self) -> int:
+        """The partitions of each contract topic: the one set, else the mode's default."""
+        if self.topic_partitions is not None:
+            return self.topic_partitions
+        return EMBEDDED_TOPIC_PARTITIONS if self.embedded_broker else CLUSTER_TOPIC_PARTITIONS
 
     @property
     def embedded_database(self) -> bool:

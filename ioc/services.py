@@ -101,7 +101,7 @@ async def prepare_broker(
     results = await create_topics(
         bootstrap_servers,
         contract_topics(catalog),
-        partitions=settings.topic_partitions,
+        partitions=settings.partitions_per_topic,
         replication_factor=settings.topic_replication_factor,
         timeout=settings.connect_timeout,
         kafka_options=options,

@@ -69,7 +69,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         bootstrap_servers=bootstrap,
         group=settings.worker_group,
         epoch=epoch,
-        partitions=settings.topic_partitions,
+        partitions=settings.partitions_per_topic,
         replication_factor=settings.topic_replication_factor,
         data_dir=state_dir / "faust",
         session_timeout=settings.session_timeout(settings.worker_session_timeout),

@@ -70,7 +70,7 @@ async def _cmd_writer(args: argparse.Namespace, settings: Settings) -> int:
     await create_topics(
         bootstrap,
         contract_topics(catalog),
-        partitions=settings.topic_partitions,
+        partitions=settings.partitions_per_topic,
         replication_factor=settings.topic_replication_factor,
         timeout=settings.connect_timeout,
         kafka_options=kafka_client_options(settings),

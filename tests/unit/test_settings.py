@@ -23,7 +23,17 @@ def test_defaults_mean_embedded_services() -> None:
     settings = load_settings()
     assert settings.embedded_broker and settings.embedded_database
     assert settings.state_dir == Path(".ioc")
-    assert settings.topic_partitions == 4
+    assert settings.topic_partitions is None and settings.partitions_per_topic == 1
+
+
+def test_topic_partitions_default_to_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 on the embedded broker (one worker; fetch cost), 4 on a cluster, else what is set."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "k1:9092")
+    assert load_settings().partitions_per_topic == 4
+    monkeypatch.setenv("IOC_TOPIC_PARTITIONS", "2")
+    assert load_settings().partitions_per_topic == 2
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
+    assert load_settings().partitions_per_topic == 2
 
 
 def test_reads_plain_and_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,7 +44,7 @@ def test_reads_plain_and_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> 
     settings = load_settings()
     assert settings.kafka_bootstrap_servers == "k1:9092,k2:9093"
     assert settings.database_url == "postgresql://u:p@db:5432/ioc"
-    assert settings.topic_partitions == 12
+    assert settings.topic_partitions == 12 and settings.partitions_per_topic == 12
     assert settings.state_dir == Path("/var/lib/ioc")
     assert not settings.embedded_broker
 
