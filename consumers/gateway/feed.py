@@ -32,7 +32,7 @@ log = logging.getLogger("ioc.gateway.feed")
 
 # The embedded broker answers a waiting fetch only at its max wait, not when data arrives:
 # this bounds the push latency from below. It also sets how often the broker serves us, and
-# each fetch that finds data costs it in proportion to the batches a partition holds (its CPU
+# each fetch that finds data costs it in proportion to all the batches it holds (its CPU
 # climbs with its age): 100 ms, like the worker, not 20 (bench/RESULTS.md, "The broker's CPU").
 _FETCH_MAX_WAIT_MS = 100
 _DEFAULT_PARTITIONS = 4

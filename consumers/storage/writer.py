@@ -144,7 +144,7 @@ class StorageWriter:
             session_timeout_ms=int(self._config.session_timeout * 1000),
             heartbeat_interval_ms=max(int(self._config.session_timeout * 1000 / 3), 100),
             # The embedded broker answers a waiting fetch only at its max wait (README), and
-            # each answer with data costs it in proportion to what a partition holds: the
+            # each answer with data costs it in proportion to all it holds: the
             # writer lingers half a second anyway, so it fetches at that pace.
             fetch_max_wait_ms=500,
             request_timeout_ms=int(max(self._config.connect_timeout, 5) * 4000),
