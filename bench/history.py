@@ -196,11 +196,20 @@ async def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--series", type=int, default=50, help="other series in kpi_points")
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--shared-buffers",
+        default="128MB",
+        help="the server's shared_buffers (128MB: ioc up's default, IOC_POSTGRES_SHARED_BUFFERS)",
+    )
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="ioc-bench-history-"))
     postgres = EmbeddedPostgres(
-        state_dir=root, server_settings={"timescaledb.max_background_workers": "0"}
+        state_dir=root,
+        server_settings={
+            "timescaledb.max_background_workers": "0",
+            "shared_buffers": args.shared_buffers,
+        },
     )
     results: dict[StoragePath, dict[str, tuple[float, float]]] = {}
     try:
@@ -218,6 +227,7 @@ async def main() -> None:
     print(
         f"machine: {machine()}; embedded PostgreSQL"
         f"{f' with TimescaleDB {timescale}' if timescale else ''};"
+        f" shared_buffers {args.shared_buffers};"
         f" {args.days} days of 15-minute points, {args.series + 1} series, {args.rounds} rounds"
     )
     for path, figures in results.items():

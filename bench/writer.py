@@ -122,6 +122,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument(
+        "--shared-buffers",
+        default="128MB",
+        help="the server's shared_buffers (128MB: ioc up's default, IOC_POSTGRES_SHARED_BUFFERS)",
+    )
     args = parser.parse_args()
 
     log(f"decoding {args.events:,} simulator events")
@@ -129,7 +134,11 @@ async def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="ioc-bench-writer-"))
     # No TimescaleDB background jobs: nothing else runs while the writer is timed.
     postgres = EmbeddedPostgres(
-        state_dir=root, server_settings={"timescaledb.max_background_workers": "0"}
+        state_dir=root,
+        server_settings={
+            "timescaledb.max_background_workers": "0",
+            "shared_buffers": args.shared_buffers,
+        },
     )
     results: dict[StoragePath, tuple[float, float]] = {}
     try:
@@ -146,6 +155,7 @@ async def main() -> None:
     print(
         f"machine: {machine()}; embedded PostgreSQL"
         f"{f' with TimescaleDB {timescale}' if timescale else ''};"
+        f" shared_buffers {args.shared_buffers};"
         f" {count:,} rows, batches of {args.batch:,}"
     )
     raw, writer = results["plain-postgresql"]
