@@ -86,8 +86,12 @@ class Settings(BaseSettings):
     broker_cpu_limit: float = Field(default=0.6, ge=0, le=64, description="cores; 0: off")
     broker_drain_timeout: float = Field(default=30.0, gt=0, le=600, description="seconds")
     # The embedded PostgreSQL's shared buffers: most of its memory once its data outgrows them.
+    # 16 MiB (PostgreSQL's own default is 128 MB): they fill within minutes at the demo rate,
+    # so its memory is flat from then on; the writer is as fast, and the history API's
+    # answers as fast from the rollups (bench/RESULTS.md, "PostgreSQL with smaller shared
+    # buffers"). Raise it where the history is read hard.
     postgres_shared_buffers: ByteSize = Field(
-        default=ByteSize(128 << 20), ge=16 << 20, le=64 << 30, description="e.g. 128MiB, 32MiB"
+        default=ByteSize(16 << 20), ge=16 << 20, le=64 << 30, description="e.g. 16MiB, 128MiB"
     )
     # An embedded service alive but answering no probe for this long is killed and restarted.
     service_hung_after: float = Field(default=60.0, ge=0, le=3600, description="0: never")
