@@ -125,7 +125,7 @@ async def main() -> None:
     parser.add_argument(
         "--shared-buffers",
         default="128MB",
-        help="the server's shared_buffers (128MB: ioc up's default, IOC_POSTGRES_SHARED_BUFFERS)",
+        help="the server's shared_buffers (128MB: PostgreSQL's default; ioc up: 16MiB)",
     )
     args = parser.parse_args()
 

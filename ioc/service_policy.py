@@ -52,9 +52,11 @@ class RollPolicy:
     every `interval` s.
 
     The CPU rule is there because the embedded broker's cost per fetch grows with the record
-    batches a partition holds: at a steady rate its CPU climbs with its age, long before its
-    memory nears the limit. The minimum age keeps a load that is simply heavy (a young
-    broker that is busy) from rolling again and again.
+    batches it holds: at a steady rate its CPU climbs with its age, long before its memory
+    nears the limit. A roll cures only that growth, so the rule also asks for it: the CPU
+    must be at least `cpu_growth` times the epoch's lowest minute. A load that is simply
+    heavy (a broker busy from its first minute, as at 2,000 ev/s) does not roll again and
+    again, and neither does a young broker (`cpu_min_age`).
     """
 
     memory_limit: int  # bytes; 0: never roll for memory
@@ -63,6 +65,7 @@ class RollPolicy:
     cpu_limit: float = 0.0  # cores; 0: never roll for CPU
     cpu_window: float = 60.0  # seconds the CPU is averaged over
     cpu_min_age: float = 600.0  # seconds since the last roll before the CPU rule applies
+    cpu_growth: float = 2.0  # times the epoch's lowest minute, before the CPU rule applies
     retry_after: float = 60.0  # seconds after an aborted roll (a drain that timed out)
     forced_retry_after: float = 15.0  # the same at the memory limit itself
 
@@ -74,8 +77,9 @@ class RollPolicy:
         last_roll: float,
         last_abort: float | None,
         cpu: float | None = None,
+        cpu_floor: float | None = None,
     ) -> str | None:
-        """Why a roll is due now, or None."""
+        """Why a roll is due now, or None; `cpu_floor`: the epoch's lowest minute so far."""
         if last_abort is not None:
             # After a cancelled roll: a minute's pause, or at the limit a short one (never a
             # loop that pauses intake again and again).
@@ -92,8 +96,13 @@ class RollPolicy:
             and cpu is not None
             and cpu >= self.cpu_limit
             and now - last_roll >= self.cpu_min_age
+            and cpu_floor is not None
+            and cpu >= self.cpu_growth * cpu_floor
         ):
-            return f"CPU {cpu:.0%} of a core ≥ {self.cpu_limit:.0%} over {self.cpu_window:g} s"
+            return (
+                f"CPU {cpu:.0%} of a core ≥ {self.cpu_limit:.0%} over {self.cpu_window:g} s"
+                f" ({cpu / max(cpu_floor, 1e-9):.1f}× its lowest minute)"
+            )
         if self.interval and now - last_roll >= self.interval:
             return f"timer ({self.interval:g} s)"
         return None

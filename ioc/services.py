@@ -203,6 +203,7 @@ class ServiceWatchdog:
         )
         self._cpu_pid: int | None = None
         self.broker_cpu: float | None = None
+        self._cpu_floor: float | None = None  # the running broker's lowest minute
         self._last_roll = clock()
         self._last_abort: float | None = None
         self._last_rss_sample = 0.0
@@ -259,6 +260,7 @@ class ServiceWatchdog:
                 last_roll=self._last_roll,
                 last_abort=self._last_abort,
                 cpu=self.broker_cpu,
+                cpu_floor=self._cpu_floor,
             )
             if reason is not None:
                 await self.roll(reason, stop, forced=self._policy.forced(self._rss))
@@ -273,10 +275,14 @@ class ServiceWatchdog:
         if broker.pid != self._cpu_pid:
             self._cpu_samples.clear()
             self._cpu_pid = broker.pid
+            self._cpu_floor = None
         if used is None:
             return None
         self._cpu_samples.append((now, used))
-        return cpu_rate(self._cpu_samples, window=self._policy.cpu_window)
+        rate = cpu_rate(self._cpu_samples, window=self._policy.cpu_window)
+        if rate is not None:
+            self._cpu_floor = rate if self._cpu_floor is None else min(self._cpu_floor, rate)
+        return rate
 
     # ---- deaths ---------------------------------------------------------------------------
 

@@ -64,28 +64,33 @@ def test_timed_rolls_and_no_limit() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cpu", "now", "last_roll", "due"),
+    ("cpu", "floor", "now", "last_roll", "due"),
     [
-        (0.59, 900.0, 0.0, False),  # under 60 % of a core
-        (0.60, 900.0, 0.0, True),
-        (1.30, 900.0, 0.0, True),
-        (1.30, 599.0, 0.0, False),  # a young broker that is busy is left alone…
-        (1.30, 1200.0, 700.0, False),  # …also after a roll
-        (None, 900.0, 0.0, False),  # not a minute of samples yet
+        (0.59, 0.1, 900.0, 0.0, False),  # under 60 % of a core
+        (0.60, 0.1, 900.0, 0.0, True),
+        (1.30, 0.1, 900.0, 0.0, True),
+        (1.30, 0.1, 599.0, 0.0, False),  # a young broker that is busy is left alone…
+        (1.30, 0.1, 1200.0, 700.0, False),  # …also after a roll
+        (None, None, 900.0, 0.0, False),  # not a minute of samples yet
+        (0.95, 0.69, 900.0, 0.0, False),  # busy from its first minute: load, not age
+        (1.40, 0.69, 900.0, 0.0, True),  # …until it has doubled
+        (0.80, None, 900.0, 0.0, False),  # no lowest minute known
     ],
 )
-def test_cpu_rolls_an_aged_broker_past_the_limit(
-    cpu: float | None, now: float, last_roll: float, due: bool
+def test_cpu_rolls_an_aged_broker_whose_cpu_grew_past_the_limit(
+    cpu: float | None, floor: float | None, now: float, last_roll: float, due: bool
 ) -> None:
-    """The broker's cost grows with what it holds: its CPU, not only its memory, rolls it."""
+    """The broker's cost grows with what it holds: that growth, not a heavy load, rolls it."""
     policy = RollPolicy(memory_limit=1024 * MiB, cpu_limit=0.6)
-    reason = policy.reason(rss=10 * MiB, now=now, last_roll=last_roll, last_abort=None, cpu=cpu)
+    reason = policy.reason(
+        rss=10 * MiB, now=now, last_roll=last_roll, last_abort=None, cpu=cpu, cpu_floor=floor
+    )
     assert (reason is not None) == due
     if due:
         assert reason is not None and reason.startswith("CPU")
     assert (
         RollPolicy(memory_limit=0).reason(
-            rss=None, now=10**6, last_roll=0.0, last_abort=None, cpu=5.0
+            rss=None, now=10**6, last_roll=0.0, last_abort=None, cpu=5.0, cpu_floor=0.1
         )
         is None
     )  # cpu_limit 0: never for CPU
