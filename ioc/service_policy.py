@@ -7,6 +7,7 @@ fresh one under a new epoch after every reader has consumed what it holds: see
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from foundation.health import DependencyDown
 __all__ = [
     "CONSUMERS",
     "INTAKE",
+    "CpuMeter",
     "RollPolicy",
     "TopicPartition",
     "behind",
@@ -54,9 +56,9 @@ class RollPolicy:
     The CPU rule is there because the embedded broker's cost per fetch grows with the record
     batches it holds: at a steady rate its CPU climbs with its age, long before its memory
     nears the limit. A roll cures only that growth, so the rule also asks for it: the CPU
-    must be at least `cpu_growth` times the epoch's lowest minute. A load that is simply
-    heavy (a broker busy from its first minute, as at 2,000 ev/s) does not roll again and
-    again, and neither does a young broker (`cpu_min_age`).
+    must be at least `cpu_growth` times the epoch's lowest minute after start-up (`CpuMeter`).
+    A load that is simply heavy (a broker busy from its first minute, as at 2,000 ev/s) does
+    not roll again and again, and neither does a young broker (`cpu_min_age`).
     """
 
     memory_limit: int  # bytes; 0: never roll for memory
@@ -127,6 +129,37 @@ def cpu_rate(samples: Iterable[tuple[float, float]], *, window: float) -> float 
     if span < 0.8 * window:
         return None
     return max(0.0, last[1] - first[1]) / span
+
+
+class CpuMeter:
+    """One process's cores over the last `window` s, and its lowest such minute (`floor`).
+
+    `sample(pid, now, cpu_seconds)` takes a reading; a new pid (a roll, a restart) starts
+    over. The floor counts only windows that end `settle` s or more after the process's first
+    reading: its first minute is start-up (idle, then load arriving), not its steady cost.
+    """
+
+    def __init__(self, *, window: float, every: float, settle: float) -> None:
+        self.window = window
+        self.settle = settle
+        self._samples: deque[tuple[float, float]] = deque(maxlen=int(window / every) + 2)
+        self._pid: int | None = None
+        self._since = 0.0
+        self.rate: float | None = None
+        self.floor: float | None = None
+
+    def sample(self, pid: int | None, now: float, used: float | None) -> float | None:
+        if pid != self._pid:
+            self._samples.clear()
+            self._pid, self._since, self.floor = pid, now, None
+        if used is None:
+            self.rate = None
+            return None
+        self._samples.append((now, used))
+        self.rate = cpu_rate(self._samples, window=self.window)
+        if self.rate is not None and now - self._since >= self.settle:
+            self.floor = self.rate if self.floor is None else min(self.floor, self.rate)
+        return self.rate
 
 
 def hung(down: Iterable[DependencyDown], *, now: float, after: float) -> list[DependencyDown]:

@@ -38,7 +38,6 @@ import os
 import signal
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -59,16 +58,15 @@ from foundation.intake import IntakePause, clear_pause, control_dir, read_ack, w
 from foundation.kafka_client import kafka_client_options
 from foundation.settings import Settings
 from ioc.drain import Positions
-from ioc.embedded.broker import EmbeddedBroker
 from ioc.runtime import Runtime
 from ioc.service_policy import (
     CONSUMERS,
     INTAKE,
+    CpuMeter,
     RollPolicy,
     TopicPartition,
     behind,
     consumers_of,
-    cpu_rate,
     describe_behind,
     hung,
     is_simulator,
@@ -196,14 +194,14 @@ class ServiceWatchdog:
             interval=settings.broker_roll_interval,
             cpu_limit=settings.broker_cpu_limit,
         )
-        # (time, CPU seconds) of the running broker, the last minute or so; cleared when its
-        # process changes (a roll, a restart).
-        self._cpu_samples: deque[tuple[float, float]] = deque(
-            maxlen=int(self._policy.cpu_window / self.RSS_EVERY) + 2
+        # The running broker's cores over the last minute, and its lowest minute after two
+        # (the CPU rule's growth); starts over when its process changes (a roll, a restart).
+        self._cpu = CpuMeter(
+            window=self._policy.cpu_window,
+            every=self.RSS_EVERY,
+            settle=2 * self._policy.cpu_window,
         )
-        self._cpu_pid: int | None = None
         self.broker_cpu: float | None = None
-        self._cpu_floor: float | None = None  # the running broker's lowest minute
         self._last_roll = clock()
         self._last_abort: float | None = None
         self._last_rss_sample = 0.0
@@ -253,14 +251,14 @@ class ServiceWatchdog:
         if broker is not None and now - self._last_rss_sample >= self.RSS_EVERY:
             self._last_rss_sample = now
             self._rss = broker.rss()
-            self.broker_cpu = self._sample_cpu(broker, now)
+            self.broker_cpu = self._cpu.sample(broker.pid, now, broker.cpu_seconds())
             reason = self._policy.reason(
                 rss=self._rss,
                 now=now,
                 last_roll=self._last_roll,
                 last_abort=self._last_abort,
                 cpu=self.broker_cpu,
-                cpu_floor=self._cpu_floor,
+                cpu_floor=self._cpu.floor,
             )
             if reason is not None:
                 await self.roll(reason, stop, forced=self._policy.forced(self._rss))
@@ -268,21 +266,6 @@ class ServiceWatchdog:
         if request is not None:
             report = await self.roll("requested (ioc broker roll)", stop, forced=False)
             self._write_roll_result(request, report)
-
-    def _sample_cpu(self, broker: EmbeddedBroker, now: float) -> float | None:
-        """The broker's cores over the last minute (None while it is younger than that)."""
-        used = broker.cpu_seconds()
-        if broker.pid != self._cpu_pid:
-            self._cpu_samples.clear()
-            self._cpu_pid = broker.pid
-            self._cpu_floor = None
-        if used is None:
-            return None
-        self._cpu_samples.append((now, used))
-        rate = cpu_rate(self._cpu_samples, window=self._policy.cpu_window)
-        if rate is not None:
-            self._cpu_floor = rate if self._cpu_floor is None else min(self._cpu_floor, rate)
-        return rate
 
     # ---- deaths ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from foundation.intake import (
     write_pause,
 )
 from ioc.service_policy import (
+    CpuMeter,
     RollPolicy,
     behind,
     consumers_of,
@@ -167,3 +168,21 @@ def test_a_service_is_hung_after_answering_no_probe_for_a_while(
     """Down since 100 (broker) and 130 (database); 0 switches the check off."""
     down = [DependencyDown("broker", 100.0, "timeout"), DependencyDown("database", 130.0, "x")]
     assert [d.dependency for d in hung(down, now=now, after=after)] == expected
+
+
+def test_the_cpu_floor_leaves_out_start_up_and_starts_over_with_a_new_process() -> None:
+    """The growth rule compares with the lowest steady minute, not the idle start."""
+    meter = CpuMeter(window=60.0, every=5.0, settle=120.0)
+    used = 0.0
+    for t in range(0, 121, 5):  # idle for 30 s, then 0.9 of a core
+        used += 0.0 if t <= 30 else 0.9 * 5
+        meter.sample(7, float(t), used)
+    assert meter.rate is not None and meter.rate > 0.6
+    assert meter.floor is not None and meter.floor > 0.8  # not the half-idle first minute
+    for t in range(125, 301, 5):  # the same load: no growth
+        used += 0.9 * 5
+        meter.sample(7, float(t), used)
+    assert meter.floor == pytest.approx(0.9)
+    assert meter.sample(8, 305.0, 1.0) is None  # a new broker: its own minutes, its own floor
+    assert meter.floor is None and meter.rate is None
+    assert meter.sample(8, 310.0, None) is None  # not readable
