@@ -43,7 +43,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from psycopg import sql
 
-from bench.common import machine
+from bench.common import add_shared_buffers, machine, quiet_postgres
 from consumers.history import PREFIX, HistoryApi, HistoryMetrics, HistoryStore, open_read_pool
 from consumers.history.params import MAX_BUCKETS, PROVINCE_ORIGIN, TimeRange
 from consumers.history.queries import HistoryCatalog, SeriesPlan, SeriesSource, series_query
@@ -196,21 +196,11 @@ async def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--series", type=int, default=50, help="other series in kpi_points")
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument(
-        "--shared-buffers",
-        default="128MB",
-        help="the server's shared_buffers (128MB: PostgreSQL's default; ioc up: 16MiB)",
-    )
+    add_shared_buffers(parser)
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="ioc-bench-history-"))
-    postgres = EmbeddedPostgres(
-        state_dir=root,
-        server_settings={
-            "timescaledb.max_background_workers": "0",
-            "shared_buffers": args.shared_buffers,
-        },
-    )
+    postgres = quiet_postgres(root, args.shared_buffers)
     results: dict[StoragePath, dict[str, tuple[float, float]]] = {}
     try:
         await postgres.start()

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 from psycopg import sql
 
-from bench.common import machine, simulated_events
+from bench.common import add_shared_buffers, machine, quiet_postgres, simulated_events
 from consumers.migrations import StoragePath, migrate
 from consumers.storage import RecordDecoder, RowBatch, StoragePolicy, StorageSink
 from consumers.storage.rows import EVENT_COLUMNS
@@ -122,24 +122,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=5000)
-    parser.add_argument(
-        "--shared-buffers",
-        default="128MB",
-        help="the server's shared_buffers (128MB: PostgreSQL's default; ioc up: 16MiB)",
-    )
+    add_shared_buffers(parser)
     args = parser.parse_args()
 
     log(f"decoding {args.events:,} simulator events")
     rows = decode(args.events)
     root = Path(tempfile.mkdtemp(prefix="ioc-bench-writer-"))
-    # No TimescaleDB background jobs: nothing else runs while the writer is timed.
-    postgres = EmbeddedPostgres(
-        state_dir=root,
-        server_settings={
-            "timescaledb.max_background_workers": "0",
-            "shared_buffers": args.shared_buffers,
-        },
-    )
+    postgres = quiet_postgres(root, args.shared_buffers)
     results: dict[StoragePath, tuple[float, float]] = {}
     try:
         await postgres.start()

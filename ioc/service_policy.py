@@ -149,6 +149,7 @@ class CpuMeter:
         self.floor: float | None = None
 
     def sample(self, pid: int | None, now: float, used: float | None) -> float | None:
+        """Take a reading of `used` CPU seconds; the cores over the window (also `rate`)."""
         if pid != self._pid:
             self._samples.clear()
             self._pid, self._since, self.floor = pid, now, None

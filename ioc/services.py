@@ -201,7 +201,6 @@ class ServiceWatchdog:
             every=self.RSS_EVERY,
             settle=2 * self._policy.cpu_window,
         )
-        self.broker_cpu: float | None = None
         self._last_roll = clock()
         self._last_abort: float | None = None
         self._last_rss_sample = 0.0
@@ -251,13 +250,13 @@ class ServiceWatchdog:
         if broker is not None and now - self._last_rss_sample >= self.RSS_EVERY:
             self._last_rss_sample = now
             self._rss = broker.rss()
-            self.broker_cpu = self._cpu.sample(broker.pid, now, broker.cpu_seconds())
+            self._cpu.sample(broker.pid, now, broker.cpu_seconds())
             reason = self._policy.reason(
                 rss=self._rss,
                 now=now,
                 last_roll=self._last_roll,
                 last_abort=self._last_abort,
-                cpu=self.broker_cpu,
+                cpu=self._cpu.rate,
                 cpu_floor=self._cpu.floor,
             )
             if reason is not None:
@@ -628,7 +627,7 @@ class ServiceWatchdog:
                 "rss_bytes": self._rss,
                 "memory_limit": int(self._settings.broker_memory_limit),
                 "roll_at": self._settings.broker_roll_at,
-                "cpu_cores": self.broker_cpu,
+                "cpu_cores": self._cpu.rate,
                 "cpu_limit": self._settings.broker_cpu_limit,
                 "rolls": sum(1 for r in self.rolls if r.ok),
                 "last_roll": asdict(self.rolls[-1]) if self.rolls else None,
