@@ -14,10 +14,14 @@ from hypothesis import strategies as st
 from foundation.contract.catalog import load_catalog
 from foundation.contract.envelope import (
     MAX_BATCH_EVENTS,
+    MAX_EVENT_BYTES,
     MAX_RECORD_BYTES,
     ContractIndex,
+    Rejection,
     parse_record,
 )
+from foundation.contract.envelope import _array_items as array_items
+from producers.sdk import _validate as sdk_validate
 
 INDEX = ContractIndex(load_catalog())
 NOW = datetime(2026, 9, 21, 14, tzinfo=UTC).timestamp()  # every test's clock
@@ -182,6 +186,72 @@ def test_an_event_over_64_kib_in_a_batch_is_refused_alone() -> None:
 def test_a_single_event_over_64_kib_is_refused() -> None:
     big = good(data={"blob": "x" * 70_000})
     assert [r.reason for r in parse_record(encode(big), INDEX, now=NOW).rejections] == ["too_large"]
+
+
+def test_an_event_is_measured_as_sent_so_what_the_sdk_accepts_the_worker_accepts() -> None:
+    # 64 KiB written compact, as the SDK and the ingest API send it; re-encoded with Python's
+    # default ", " and ": " it would be ~8 KiB more, and was refused once.
+    near = good(event_id="near", data={f"k{i:04}": i for i in range(5000)})
+    compact = json.dumps(near, ensure_ascii=False, separators=(",", ":")).encode()
+    near["data"]["pad"] = "x" * (MAX_EVENT_BYTES - len(compact) - len(',"pad":""'))
+    event = json.dumps(near, ensure_ascii=False, separators=(",", ":")).encode()
+    assert len(event) == MAX_EVENT_BYTES
+    record = b"[" + event + b"," + encode(good()) + b"]"
+    assert parse_record(record, INDEX, now=NOW).rejections == []
+    outcome = sdk_validate(near, INDEX, now=NOW)
+    assert not isinstance(outcome, Rejection), outcome
+
+
+def test_an_event_over_64_kib_in_utf_8_but_not_in_characters_is_refused() -> None:
+    big = good(event_id="big", data={"ghi_chu": "ệ" * 30_000})  # 90,000 bytes
+    record = encode([good(), big])
+    result = parse_record(record, INDEX, now=NOW)
+    assert [(r.position, r.reason) for r in result.rejections] == [(1, "too_large")]
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+_GAP = st.sampled_from(["", " ", "\n", "\t ", "\r\n  "])
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(_JSON_VALUES, _GAP, _GAP, st.booleans()), max_size=6), _GAP, _GAP)
+def test_a_batch_read_item_by_item_equals_json_loads_and_measures_each_text(
+    parts: list[tuple[Any, str, str, bool]], head: str, tail: str
+) -> None:
+    texts = [json.dumps(v, ensure_ascii=ascii_only) for v, _, _, ascii_only in parts]
+    text = (
+        head
+        + "["
+        + ",".join(a + t + b for t, (_, a, b, _) in zip(texts, parts, strict=True))
+        + "]"
+        + tail
+    )
+    split = array_items(text, ascii_only=text.isascii())
+    assert split is not None
+    assert split[0] == json.loads(text)
+    assert split[1] == [len(t.encode()) for t in texts]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[1,]", "[,1]", "[1 2]", "[1]]", "[1] x", "[", "[1", "{}", '"[1]"', "\ufeff[1]", "[1,,2]",
+     "[NaN, 1]", "[" * 5000 + "]" * 5000, "[01]", "[]"],
+)  # fmt: skip
+def test_a_batch_read_item_by_item_agrees_with_json_loads_on_odd_text(text: str) -> None:
+    split = array_items(text, ascii_only=text.isascii())
+    try:
+        expected = json.loads(text)
+    except (ValueError, RecursionError):
+        assert split is None
+        return
+    if isinstance(expected, list):
+        assert split is not None and split[0] == expected
+    else:
+        assert split is None
 
 
 def _reason_known(reason: str) -> bool:
