@@ -58,6 +58,7 @@ _ESCAPE: Final = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _MAX_NAME_IN_REASON: Final = 64
 _DECODER: Final = json.JSONDecoder()  # json.loads' own settings
 _SPACE: Final = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+_NEXT: Final = re.compile(r"[ \t\n\r]*(?:\]|,[ \t\n\r]*)")  # after an array's item
 
 
 class Event(NamedTuple):
@@ -261,13 +262,12 @@ def _array_items(text: str, *, ascii_only: bool) -> tuple[list[Any], list[int]] 
                 return None
             items.append(item)
             sizes.append(end - at if ascii_only else len(text[at:end].encode()))
-            at = _past_space(text, end)
-            if text.startswith("]", at):
-                at += 1
-                break
-            if not text.startswith(",", at):
+            after = _NEXT.match(text, end)
+            if after is None:
                 return None
-            at = _past_space(text, at + 1)
+            at = after.end()
+            if text[at - 1] == "]":
+                break
     if _past_space(text, at) != len(text):
         return None
     return items, sizes
