@@ -577,3 +577,21 @@ async def test_a_later_broker_epochs_point_supersedes_the_stored_one(
     assert await arows(
         storage_database, "SELECT value, final, revision, generation FROM kpi_points"
     ) == [(422.0, True, 11, 2_000)]
+
+
+@BOTH_PATHS
+async def test_a_refused_first_batch_leaves_the_connection_able_to_write(
+    storage_database: str, storage_path: StoragePath
+) -> None:
+    """The first batch on a connection is refused (a NUL in a text field): the staging tables
+    are made outside its transaction, so its rollback does not take them along and the next
+    batch on that connection, the writer's row-by-row retry, is written."""
+    sink = StorageSink(path=storage_path, policy=WIDE)
+    at = time.time() // 60 * 60 - 600
+    bad = (*_event_row("bad", at, 0)[:6], "\x00", *_event_row("bad", at, 0)[7:])
+    async with await psycopg.AsyncConnection.connect(storage_database, autocommit=True) as conn:
+        with pytest.raises(psycopg.DataError):
+            await sink.write(conn, RowBatch(events=[_event_row("good", at, 1), bad]))
+        result = await sink.write(conn, RowBatch(events=[_event_row("good", at, 1)]))
+    assert result.written == {"events": 1}
+    assert await arows(storage_database, "SELECT event_id FROM events") == [("good",)]
