@@ -365,33 +365,35 @@ class StorageWriter:
         if self.path != "plain-postgresql":
             return  # TimescaleDB's jobs do it
         conn: Connection | None = None
-        while not stop.is_set():
-            try:
-                if conn is None or conn.closed:
-                    conn = await self._connect()
-                report = await run_maintenance(
-                    conn, path=self.path, policy=self._policy, now=self._clock()
-                )
-                for name in report.created:
-                    self._metrics.partitions_created.labels(name.rsplit("_p", 1)[0]).inc()
-                for name in report.dropped:
-                    self._metrics.partitions_dropped.labels(name.rsplit("_p", 1)[0]).inc()
-                    if self._sink is not None:
-                        self._sink.known_partitions.discard(name)
-                self._metrics.rollup_hours.inc(report.rollup_hours)
-                self._metrics.event_ids_pruned.inc(report.event_ids_pruned)
-            except (psycopg.Error, OSError, TimeoutError) as exc:
-                self._metrics.maintenance_failures.inc()
-                log.warning("storage maintenance failed (%s); next try in %g s",
-                            _first_line(exc), self._config.maintenance_interval)  # fmt: skip
-                if conn is not None:
-                    await _close(conn)
-                conn = None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._config.maintenance_interval):
-                    await stop.wait()
-        if conn is not None:
-            await _close(conn)
+        try:
+            while not stop.is_set():
+                try:
+                    if conn is None or conn.closed:
+                        conn = await self._connect()
+                    report = await run_maintenance(
+                        conn, path=self.path, policy=self._policy, now=self._clock()
+                    )
+                    for name in report.created:
+                        self._metrics.partitions_created.labels(name.rsplit("_p", 1)[0]).inc()
+                    for name in report.dropped:
+                        self._metrics.partitions_dropped.labels(name.rsplit("_p", 1)[0]).inc()
+                        if self._sink is not None:
+                            self._sink.known_partitions.discard(name)
+                    self._metrics.rollup_hours.inc(report.rollup_hours)
+                    self._metrics.event_ids_pruned.inc(report.event_ids_pruned)
+                except (psycopg.Error, OSError, TimeoutError) as exc:
+                    self._metrics.maintenance_failures.inc()
+                    log.warning("storage maintenance failed (%s); next try in %g s",
+                                _first_line(exc), self._config.maintenance_interval)  # fmt: skip
+                    if conn is not None:
+                        await _close(conn)
+                    conn = None
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._config.maintenance_interval):
+                        await stop.wait()
+        finally:  # also when cancelled at stop, in the middle of a run
+            if conn is not None:
+                await _close(conn)
 
     def _set_database_ok(self, ok: bool) -> None:
         self._database_ok = ok
