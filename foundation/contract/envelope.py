@@ -245,6 +245,9 @@ def _array_items(text: str, *, ascii_only: bool) -> tuple[list[Any], list[int]] 
     written; None when it is anything else (then json.loads says what, or reads the object).
 
     Reads as json.loads does (the same decoder, item by item), so the items are the same.
+    One difference: each item starts one level down Python's stack from where json.loads
+    would be, so text nested ~1,000 deep (Python's recursion limit, which moves with the
+    caller's stack anyway) can be read here two levels deeper than json.loads reads it.
     """
     at = _past_space(text, 0)
     if not text.startswith("[", at):

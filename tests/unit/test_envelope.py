@@ -202,6 +202,29 @@ def test_an_event_is_measured_as_sent_so_what_the_sdk_accepts_the_worker_accepts
     assert not isinstance(outcome, Rejection), outcome
 
 
+def test_in_a_batch_64_kib_is_taken_and_one_byte_more_refused() -> None:
+    def sized(event_id: str, size: int) -> bytes:
+        event = good(event_id=event_id, data={"pad": ""})
+        bare = len(json.dumps(event, separators=(",", ":")).encode())
+        event["data"]["pad"] = "x" * (size - bare)
+        return json.dumps(event, separators=(",", ":")).encode()
+
+    record = (
+        b"[" + sized("limit", MAX_EVENT_BYTES) + b",\n " + sized("over", MAX_EVENT_BYTES + 1) + b"]"
+    )
+    result = parse_record(record, INDEX, now=NOW)
+    assert [e.event_id for e in result.events] == ["limit"]
+    assert [(r.position, r.reason) for r in result.rejections] == [(1, "too_large")]
+
+
+def test_a_broken_record_over_64_kib_is_refused_with_json_loads_words() -> None:
+    text = "[" + json.dumps(good(data={"pad": "x" * 70_000})) + ", {oops}]"
+    with pytest.raises(ValueError) as expected:
+        json.loads(text)
+    rejections = parse_record(text.encode(), INDEX, now=NOW).rejections
+    assert [(r.reason, r.detail) for r in rejections] == [("bad_json", str(expected.value)[:200])]
+
+
 def test_an_event_over_64_kib_in_utf_8_but_not_in_characters_is_refused() -> None:
     big = good(event_id="big", data={"ghi_chu": "ệ" * 30_000})  # 90,000 bytes
     record = encode([good(), big])
