@@ -282,8 +282,12 @@ class IocProcess:
 
 
 @pytest.fixture
-def ioc_process(tmp_path: Path) -> Iterator[Callable[..., IocProcess]]:
-    """Factory: start `ioc ARGS…` in the background; killed at the end of the test."""
+def ioc_process(tmp_path: Path, state_dir: Path) -> Iterator[Callable[..., IocProcess]]:
+    """Factory: start `ioc ARGS…` in the background; killed at the end of the test.
+
+    It asks for `state_dir` so that the processes are killed before that folder is removed
+    (pytest ends a fixture before those it depends on): a live `ioc up` writing its status
+    files into the folder as it was being removed left it behind."""
     started: list[IocProcess] = []
 
     def start(*args: str, env: Mapping[str, str] | None = None) -> IocProcess:
