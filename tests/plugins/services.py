@@ -199,7 +199,13 @@ def state_dir() -> Iterator[Path]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        # A killed `ioc up`'s children wind down on their own and may write a last status file
+        # while the folder is being removed: remove again until it stays gone.
+        deadline = time.monotonic() + 10
+        while path.exists() and time.monotonic() < deadline:
+            shutil.rmtree(path, ignore_errors=True)
+            if path.exists():
+                time.sleep(0.1)
 
 
 @pytest.fixture
