@@ -218,7 +218,7 @@ class StorageSink:
         """Create the staging tables the batch needs that this connection lacks, in a short
         transaction of their own (a batch rolled back must not take them along). Only those:
         at each commit PostgreSQL empties every ON COMMIT DELETE ROWS table of the session,
-        ~1.5 ms each, used or not."""
+        used or not."""
         backend = conn.info.backend_pid
         if backend != self._staged_backend:
             self._staged_backend, self._staged = backend, set()

@@ -177,14 +177,16 @@ def parse_record(
     split = (
         _array_items(text, ascii_only=len(text) == len(raw)) if len(raw) > MAX_EVENT_BYTES else None
     )
+    decoded: Any
     sizes: list[int] | None = None
-    try:
-        decoded = json.loads(text) if split is None else split[0]
-    except (ValueError, RecursionError) as exc:
-        result.rejections.append(Rejection("bad_json", None, str(exc)[:200], key))
-        return result
     if split is not None:
-        sizes = split[1]
+        decoded, sizes = split
+    else:
+        try:
+            decoded = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            result.rejections.append(Rejection("bad_json", None, str(exc)[:200], key))
+            return result
     # Only a record whose text has a suspicious escape or literal is searched, event by event.
     suspect = (
         (b"\\" in raw and _ESCAPE.search(text) is not None)

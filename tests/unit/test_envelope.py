@@ -232,33 +232,6 @@ def test_an_event_over_64_kib_in_utf_8_but_not_in_characters_is_refused() -> Non
     assert [(r.position, r.reason) for r in result.rejections] == [(1, "too_large")]
 
 
-_JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=12,
-)
-_GAP = st.sampled_from(["", " ", "\n", "\t ", "\r\n  "])
-
-
-@settings(max_examples=300)
-@given(st.lists(st.tuples(_JSON_VALUES, _GAP, _GAP, st.booleans()), max_size=6), _GAP, _GAP)
-def test_a_batch_read_item_by_item_equals_json_loads_and_measures_each_text(
-    parts: list[tuple[Any, str, str, bool]], head: str, tail: str
-) -> None:
-    texts = [json.dumps(v, ensure_ascii=ascii_only) for v, _, _, ascii_only in parts]
-    text = (
-        head
-        + "["
-        + ",".join(a + t + b for t, (_, a, b, _) in zip(texts, parts, strict=True))
-        + "]"
-        + tail
-    )
-    split = array_items(text, ascii_only=text.isascii())
-    assert split is not None
-    assert split[0] == json.loads(text)
-    assert split[1] == [len(t.encode()) for t in texts]
-
-
 @pytest.mark.parametrize(
     "text",
     ["[1,]", "[,1]", "[1 2]", "[1]]", "[1] x", "[", "[1", "{}", '"[1]"', "\ufeff[1]", "[1,,2]",
@@ -301,6 +274,28 @@ field_values = st.one_of(
         ["health", "his-bvdk-tinh", "bed_occupancy", "dong-xoai", "%", "2026-09-21T20:00:00+07:00"]
     ),
 )
+
+
+_GAP = st.sampled_from(["", " ", "\n", "\t ", "\r\n  "])
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(json_values, _GAP, _GAP, st.booleans()), max_size=6), _GAP, _GAP)
+def test_a_batch_read_item_by_item_equals_json_loads_and_measures_each_text(
+    parts: list[tuple[Any, str, str, bool]], head: str, tail: str
+) -> None:
+    texts = [json.dumps(v, ensure_ascii=ascii_only) for v, _, _, ascii_only in parts]
+    text = (
+        head
+        + "["
+        + ",".join(a + t + b for t, (_, a, b, _) in zip(texts, parts, strict=True))
+        + "]"
+        + tail
+    )
+    split = array_items(text, ascii_only=text.isascii())
+    assert split is not None
+    assert json.dumps(split[0]) == json.dumps(json.loads(text))  # NaN is not equal to itself
+    assert split[1] == [len(t.encode()) for t in texts]
 
 
 @settings(max_examples=400, deadline=None)
