@@ -13,13 +13,14 @@ float, and a result there is reported as an overflow (`overflowed`).
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AGGREGATORS", "FLOAT_MAX", "Aggregator", "overflowed", "p95"]
+__all__ = ["AGGREGATORS", "FLOAT_MAX", "Aggregator", "as_count", "as_finite", "overflowed", "p95"]
 
 State = Any
 FLOAT_MAX = sys.float_info.max
@@ -43,6 +44,9 @@ class Aggregator:
     add: Callable[[State, Any, float], State]
     merge: Callable[[State, State], State]
     result: Callable[[State, float], float | None]  # (state, window seconds) -> value
+    # A state read back (a checkpoint, the partials topic) as a live one, or ValueError: any
+    # bytes may arrive there, and a state of the wrong shape must not reach `merge`.
+    load: Callable[[Any], State]
 
 
 def _count_add(state: int, _value: Any, _ts: float) -> int:
@@ -114,13 +118,42 @@ def _last_merge(a: list[float] | None, b: list[float] | None) -> list[float] | N
     return _last_add(a, b[1], b[0])
 
 
-def _p95_add(state: list[float], value: Any, _ts: float) -> list[float]:
-    bisect.insort(state, value)
+def _p95_add(state: list[list[Any]], value: Any, _ts: float) -> list[list[Any]]:
+    # [distinct values ascending, their counts], changed in place: the window's exact multiset
+    # in memory (and partials) that grows with its distinct values, not with its events.
+    values, counts = state
+    number = float(value)
+    position = bisect.bisect_left(values, number)
+    if position < len(values) and values[position] == number:
+        counts[position] += 1
+    else:
+        values.insert(position, number)
+        counts.insert(position, 1)
     return state
 
 
-def _p95_merge(a: list[float], b: list[float]) -> list[float]:
-    return sorted(a + b)
+def _p95_merge(a: list[list[Any]], b: list[list[Any]]) -> list[list[Any]]:
+    if not b[0]:
+        return [list(a[0]), list(a[1])]
+    if not a[0]:
+        return [list(b[0]), list(b[1])]
+    merged: dict[float, int] = dict(zip(a[0], a[1], strict=True))
+    for value, count in zip(b[0], b[1], strict=True):
+        merged[value] = merged.get(value, 0) + count
+    values = sorted(merged)
+    return [values, [merged[value] for value in values]]
+
+
+def _p95_result(state: list[list[Any]], _seconds: float) -> float | None:
+    """Nearest rank over the counted values: the same value as `p95` of every value."""
+    values, counts = state
+    rank = math.ceil(0.95 * sum(counts))
+    seen = 0
+    for value, count in zip(values, counts, strict=True):
+        seen += count
+        if seen >= rank:
+            return float(value)
+    return None
 
 
 def p95(sorted_values: list[float]) -> float | None:
@@ -147,18 +180,95 @@ def _number(state: float | None, _seconds: float) -> float | None:
     return None if state is None else float(state)
 
 
+# ---- states read back ----------------------------------------------------------------------
+
+
+def as_finite(raw: Any) -> float:
+    """A JSON number read back as a finite float, or ValueError."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueError(f"not a number: {raw!r:.40}")
+    try:
+        number = float(raw)
+    except OverflowError as exc:  # an int beyond the float range
+        raise ValueError("a number beyond the float range") from exc
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
+def as_count(raw: Any) -> int:
+    """A JSON number read back as a whole number ≥ 0, or ValueError."""
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < 2**63:
+        raise ValueError(f"not a count: {raw!r:.40}")  # stored as a PostgreSQL bigint
+    return raw
+
+
+def _pair(raw: Any) -> list[Any]:
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise ValueError(f"not a pair: {raw!r:.40}")
+    return raw
+
+
+def _load_optional(raw: Any) -> float | None:
+    return None if raw is None else as_finite(raw)
+
+
+def _load_avg(raw: Any) -> list[float]:
+    mean, count = _pair(raw)
+    return [as_finite(mean), as_count(count)]
+
+
+def _load_last(raw: Any) -> list[float] | None:
+    if raw is None:
+        return None
+    ts, value = _pair(raw)
+    return [as_finite(ts), as_finite(value)]
+
+
+def _load_p95(raw: Any) -> list[list[Any]]:
+    if not isinstance(raw, list):
+        raise ValueError(f"not a p95 state: {raw!r:.40}")
+    if len(raw) == 2 and isinstance(raw[0], list) and isinstance(raw[1], list):
+        values = [as_finite(value) for value in raw[0]]
+        counts = [as_count(count) for count in raw[1]]
+        if len(values) != len(counts) or any(
+            later <= earlier for earlier, later in itertools.pairwise(values)
+        ):
+            raise ValueError("p95 values not ascending, or not one count each")
+        if 0 in counts:
+            raise ValueError("a p95 value counted 0 times")
+        return [values, counts]
+    # Before counted states (stage checkpoints of earlier versions): every value, sorted.
+    state: list[list[Any]] = [[], []]
+    for value in raw:
+        _p95_add(state, as_finite(value), 0.0)
+    return state
+
+
+def _load_distinct(raw: Any) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(key, str) for key in raw):
+        raise ValueError(f"not a distinct-count state: {raw!r:.40}")
+    return sorted(set(raw))
+
+
 AGGREGATORS: dict[str, Aggregator] = {
-    "count": Aggregator(lambda: 0, _count_add, lambda a, b: a + b, _number),
-    "sum": Aggregator(lambda: 0.0, _sum_add, _saturating_sum, _number),
-    "avg": Aggregator(lambda: [0.0, 0], _avg_add, _avg_merge, _avg_result),
-    "min": Aggregator(lambda: None, _min_add, _min_merge, _number),
-    "max": Aggregator(lambda: None, _max_add, _max_merge, _number),
+    "count": Aggregator(lambda: 0, _count_add, lambda a, b: a + b, _number, as_count),
+    "sum": Aggregator(lambda: 0.0, _sum_add, _saturating_sum, _number, as_finite),
+    "avg": Aggregator(lambda: [0.0, 0], _avg_add, _avg_merge, _avg_result, _load_avg),
+    "min": Aggregator(lambda: None, _min_add, _min_merge, _number, _load_optional),
+    "max": Aggregator(lambda: None, _max_add, _max_merge, _number, _load_optional),
     "last": Aggregator(
-        lambda: None, _last_add, _last_merge, lambda s, _w: None if s is None else s[1]
+        lambda: None,
+        _last_add,
+        _last_merge,
+        lambda s, _w: None if s is None else s[1],
+        _load_last,
     ),
     "rate_per_min": Aggregator(
-        lambda: 0, _count_add, lambda a, b: a + b, lambda s, seconds: s * 60.0 / seconds
+        lambda: 0, _count_add, lambda a, b: a + b, lambda s, seconds: s * 60.0 / seconds, as_count
     ),
-    "p95": Aggregator(list, _p95_add, _p95_merge, lambda s, _w: p95(s)),
-    "distinct_count": Aggregator(list, _distinct_add, _distinct_merge, lambda s, _w: float(len(s))),
+    "p95": Aggregator(lambda: [[], []], _p95_add, _p95_merge, _p95_result, _load_p95),
+    "distinct_count": Aggregator(
+        list, _distinct_add, _distinct_merge, lambda s, _w: float(len(s)), _load_distinct
+    ),
 }

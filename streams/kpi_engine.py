@@ -24,7 +24,7 @@ from typing import Any
 
 from foundation.contract.envelope import Event
 from foundation.contract.kpi import KpiPoint, series_key
-from streams.aggregations import overflowed
+from streams.aggregations import as_count, as_finite, overflowed
 from streams.kpi_plan import KpiPlan, KpiSpec
 
 __all__ = ["EMIT_INTERVAL", "PROVISIONAL_BURST", "PanePartial", "PartitionPanes", "SeriesBook"]
@@ -63,10 +63,18 @@ class PanePartial:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> PanePartial:
+        """A partial read back from the partials topic, or ValueError (any bytes may come).
+        Its state is loaded by `SeriesBook.apply`, which knows the KPI's aggregation."""
+        if not isinstance(raw, dict):
+            raise ValueError("a partial is not an object")
+        series, kpi, partition = raw["series"], raw["kpi"], raw["partition"]
+        if not all(isinstance(text, str) for text in (series, kpi, partition)):
+            raise ValueError("a partial's series, kpi and partition are text")
+        if "|" not in series:
+            raise ValueError(f"not a series key: {series!r:.60}")
         return cls(
-            raw["series"], raw["kpi"], float(raw["pane"]), raw["state"], int(raw["count"]),
-            raw["partition"], int(raw["offset"]), float(raw["newest"]),
-            int(raw.get("generation", 0)),
+            series, kpi, as_finite(raw["pane"]), raw["state"], as_count(raw["count"]), partition,
+            as_count(raw["offset"]), as_finite(raw["newest"]), as_count(raw.get("generation", 0)),
         )  # fmt: skip
 
 
@@ -148,13 +156,18 @@ class PartitionPanes:
             "dirty": [[s, p] for s, p in self._dirty],
         }
 
-    def restore(self, snapshot: dict[str, Any]) -> None:
-        self.next_offset = int(snapshot["next_offset"])
-        self._panes = {
-            (s, float(p)): [state, count, newest, kpi]
+    def restore(self, snapshot: Any) -> None:
+        """Resume from a snapshot, all or nothing: ValueError (nothing changed) when a state in
+        it cannot be loaded. Panes of KPIs the catalog no longer has are left out."""
+        by_key = self._plan.by_key
+        panes = {
+            (s, float(p)): [by_key[kpi].aggregator.load(state), int(count), float(newest), kpi]
             for s, p, state, count, newest, kpi in snapshot["panes"]
+            if kpi in by_key
         }
-        self._dirty = {(s, float(p)) for s, p in snapshot["dirty"]}
+        dirty = {(s, float(p)) for s, p in snapshot["dirty"]} & panes.keys()
+        self.next_offset = int(snapshot["next_offset"])
+        self._panes, self._dirty = panes, dirty
 
 
 @dataclass(slots=True)
@@ -198,10 +211,14 @@ class SeriesBook:
         self._series: dict[str, _Series] = {}
 
     def apply(self, partial: PanePartial, *, now: float) -> bool:
-        """Take a partial; False when it is stale (older offset) or its windows are gone."""
+        """Take a partial; False when it is stale (older offset) or its windows are gone.
+        ValueError (nothing taken) when its state is not one of its KPI's aggregation."""
         spec = self._plan.by_key.get(partial.kpi)
         if spec is None:
             return False
+        if partial.series.rsplit("|", 1)[0] != spec.key:
+            raise ValueError(f"series {partial.series!r:.60} is not of KPI {spec.key}")
+        state = spec.aggregator.load(partial.state)
         window = spec.window
         if now >= partial.pane + window.size + window.grace:
             return False
@@ -213,12 +230,7 @@ class SeriesBook:
         held = by_partition.get(partial.partition)
         if held is not None and held[0] >= partial.ordering:
             return False
-        by_partition[partial.partition] = (
-            partial.ordering,
-            partial.state,
-            partial.count,
-            partial.newest,
-        )
+        by_partition[partial.partition] = (partial.ordering, state, partial.count, partial.newest)
         # Every window holding this pane changes.
         for start in window.starts(partial.pane):
             if now < window.expires(start):
@@ -314,16 +326,17 @@ class SeriesBook:
             for key, s in self._series.items()
         }
 
-    def restore(self, snapshot: dict[str, Any], *, now: float, taken_at: float) -> None:
+    def restore(self, snapshot: Any, *, now: float, taken_at: float) -> None:
         """Resume from a snapshot taken at `taken_at`.
 
         Points may have been emitted after the snapshot and before a crash: per window at most
         one provisional point per EMIT_INTERVAL plus a burst, one final, late revisions one per
-        interval. Revisions resume past that bound so that they only grow.
+        interval. Revisions resume past that bound so that they only grow. All or nothing:
+        ValueError (nothing changed) when a state in it cannot be loaded.
         """
         # + the burst a quiet series may spend at once, + 1 for the final.
         skip = math.ceil(max(0.0, now - taken_at) / EMIT_INTERVAL) + PROVISIONAL_BURST + 1
-        self._series = {}
+        restored: dict[str, _Series] = {}
         for key, raw in snapshot.items():
             spec = self._plan.by_key.get(key.rsplit("|", 1)[0])
             if spec is None:
@@ -332,7 +345,7 @@ class SeriesBook:
             for pane, part, generation, offset, state, count, newest in raw["panes"]:
                 series.panes.setdefault(float(pane), {})[part] = (
                     (int(generation), int(offset)),
-                    state,
+                    spec.aggregator.load(state),
                     int(count),
                     float(newest),
                 )
@@ -343,7 +356,8 @@ class SeriesBook:
                     bool(final_sent),
                     bool(dirty),
                 )
-            self._series[key] = series
+            restored[key] = series
+        self._series = restored
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -31,6 +31,7 @@ from foundation.contract.topics import (
     BrokerEpoch,
     event_topic,
 )
+from streams.aggregations import as_finite
 from streams.checkpoints import Checkpoint, CheckpointStore, load_with_retries
 from streams.cursor import Admission, Cursors, LostRecords, PartitionCursor
 from streams.freshness import SectorLastSeen, SourceFreshness
@@ -226,7 +227,11 @@ class StreamWorker:
                 cursor.restore(None)
                 continue
             saved = checkpoint.state()
-            state.panes.restore(saved["panes"])
+            if not self._restored(
+                checkpoint, functools.partial(state.panes.restore, saved.get("panes"))
+            ):
+                cursor.restore(None)
+                continue
             state.freshness.restore(saved["freshness"])
             state.restored_at = checkpoint.taken_at
             if saved.get("epoch") == self._epoch.id:
@@ -246,7 +251,12 @@ class StreamWorker:
                 cursor.restore(None)
                 continue
             saved = checkpoint.state()
-            pstate.book.restore(saved["book"], now=now, taken_at=checkpoint.taken_at)
+            restore = functools.partial(
+                pstate.book.restore, saved.get("book"), now=now, taken_at=checkpoint.taken_at
+            )
+            if not self._restored(checkpoint, restore):
+                cursor.restore(None)
+                continue
             pstate.sectors.restore(saved.get("sectors", {}))
             if saved.get("epoch") == self._epoch.id:
                 cursor.restore(checkpoint.next_offset)
@@ -266,6 +276,19 @@ class StreamWorker:
             log.warning(
                 "%d partitions carried their state over from an earlier broker epoch", carried
             )
+
+    def _restored(self, checkpoint: Checkpoint, restore: Callable[[], None]) -> bool:
+        """Run a stage's all-or-nothing restore; False (the partition is replayed from its
+        start) when a state in the checkpoint cannot be loaded."""
+        try:
+            restore()
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning(
+                "%s:%d: checkpoint state unreadable (%s); replaying the partition",
+                checkpoint.topic, checkpoint.partition, exc,
+            )  # fmt: skip
+            return False
+        return True
 
     def _usable(self, checkpoint: Checkpoint | None) -> Checkpoint | None:
         if checkpoint is None:
@@ -519,21 +542,34 @@ class StreamWorker:
         now = self._clock()
         try:
             entries = json.loads(record.value)
-            seen = [
-                (e["sector"], float(e["last_seen"])) for e in entries if e.get("kind") == "seen"
-            ]
-            partials = [PanePartial.from_json(e) for e in entries if e.get("kind") != "seen"]
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            self._metrics.poison_records.labels(record.topic).inc()
-            log.warning(
-                "skipping unreadable partials at %s:%d@%d",
-                record.topic, record.partition, record.offset,
-            )  # fmt: skip
+            if not isinstance(entries, list):
+                raise ValueError("partials come as a list")
+        except (ValueError, RecursionError):
+            self._poison_partials(record)
             return
-        for partial in partials:
-            state.book.apply(partial, now=now)
-        for sector, at in seen:
-            state.sectors.seen(sector, at)
+        refused = 0
+        for entry in entries:
+            # Each on its own: one of the wrong shape costs itself, not the record's others.
+            try:
+                if isinstance(entry, dict) and entry.get("kind") == "seen":
+                    sector = entry["sector"]
+                    if sector not in self._sectors:
+                        raise ValueError("not a sector of the catalog")
+                    state.sectors.seen(sector, as_finite(entry["last_seen"]))
+                else:
+                    state.book.apply(PanePartial.from_json(entry), now=now)
+            except (ValueError, KeyError, TypeError):
+                refused += 1
+        if refused:
+            self._poison_partials(record, refused)
+
+    def _poison_partials(self, record: Record, refused: int | None = None) -> None:
+        self._metrics.poison_records.labels(record.topic).inc()
+        log.warning(
+            "skipping unreadable partials at %s:%d@%d (%s)",
+            record.topic, record.partition, record.offset,
+            "the whole record" if refused is None else f"{refused} of its entries",
+        )  # fmt: skip
 
     async def flush_stage2(self) -> None:
         """Publish the KPI points that are due (a timer calls this)."""

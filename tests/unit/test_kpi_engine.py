@@ -266,3 +266,103 @@ def test_a_snapshot_with_never_published_windows_is_strict_json() -> None:
     restored = SeriesBook(PLAN)
     restored.restore(snapshot, now=T0 + 71, taken_at=T0 + 70)
     assert json.dumps(restored.snapshot(), allow_nan=False)
+
+
+P95 = "health.p95_by_district"
+
+
+def _partial_json(**changes: Any) -> dict[str, Any]:
+    partial = PanePartial(f"{P95}|d1", P95, T0, [[10.0, 20.0], [3, 1]], 4, "p0", 7, T0)
+    return {**partial.to_json(), **changes}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"pane": "soon"},
+        {"pane": 10**400},
+        {"count": -1},
+        {"count": 1.5},
+        {"offset": True},
+        {"newest": None},
+        {"generation": "1"},
+        {"series": 5},
+        {"series": "no-bar"},
+        {"partition": ["p0"]},
+    ],
+)
+def test_a_partial_with_a_bad_field_is_refused_when_read(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"\S"):
+        PanePartial.from_json(_partial_json(**changes))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"state": [[20.0, 10.0], [1, 1]]},  # a p95 state not ascending
+        {"state": 4},  # a count's state
+        {"series": "health.visits|*"},  # a series of another KPI
+    ],
+)
+def test_stage_two_refuses_a_partial_not_of_its_kpi_and_changes_nothing(
+    changes: dict[str, Any],
+) -> None:
+    book = SeriesBook(PLAN)
+    with pytest.raises(ValueError, match=r"\S"):
+        book.apply(PanePartial.from_json(_partial_json(**changes)), now=T0 + 1)
+    assert book.snapshot() == {}
+    assert book.due(T0 + 1) == []
+
+
+def test_a_p95_partial_of_an_earlier_version_is_read_as_counted_values() -> None:
+    """Every value, sorted (before counted states), still merges with a counted partial."""
+    book = SeriesBook(PLAN)
+    assert book.apply(PanePartial.from_json(_partial_json(state=[5.0, 30.0], count=2)), now=T0 + 1)
+    assert book.apply(PanePartial.from_json(_partial_json(partition="p1")), now=T0 + 1)
+    (point,) = book.due(T0 + 1)
+    assert (point.value, point.count) == (30.0, 6)
+
+
+def test_a_stage_one_snapshot_of_an_earlier_version_resumes_with_counted_values() -> None:
+    """A checkpoint written before counted p95 states resumes with the same values."""
+    stage1 = PartitionPanes(PLAN, "p0")
+    stage1.restore(
+        {
+            "next_offset": 3,
+            "panes": [[f"{P95}|d1", T0, [1.0, 2.0, 2.0], 3, T0, P95]],
+            "dirty": [[f"{P95}|d1", T0]],
+        }
+    )
+    stage1.add([event(9, T0 + 5, 2.0)], offset=3, now=T0 + 5)
+    (partial,) = [p for p in stage1.drain(T0 + 5) if p.kpi == P95]
+    assert (partial.state, partial.count, partial.offset) == ([[1.0, 2.0], [1, 3]], 4, 4)
+
+
+def test_a_snapshot_with_an_unreadable_state_restores_nothing() -> None:
+    """All or nothing: a stage left half-restored would count the rest again on replay."""
+    pipe = Pipeline()
+    pipe.feed(0, [event(1, T0 + 1, 10.0), event(2, T0 + 1, 5.0, district="d2")], now=T0 + 1)
+    pipe.tick(T0 + 1)
+    stage1 = json.loads(json.dumps(pipe.partitions[0].snapshot()))
+    stage2 = json.loads(json.dumps(pipe.book.snapshot()))
+    stage1["panes"][-1][2] = "broken"
+    stage2[f"{P95}|d2"]["panes"][0][4] = {"broken": True}
+    fresh = Pipeline()
+    with pytest.raises(ValueError, match=r"\S"):
+        fresh.partitions[0].restore(stage1)
+    with pytest.raises(ValueError, match=r"\S"):
+        fresh.book.restore(stage2, now=T0 + 2, taken_at=T0 + 1)
+    assert fresh.partitions[0].snapshot() == {"next_offset": 0, "panes": [], "dirty": []}
+    assert fresh.book.snapshot() == {}
+
+
+def test_panes_of_a_kpi_the_catalog_no_longer_has_are_left_out_on_restore() -> None:
+    stage1 = PartitionPanes(PLAN, "p0")
+    stage1.restore(
+        {
+            "next_offset": 1,
+            "panes": [["health.gone|*", T0, 3, 3, T0, "health.gone"]],
+            "dirty": [["health.gone|*", T0]],
+        }
+    )
+    assert stage1.drain(T0 + 1) == []

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from foundation.contract.catalog import load_catalog
 from foundation.contract.topics import BrokerEpoch
 from streams.checkpoints import Checkpoint, MemoryCheckpointStore
-from streams.worker import StreamWorker
+from streams.worker import STATE_FORMAT, StreamWorker
 from streams.worker_metrics import WorkerMetrics
 
 CATALOG = load_catalog()
@@ -344,6 +344,81 @@ async def test_unreadable_partials_are_counted_and_stepped_over() -> None:
     )
     assert harness.metric("ioc_worker_poison_records_total", topic=PARTIALS) == 2
     assert await harness.worker.checkpoint() == 1  # the cursor moved past both
+
+
+def _with(entry: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**entry, **changes}
+
+
+# Well-formed JSON, wrong content: each is put in a record next to the good partials.
+# "1e400" stands for a number JSON can carry and a float cannot.
+WRONG_PARTIALS: list[Any] = [
+    lambda good: _with(good, state="x"),  # not an average's state
+    lambda good: _with(good, state=[80.0, -1]),
+    lambda good: _with(good, series="health.er_wait_p95|*"),  # a series of another KPI
+    lambda good: _with(good, pane="1e400"),
+    lambda good: _with(good, count=10**400),
+    lambda good: _with(good, offset=-5),
+    lambda _good: {"kind": "seen", "sector": "health", "last_seen": "1e400"},
+    lambda _good: {"kind": "seen", "sector": ["health"], "last_seen": NOW},
+    lambda _good: 7,
+]
+
+
+@pytest.mark.parametrize("wrong", WRONG_PARTIALS)
+async def test_a_partial_of_the_wrong_shape_is_counted_and_stage_two_keeps_publishing(
+    wrong: Any,
+) -> None:
+    """Any JSON may arrive on the partials topic: a partial of the wrong shape is counted as
+    poison and never reaches a merge; stage 2 goes on publishing the good ones."""
+    harness = Harness(MemoryCheckpointStore())
+    await harness.worker.assign({(TOPIC, 0), (PARTIALS, 0)})
+    await harness.worker.on_event_records([rec(0)])
+    await harness.worker.flush_stage1()
+    (batch,) = harness.sink.on(PARTIALS)
+    good = next(p for p in batch if p.get("kpi") == BED)
+    value = json.dumps([wrong(good)]).replace('"1e400"', "1e400").encode()
+    await harness.worker.on_partial_records([Rec(PARTIALS, 0, 0, b"p", value)])
+    await harness.worker.flush_stage2()
+    assert harness.metric("ioc_worker_poison_records_total", topic=PARTIALS) == 1
+    assert [r for r in harness.sink.on("ioc.kpi") if r["kind"] != "freshness"] == []
+    await harness.worker.on_partial_records([Rec(PARTIALS, 0, 1, b"p", json.dumps(batch).encode())])
+    await harness.worker.flush_stage2()
+    points = [r for r in harness.sink.on("ioc.kpi") if r.get("series", "").startswith(BED)]
+    assert [p["value"] for p in points] == [80.0]
+    assert await harness.worker.checkpoint() == 2
+
+
+async def test_a_record_with_one_partial_of_the_wrong_state_keeps_its_other_partials() -> None:
+    harness = Harness(MemoryCheckpointStore())
+    await harness.worker.assign({(TOPIC, 0), (PARTIALS, 0)})
+    await harness.worker.on_event_records([rec(0)])
+    await harness.worker.flush_stage1()
+    (batch,) = harness.sink.on(PARTIALS)
+    good = next(p for p in batch if p.get("kpi") == BED)
+    value = json.dumps([_with(good, state={"mean": 1}), *batch]).encode()
+    await harness.worker.on_partial_records([Rec(PARTIALS, 0, 0, b"p", value)])
+    assert harness.metric("ioc_worker_poison_records_total", topic=PARTIALS) == 1
+    points = [r for r in harness.sink.on("ioc.kpi") if r.get("series", "").startswith(BED)]
+    assert [p["value"] for p in points] == [80.0]
+
+
+async def test_a_checkpoint_with_an_unreadable_state_replays_the_partition() -> None:
+    """A state in a checkpoint that cannot be loaded is not half-restored: the partition is
+    read again from its start, as for a checkpoint in another layout."""
+    store = MemoryCheckpointStore()
+    pane = [f"{BED}|*", NOW - 60, "not an average", 3, NOW, BED]
+    state = {
+        "format": STATE_FORMAT, "epoch": EPOCH.id, "generation": EPOCH.generation,
+        "panes": {"next_offset": 3, "panes": [pane], "dirty": []}, "freshness": {},
+    }  # fmt: skip
+    await store.save([Checkpoint.of("ioc-worker/events", (TOPIC, 0), 3, state, NOW)])
+    harness = Harness(store)
+    await harness.worker.assign({(TOPIC, 0)})
+    await harness.worker.on_event_records([rec(0)])
+    assert harness.acked == []  # taken, not skipped as covered
+    await harness.worker.flush_stage1()
+    assert [p["count"] for p in harness.sink.partials(BED)] == [1]
 
 
 async def test_a_record_whose_processing_fails_is_dead_lettered_and_the_batch_goes_on(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -156,3 +157,81 @@ def test_huge_values_average_exactly_and_sums_saturate_as_overflow(
     result = agg.result(state, 60.0)
     assert result == expected
     assert overflowed(result) is overflow
+
+
+@pytest.mark.parametrize("aggregation", sorted(AGGREGATORS))
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(finite_anywhere, max_size=30))
+def test_a_state_read_back_from_json_is_the_same_state(
+    aggregation: str, values: list[float]
+) -> None:
+    """What a checkpoint or the partials topic carries loads back to the state it was."""
+    agg = AGGREGATORS[aggregation]
+    state = agg.initialize()
+    for i, value in enumerate(values):
+        state = agg.add(state, value, float(i))
+    loaded = agg.load(json.loads(json.dumps(state, allow_nan=False)))
+    assert loaded == state
+    assert agg.result(loaded, 60.0) == agg.result(state, 60.0)
+
+
+def test_a_p95_state_grows_with_distinct_values_not_with_events() -> None:
+    """10,000 waiting times in whole minutes are 60 counted values, and the same p95."""
+    agg = AGGREGATORS["p95"]
+    state = agg.initialize()
+    values = [float(random.Random(n).randrange(60)) for n in range(10_000)]
+    for value in values:
+        state = agg.add(state, value, 0.0)
+    assert len(state[0]) == 60
+    assert sum(state[1]) == 10_000
+    assert len(json.dumps(state)) < 1_000
+    assert agg.result(state, 60.0) == p95(sorted(values))
+
+
+def test_a_p95_state_of_earlier_versions_loads_as_counted_values() -> None:
+    """Checkpoints of earlier versions hold every value, sorted: they load as counts."""
+    agg = AGGREGATORS["p95"]
+    assert agg.load([1.0, 1.0, 3.0]) == [[1.0, 3.0], [2, 1]]
+    assert agg.load([]) == agg.initialize()
+    assert agg.result(agg.load([float(v) for v in range(1, 101)]), 60.0) == 95.0
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "raw"),
+    [
+        ("count", "3"),
+        ("count", -1),
+        ("count", True),
+        ("count", 2.5),
+        ("rate_per_min", None),
+        ("sum", "1"),
+        ("sum", 10**400),
+        ("sum", [1.0]),
+        ("avg", [1.0]),
+        ("avg", [1.0, -2]),
+        ("avg", {"mean": 1.0, "count": 1}),
+        ("min", "low"),
+        ("max", [3.0]),
+        ("last", [1.0]),
+        ("last", ["t", 1.0]),
+        ("p95", "values"),
+        ("p95", [[2.0, 1.0], [1, 1]]),  # not ascending
+        ("p95", [[1.0, 1.0], [1, 1]]),  # a value twice
+        ("p95", [[1.0, 2.0], [1]]),  # not one count each
+        ("p95", [[1.0], [0]]),  # counted 0 times
+        ("p95", [[1.0], [-1]]),
+        ("p95", [1.0, "2"]),  # an earlier version's list with text in it
+        ("p95", [[1.0], ["1"]]),
+        ("distinct_count", ["a", 1]),
+        ("distinct_count", "ab"),
+    ],
+)
+def test_a_state_of_the_wrong_shape_is_refused(aggregation: str, raw: Any) -> None:
+    """Any JSON may arrive where a state is read back: the wrong shape is a ValueError, never a
+    state that breaks `merge` or `result` later."""
+    with pytest.raises(ValueError, match=r"\S"):
+        AGGREGATORS[aggregation].load(raw)
+
+
+def test_a_distinct_count_state_loads_sorted_and_unique() -> None:
+    assert AGGREGATORS["distinct_count"].load(["b", "a", "b"]) == ["a", "b"]
