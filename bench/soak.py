@@ -7,7 +7,8 @@
 
 Runs `ioc up --rate R` in a temp state directory on free ports and samples, every
 `--sample` seconds, the RSS of the broker, of PostgreSQL (PSS summed over the server and its
-sessions, shared memory counted once), of each component and of the simulators (summed).
+sessions, shared memory counted once; `pg_anon` and `pg_shmem` split it into the sessions' own
+memory and the shared buffers), of each component and of the simulators (summed).
 After `--warmup` minutes it prints, per process, the growth per minute (least squares) and
 the change from the first to the last fifth of the samples; the goal is a broker bounded by
 IOC_BROKER_MEMORY_LIMIT and every other process flat within ±10 %.
@@ -106,6 +107,28 @@ def _pss_tree(pid: int | None) -> int | None:
         return total
     except psutil.Error:
         return None
+
+
+def _pss_split(pid: int | None) -> tuple[int, int] | None:
+    """(anonymous, shared memory) PSS of a process and its children, from Linux's
+    smaps_rollup: what grows in PostgreSQL's sessions vs its shared buffers."""
+    if pid is None:
+        return None
+    anon = shmem = 0
+    try:
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(OSError):
+                rollup = Path(f"/proc/{process.pid}/smaps_rollup").read_text()
+                for line in rollup.splitlines():
+                    field, _, value = line.partition(":")
+                    if field == "Pss_Anon":
+                        anon += int(value.split()[0]) * 1024
+                    elif field == "Pss_Shmem":
+                        shmem += int(value.split()[0]) * 1024
+    except psutil.Error:
+        return None
+    return anon, shmem
 
 
 @dataclass
@@ -211,6 +234,8 @@ class Soak:
         row: dict[str, Any] = {"t": time.time() - self.ready_at}
         row["broker"] = _rss(services.get("broker", {}).get("pid"))
         row["postgres"] = _pss_tree(services.get("database", {}).get("pid"))
+        split = _pss_split(services.get("database", {}).get("pid"))
+        row["pg_anon"], row["pg_shmem"] = split if split else (None, None)
         simulators = 0
         for name, child in children.items():
             rss = _rss(child.get("pid"))

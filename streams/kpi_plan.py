@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +46,10 @@ class KpiSpec:
 class KpiPlan:
     """(sector, event type) → the KPIs it feeds; KPI key → spec."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(
+        self, catalog: Catalog, *, aggregators: Mapping[str, Aggregator] = AGGREGATORS
+    ) -> None:
+        """`aggregators` by aggregation name (a benchmark compares other implementations)."""
         self.by_type: dict[tuple[str, str], list[KpiSpec]] = {}
         self.by_key: dict[str, KpiSpec] = {}
         for sector in catalog.sectors:
@@ -59,7 +63,7 @@ class KpiPlan:
                     sector=sector.id,
                     kpi_id=kpi.id,
                     aggregation=kpi.aggregation,
-                    aggregator=AGGREGATORS[kpi.aggregation],
+                    aggregator=aggregators[kpi.aggregation],
                     field=kpi.field,
                     data_key=data_key,
                     window=WindowSpec(window.size, window.hop or window.size, window.grace),
