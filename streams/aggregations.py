@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import operator
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class Aggregator:
     # A state read back (a checkpoint, the partials topic) as a live one, or ValueError: any
     # bytes may arrive there, and a state of the wrong shape must not reach `merge`.
     load: Callable[[Any], State]
+    # Whether a loaded state can be that of `count` values (count ≥ 1).
+    holds: Callable[[State, int], bool]
 
 
 def _count_add(state: int, _value: Any, _ts: float) -> int:
@@ -122,7 +125,7 @@ def _p95_add(state: list[list[Any]], value: Any, _ts: float) -> list[list[Any]]:
     # [distinct values ascending, their counts], changed in place: the window's exact multiset
     # in memory (and partials) that grows with its distinct values, not with its events.
     values, counts = state
-    number = float(value)
+    number = float(value) + 0.0  # -0.0 counts as 0.0, whichever comes first
     position = bisect.bisect_left(values, number)
     if position < len(values) and values[position] == number:
         counts[position] += 1
@@ -181,12 +184,13 @@ def _number(state: float | None, _seconds: float) -> float | None:
 
 
 # ---- states read back ----------------------------------------------------------------------
+# Messages name a bad value's type, never its text: a state may be megabytes, or nested deep.
 
 
 def as_finite(raw: Any) -> float:
     """A JSON number read back as a finite float, or ValueError."""
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise ValueError(f"not a number: {raw!r:.40}")
+        raise ValueError(f"a {type(raw).__name__} where a number belongs")
     try:
         number = float(raw)
     except OverflowError as exc:  # an int beyond the float range
@@ -197,15 +201,16 @@ def as_finite(raw: Any) -> float:
 
 
 def as_count(raw: Any) -> int:
-    """A JSON number read back as a whole number ≥ 0, or ValueError."""
-    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < 2**63:
-        raise ValueError(f"not a count: {raw!r:.40}")  # stored as a PostgreSQL bigint
+    """A JSON number read back as a whole number from 0 to 2**53 (sums of them stay exact
+    and fit PostgreSQL's bigint), or ValueError."""
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= 2**53:
+        raise ValueError(f"a {type(raw).__name__} where a count belongs")
     return raw
 
 
 def _pair(raw: Any) -> list[Any]:
     if not isinstance(raw, list) or len(raw) != 2:
-        raise ValueError(f"not a pair: {raw!r:.40}")
+        raise ValueError(f"a {type(raw).__name__} where a pair belongs")
     return raw
 
 
@@ -227,48 +232,87 @@ def _load_last(raw: Any) -> list[float] | None:
 
 def _load_p95(raw: Any) -> list[list[Any]]:
     if not isinstance(raw, list):
-        raise ValueError(f"not a p95 state: {raw!r:.40}")
+        raise ValueError(f"a {type(raw).__name__} where a p95 state belongs")
     if len(raw) == 2 and isinstance(raw[0], list) and isinstance(raw[1], list):
-        values = [as_finite(value) for value in raw[0]]
+        values = [as_finite(value) + 0.0 for value in raw[0]]
         counts = [as_count(count) for count in raw[1]]
-        if len(values) != len(counts) or any(
-            later <= earlier for earlier, later in itertools.pairwise(values)
-        ):
+        if len(values) != len(counts) or not all(map(operator.lt, values, values[1:])):
             raise ValueError("p95 values not ascending, or not one count each")
         if 0 in counts:
             raise ValueError("a p95 value counted 0 times")
         return [values, counts]
     # Before counted states (stage checkpoints of earlier versions): every value, sorted.
-    state: list[list[Any]] = [[], []]
-    for value in raw:
-        _p95_add(state, as_finite(value), 0.0)
-    return state
+    runs = itertools.groupby(sorted(as_finite(value) + 0.0 for value in raw))
+    counted = [(value, sum(1 for _ in run)) for value, run in runs]
+    return [[value for value, _ in counted], [count for _, count in counted]]
 
 
 def _load_distinct(raw: Any) -> list[str]:
     if not isinstance(raw, list) or not all(isinstance(key, str) for key in raw):
-        raise ValueError(f"not a distinct-count state: {raw!r:.40}")
+        raise ValueError(f"a {type(raw).__name__} where a distinct-count state belongs")
+    if all(map(operator.lt, raw, raw[1:])):  # as written: ascending, each once
+        return list(raw)
     return sorted(set(raw))
 
 
+# ---- whether a state read back holds the count its partial claims --------------------------
+# A partial's count and state travel side by side: a pane with values but no state would
+# reach a screen as a blank.
+
+
+def _holds_count(state: int, count: int) -> bool:
+    return state == count
+
+
+def _holds_some(state: Any, _count: int) -> bool:
+    return state is not None
+
+
+def _holds_any(_state: Any, _count: int) -> bool:
+    return True
+
+
+def _holds_avg(state: list[Any], count: int) -> bool:
+    return bool(state[1] == count)
+
+
+def _holds_p95(state: list[list[Any]], count: int) -> bool:
+    return bool(sum(state[1]) == count)
+
+
+def _holds_distinct(state: list[str], count: int) -> bool:
+    return 1 <= len(state) <= count
+
+
 AGGREGATORS: dict[str, Aggregator] = {
-    "count": Aggregator(lambda: 0, _count_add, lambda a, b: a + b, _number, as_count),
-    "sum": Aggregator(lambda: 0.0, _sum_add, _saturating_sum, _number, as_finite),
-    "avg": Aggregator(lambda: [0.0, 0], _avg_add, _avg_merge, _avg_result, _load_avg),
-    "min": Aggregator(lambda: None, _min_add, _min_merge, _number, _load_optional),
-    "max": Aggregator(lambda: None, _max_add, _max_merge, _number, _load_optional),
+    "count": Aggregator(lambda: 0, _count_add, lambda a, b: a + b, _number, as_count, _holds_count),
+    "sum": Aggregator(lambda: 0.0, _sum_add, _saturating_sum, _number, as_finite, _holds_any),
+    "avg": Aggregator(lambda: [0.0, 0], _avg_add, _avg_merge, _avg_result, _load_avg, _holds_avg),
+    "min": Aggregator(lambda: None, _min_add, _min_merge, _number, _load_optional, _holds_some),
+    "max": Aggregator(lambda: None, _max_add, _max_merge, _number, _load_optional, _holds_some),
     "last": Aggregator(
         lambda: None,
         _last_add,
         _last_merge,
         lambda s, _w: None if s is None else s[1],
         _load_last,
+        _holds_some,
     ),
     "rate_per_min": Aggregator(
-        lambda: 0, _count_add, lambda a, b: a + b, lambda s, seconds: s * 60.0 / seconds, as_count
+        lambda: 0,
+        _count_add,
+        lambda a, b: a + b,
+        lambda s, seconds: s * 60.0 / seconds,
+        as_count,
+        _holds_count,
     ),
-    "p95": Aggregator(lambda: [[], []], _p95_add, _p95_merge, _p95_result, _load_p95),
+    "p95": Aggregator(lambda: [[], []], _p95_add, _p95_merge, _p95_result, _load_p95, _holds_p95),
     "distinct_count": Aggregator(
-        list, _distinct_add, _distinct_merge, lambda s, _w: float(len(s)), _load_distinct
+        list,
+        _distinct_add,
+        _distinct_merge,
+        lambda s, _w: float(len(s)),
+        _load_distinct,
+        _holds_distinct,
     ),
 }

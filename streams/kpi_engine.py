@@ -22,18 +22,28 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from foundation.contract.envelope import Event
+from foundation.contract.envelope import MAX_FUTURE_SECONDS, Event
 from foundation.contract.kpi import KpiPoint, series_key
-from streams.aggregations import as_count, as_finite, overflowed
+from streams.aggregations import Aggregator, as_count, as_finite, overflowed
 from streams.kpi_plan import KpiPlan, KpiSpec
 
-__all__ = ["EMIT_INTERVAL", "PROVISIONAL_BURST", "PanePartial", "PartitionPanes", "SeriesBook"]
+__all__ = [
+    "EMIT_INTERVAL",
+    "FUTURE_SKEW",
+    "PROVISIONAL_BURST",
+    "PanePartial",
+    "PartitionPanes",
+    "SeriesBook",
+]
 
 EMIT_INTERVAL = 1.0  # seconds between two points of one window (coalescing)
 # A series' provisional points: on average at most one per EMIT_INTERVAL (a token bucket), and
 # after a quiet time up to PROVISIONAL_BURST at once: a series that changes now and then shows
 # each change at once, a busy one is coalesced to one point a second.
 PROVISIONAL_BURST = 3
+# How far ahead of stage 2's clock a partial's pane and taking time may be: events may be up to
+# MAX_FUTURE_SECONDS ahead of the clock that takes them, and workers' clocks differ a little.
+FUTURE_SKEW = 2 * MAX_FUTURE_SECONDS
 
 
 @dataclass(slots=True)
@@ -161,7 +171,12 @@ class PartitionPanes:
         it cannot be loaded. Panes of KPIs the catalog no longer has are left out."""
         by_key = self._plan.by_key
         panes = {
-            (s, float(p)): [by_key[kpi].aggregator.load(state), int(count), float(newest), kpi]
+            (s, float(p)): [
+                _loaded(by_key[kpi].aggregator, state, count),
+                count,
+                float(newest),
+                kpi,
+            ]
             for s, p, state, count, newest, kpi in snapshot["panes"]
             if kpi in by_key
         }
@@ -212,33 +227,39 @@ class SeriesBook:
 
     def apply(self, partial: PanePartial, *, now: float) -> bool:
         """Take a partial; False when it is stale (older offset) or its windows are gone.
-        ValueError (nothing taken) when its state is not one of its KPI's aggregation."""
+        ValueError (nothing changed) when it cannot be one of its KPI's: a state of another
+        aggregation or not holding its count, a pane off the KPI's hops or in the future."""
         spec = self._plan.by_key.get(partial.kpi)
         if spec is None:
             return False
         if partial.series.rsplit("|", 1)[0] != spec.key:
-            raise ValueError(f"series {partial.series!r:.60} is not of KPI {spec.key}")
-        state = spec.aggregator.load(partial.state)
+            raise ValueError(f"a series not of KPI {spec.key}")
         window = spec.window
         if now >= partial.pane + window.size + window.grace:
             return False
+        horizon = now + FUTURE_SKEW
+        if round(partial.pane / window.hop) * window.hop != partial.pane or partial.pane > horizon:
+            raise ValueError(f"a pane off the hops of KPI {spec.key}, or in the future")
+        if partial.newest > horizon:
+            raise ValueError("a partial taken in the future")
         series = self._series.get(partial.series)
+        held = None if series is None else series.panes.get(partial.pane, {}).get(partial.partition)
+        if held is not None and held[0] >= partial.ordering:
+            return False
+        state = _loaded(spec.aggregator, partial.state, partial.count)
         if series is None:
             group = partial.series.rsplit("|", 1)[1]
             series = self._series[partial.series] = _Series(spec, group)
         by_partition = series.panes.setdefault(partial.pane, {})
-        held = by_partition.get(partial.partition)
-        if held is not None and held[0] >= partial.ordering:
-            return False
         by_partition[partial.partition] = (partial.ordering, state, partial.count, partial.newest)
         # Every window holding this pane changes.
         for start in window.starts(partial.pane):
             if now < window.expires(start):
-                state = series.windows.get(start)
-                if state is None:
+                held_window = series.windows.get(start)
+                if held_window is None:
                     series.windows[start] = _Window()
                 else:
-                    state.dirty = True
+                    held_window.dirty = True
         return True
 
     def due(self, now: float) -> list[KpiPoint]:
@@ -295,13 +316,12 @@ class SeriesBook:
         merged = aggregator.initialize()
         count = 0
         newest = 0.0
-        pane = start
-        while pane < start + window.size:
+        for step in range(round(window.size / window.hop)):
+            pane = start + step * window.hop
             for _offset, state, pane_count, pane_newest in series.panes.get(pane, {}).values():
                 merged = aggregator.merge(merged, _copy(state))
                 count += pane_count
                 newest = max(newest, pane_newest)
-            pane += window.hop
         value = aggregator.result(merged, window.size) if count else None
         revision = series.windows[start].revision + 1
         return KpiPoint(
@@ -345,7 +365,7 @@ class SeriesBook:
             for pane, part, generation, offset, state, count, newest in raw["panes"]:
                 series.panes.setdefault(float(pane), {})[part] = (
                     (int(generation), int(offset)),
-                    spec.aggregator.load(state),
+                    _loaded(spec.aggregator, state, count),
                     int(count),
                     float(newest),
                 )
@@ -358,6 +378,15 @@ class SeriesBook:
                 )
             restored[key] = series
         self._series = restored
+
+
+def _loaded(aggregator: Aggregator, raw: Any, count: Any) -> Any:
+    """A state read back, or ValueError when it cannot be that of `count` values."""
+    state = aggregator.load(raw)
+    values = as_count(count)
+    if values < 1 or not aggregator.holds(state, values):
+        raise ValueError(f"a state that does not hold its count of {values}")
+    return state
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -35,7 +35,7 @@ from streams.aggregations import as_finite
 from streams.checkpoints import Checkpoint, CheckpointStore, load_with_retries
 from streams.cursor import Admission, Cursors, LostRecords, PartitionCursor
 from streams.freshness import SectorLastSeen, SourceFreshness
-from streams.kpi_engine import PanePartial, PartitionPanes, SeriesBook
+from streams.kpi_engine import FUTURE_SKEW, PanePartial, PartitionPanes, SeriesBook
 from streams.kpi_plan import KpiPlan
 from streams.worker_metrics import WorkerMetrics
 
@@ -552,13 +552,13 @@ class StreamWorker:
             # Each on its own: one of the wrong shape costs itself, not the record's others.
             try:
                 if isinstance(entry, dict) and entry.get("kind") == "seen":
-                    sector = entry["sector"]
-                    if sector not in self._sectors:
-                        raise ValueError("not a sector of the catalog")
-                    state.sectors.seen(sector, as_finite(entry["last_seen"]))
+                    sector, last_seen = entry["sector"], as_finite(entry["last_seen"])
+                    if sector not in self._sectors or last_seen > now + FUTURE_SKEW:
+                        raise ValueError("not a sector of the catalog, or seen in the future")
+                    state.sectors.seen(sector, last_seen)
                 else:
                     state.book.apply(PanePartial.from_json(entry), now=now)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 refused += 1
         if refused:
             self._poison_partials(record, refused)

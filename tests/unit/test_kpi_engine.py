@@ -302,15 +302,37 @@ def test_a_partial_with_a_bad_field_is_refused_when_read(changes: dict[str, Any]
         {"state": [[20.0, 10.0], [1, 1]]},  # a p95 state not ascending
         {"state": 4},  # a count's state
         {"series": "health.visits|*"},  # a series of another KPI
+        {"count": 5},  # the state holds 4 values
+        {"state": [[], []]},  # no values, count 4: it would show as a blank
+        {"count": 0, "state": [[], []]},
+        {"pane": T0 + 7},  # off the KPI's 60 s hops: a made-up window
+        {"pane": 2.0**59},  # in the future: `pane + hop` rounds back to the pane there
+        {"pane": 1e300},
+        {"newest": T0 + 10**6},  # taken in the future
     ],
 )
 def test_stage_two_refuses_a_partial_not_of_its_kpi_and_changes_nothing(
     changes: dict[str, Any],
 ) -> None:
+    """Any JSON may come on the partials topic: what cannot be one of the KPI's partials is a
+    ValueError, and the book (here holding a good partial) is left as it was."""
     book = SeriesBook(PLAN)
+    assert book.apply(PanePartial.from_json(_partial_json(partition="p1")), now=T0 + 1)
+    before = book.snapshot()
     with pytest.raises(ValueError, match=r"\S"):
         book.apply(PanePartial.from_json(_partial_json(**changes)), now=T0 + 1)
-    assert book.snapshot() == {}
+    assert book.snapshot() == before
+    (point,) = book.due(T0 + 1)
+    assert (point.value, point.count) == (20.0, 4)
+
+
+def test_a_hopping_kpis_partial_far_in_the_future_is_refused_not_looped_on() -> None:
+    """2**59 s: adding the 60 s hop gives the same float, so walking the window's panes by
+    adding the hop never ended."""
+    book = SeriesBook(PLAN)
+    partial = PanePartial("health.mean|*", "health.mean", 2.0**59, [1.0, 1], 1, "p0", 0, T0)
+    with pytest.raises(ValueError, match="future"):
+        book.apply(partial, now=T0 + 1)
     assert book.due(T0 + 1) == []
 
 
@@ -347,13 +369,16 @@ def test_a_snapshot_with_an_unreadable_state_restores_nothing() -> None:
     stage2 = json.loads(json.dumps(pipe.book.snapshot()))
     stage1["panes"][-1][2] = "broken"
     stage2[f"{P95}|d2"]["panes"][0][4] = {"broken": True}
-    fresh = Pipeline()
+    held = Pipeline()  # holding state of its own, which a failed restore must leave as it was
+    held.feed(0, [event(3, T0 + 1, 7.0)], now=T0 + 1)
+    held.tick(T0 + 1)
+    stage1_before, stage2_before = held.partitions[0].snapshot(), held.book.snapshot()
     with pytest.raises(ValueError, match=r"\S"):
-        fresh.partitions[0].restore(stage1)
+        held.partitions[0].restore(stage1)
     with pytest.raises(ValueError, match=r"\S"):
-        fresh.book.restore(stage2, now=T0 + 2, taken_at=T0 + 1)
-    assert fresh.partitions[0].snapshot() == {"next_offset": 0, "panes": [], "dirty": []}
-    assert fresh.book.snapshot() == {}
+        held.book.restore(stage2, now=T0 + 2, taken_at=T0 + 1)
+    assert held.partitions[0].snapshot() == stage1_before
+    assert held.book.snapshot() == stage2_before
 
 
 def test_panes_of_a_kpi_the_catalog_no_longer_has_are_left_out_on_restore() -> None:
@@ -361,8 +386,11 @@ def test_panes_of_a_kpi_the_catalog_no_longer_has_are_left_out_on_restore() -> N
     stage1.restore(
         {
             "next_offset": 1,
-            "panes": [["health.gone|*", T0, 3, 3, T0, "health.gone"]],
-            "dirty": [["health.gone|*", T0]],
+            "panes": [
+                ["health.gone|*", T0, 3, 3, T0, "health.gone"],
+                ["health.visits|*", T0, 2, 2, T0, "health.visits"],
+            ],
+            "dirty": [["health.gone|*", T0], ["health.visits|*", T0]],
         }
     )
-    assert stage1.drain(T0 + 1) == []
+    assert [(p.series, p.state) for p in stage1.drain(T0 + 1)] == [("health.visits|*", 2)]

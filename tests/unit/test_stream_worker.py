@@ -361,6 +361,8 @@ WRONG_PARTIALS: list[Any] = [
     lambda good: _with(good, offset=-5),
     lambda _good: {"kind": "seen", "sector": "health", "last_seen": "1e400"},
     lambda _good: {"kind": "seen", "sector": ["health"], "last_seen": NOW},
+    lambda _good: {"kind": "seen", "sector": "health", "last_seen": NOW + 10**6},  # future
+    lambda good: _with(good, count=2),  # its state holds one value
     lambda _good: 7,
 ]
 

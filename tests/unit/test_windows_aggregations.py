@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -235,3 +236,64 @@ def test_a_state_of_the_wrong_shape_is_refused(aggregation: str, raw: Any) -> No
 
 def test_a_distinct_count_state_loads_sorted_and_unique() -> None:
     assert AGGREGATORS["distinct_count"].load(["b", "a", "b"]) == ["a", "b"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.sampled_from([0.0, -0.0, 1.0, -1.0]), finite_anywhere), min_size=1, max_size=60
+    ),
+    cuts=st.lists(st.integers(0, 60), max_size=4),
+    earlier=st.booleans(),
+)
+def test_counted_p95_equals_sorting_every_value_over_partitions_and_json(
+    values: list[float], cuts: list[int], earlier: bool
+) -> None:
+    """Values split over partitions, each state through JSON (or an earlier version's list of
+    every value), merged in any order: the nearest rank of all values, and never -0.0."""
+    agg = AGGREGATORS["p95"]
+    bounds = sorted({0, len(values), *(min(c, len(values)) for c in cuts)})
+    merged = agg.initialize()
+    for first, last in itertools.pairwise(bounds):
+        part = values[first:last]
+        if earlier:
+            raw: Any = sorted(part)
+        else:
+            state = agg.initialize()
+            for value in part:
+                state = agg.add(state, value, 0.0)
+            raw = json.loads(json.dumps(state))
+        merged = agg.merge(merged, agg.load(raw))
+    result = agg.result(merged, 60.0)
+    assert result == p95(sorted(values))
+    assert result is not None
+    assert math.copysign(1.0, result) == 1.0 or result != 0.0
+
+
+def test_an_earlier_p95_state_loads_whatever_its_order() -> None:
+    """Read as counts in one sort (an earlier version's list, or any list, may be large)."""
+    state = AGGREGATORS["p95"].load([3.0, 1.0, 3.0, -0.0, 0.0])
+    assert state == [[0.0, 1.0, 3.0], [2, 1, 2]]
+    assert math.copysign(1.0, state[0][0]) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "state", "count", "holds"),
+    [
+        ("count", 3, 3, True),
+        ("count", 3, 4, False),
+        ("avg", [2.0, 3], 3, True),
+        ("avg", [2.0, 0], 3, False),
+        ("min", None, 1, False),
+        ("last", [1.0, 2.0], 5, True),
+        ("p95", [[1.0, 2.0], [2, 1]], 3, True),
+        ("p95", [[], []], 3, False),
+        ("distinct_count", ["a"], 3, True),
+        ("distinct_count", [], 3, False),
+        ("distinct_count", ["a", "b"], 1, False),
+    ],
+)
+def test_a_state_holds_the_count_its_partial_claims_or_not(
+    aggregation: str, state: Any, count: int, holds: bool
+) -> None:
+    assert AGGREGATORS[aggregation].holds(state, count) is holds
