@@ -310,13 +310,24 @@ async def test_records_a_checkpoint_needed_that_are_gone_are_counted_and_shown()
     assert occupancy["count"] == 5  # e0…e2 restored, e10, e11 taken
 
 
-async def _one_event_through_both_stages() -> Harness:
-    """A worker on one event and one partials partition: one event, stage 1's partials taken."""
+async def _stage_one_partials() -> tuple[Harness, list[Any], dict[str, Any]]:
+    """A worker on one event and one partials partition, one event taken: its stage-1
+    partials (not yet read by stage 2), and the bed occupancy one among them."""
     harness = Harness(MemoryCheckpointStore())
     await harness.worker.assign({(TOPIC, 0), (PARTIALS, 0)})
     await harness.worker.on_event_records([rec(0)])
     await harness.worker.flush_stage1()
     (batch,) = harness.sink.on(PARTIALS)
+    return harness, batch, next(p for p in batch if p.get("kpi") == BED)
+
+
+def _bed_values(harness: Harness) -> list[Any]:
+    return [r["value"] for r in harness.sink.on("ioc.kpi") if r.get("series", "").startswith(BED)]
+
+
+async def _one_event_through_both_stages() -> Harness:
+    """A worker on one event and one partials partition: one event, stage 1's partials taken."""
+    harness, batch, _good = await _stage_one_partials()
     value = json.dumps(batch).encode()
     await harness.worker.on_partial_records([Rec(PARTIALS, 0, 0, b"partials", value)])
     return harness
@@ -373,12 +384,7 @@ async def test_a_partial_of_the_wrong_shape_is_counted_and_stage_two_keeps_publi
 ) -> None:
     """Any JSON may arrive on the partials topic: a partial of the wrong shape is counted as
     poison and never reaches a merge; stage 2 goes on publishing the good ones."""
-    harness = Harness(MemoryCheckpointStore())
-    await harness.worker.assign({(TOPIC, 0), (PARTIALS, 0)})
-    await harness.worker.on_event_records([rec(0)])
-    await harness.worker.flush_stage1()
-    (batch,) = harness.sink.on(PARTIALS)
-    good = next(p for p in batch if p.get("kpi") == BED)
+    harness, batch, good = await _stage_one_partials()
     value = json.dumps([wrong(good)]).replace('"1e400"', "1e400").encode()
     await harness.worker.on_partial_records([Rec(PARTIALS, 0, 0, b"p", value)])
     await harness.worker.flush_stage2()
@@ -386,41 +392,16 @@ async def test_a_partial_of_the_wrong_shape_is_counted_and_stage_two_keeps_publi
     assert [r for r in harness.sink.on("ioc.kpi") if r["kind"] != "freshness"] == []
     await harness.worker.on_partial_records([Rec(PARTIALS, 0, 1, b"p", json.dumps(batch).encode())])
     await harness.worker.flush_stage2()
-    points = [r for r in harness.sink.on("ioc.kpi") if r.get("series", "").startswith(BED)]
-    assert [p["value"] for p in points] == [80.0]
+    assert _bed_values(harness) == [80.0]
     assert await harness.worker.checkpoint() == 2
 
 
 async def test_a_record_with_one_partial_of_the_wrong_state_keeps_its_other_partials() -> None:
-    harness = Harness(MemoryCheckpointStore())
-    await harness.worker.assign({(TOPIC, 0), (PARTIALS, 0)})
-    await harness.worker.on_event_records([rec(0)])
-    await harness.worker.flush_stage1()
-    (batch,) = harness.sink.on(PARTIALS)
-    good = next(p for p in batch if p.get("kpi") == BED)
+    harness, batch, good = await _stage_one_partials()
     value = json.dumps([_with(good, state={"mean": 1}), *batch]).encode()
     await harness.worker.on_partial_records([Rec(PARTIALS, 0, 0, b"p", value)])
     assert harness.metric("ioc_worker_poison_records_total", topic=PARTIALS) == 1
-    points = [r for r in harness.sink.on("ioc.kpi") if r.get("series", "").startswith(BED)]
-    assert [p["value"] for p in points] == [80.0]
-
-
-async def test_a_checkpoint_with_an_unreadable_state_replays_the_partition() -> None:
-    """A state in a checkpoint that cannot be loaded is not half-restored: the partition is
-    read again from its start, as for a checkpoint in another layout."""
-    store = MemoryCheckpointStore()
-    pane = [f"{BED}|*", NOW - 60, "not an average", 3, NOW, BED]
-    state = {
-        "format": STATE_FORMAT, "epoch": EPOCH.id, "generation": EPOCH.generation,
-        "panes": {"next_offset": 3, "panes": [pane], "dirty": []}, "freshness": {},
-    }  # fmt: skip
-    await store.save([Checkpoint.of("ioc-worker/events", (TOPIC, 0), 3, state, NOW)])
-    harness = Harness(store)
-    await harness.worker.assign({(TOPIC, 0)})
-    await harness.worker.on_event_records([rec(0)])
-    assert harness.acked == []  # taken, not skipped as covered
-    await harness.worker.flush_stage1()
-    assert [p["count"] for p in harness.sink.partials(BED)] == [1]
+    assert _bed_values(harness) == [80.0]
 
 
 async def test_a_record_whose_processing_fails_is_dead_lettered_and_the_batch_goes_on(
@@ -460,12 +441,30 @@ async def test_a_dead_letter_keeps_at_most_256_kib_of_the_original() -> None:
     assert base64.b64decode(letter["original_b64"]) == huge[: 256 * 1024]
 
 
-async def test_checkpoints_in_another_layout_are_not_restored() -> None:
-    """A checkpoint of the previous worker (before cursors) replays the partition instead."""
+UNREADABLE_PANE = [f"{BED}|*", NOW - 60, "not an average", 3, NOW, BED]
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        # A checkpoint of the previous worker (before cursors): another layout.
+        {"epoch": EPOCH.id, "panes": {"next_offset": 3, "panes": [], "dirty": []}},
+        # A state that cannot be loaded: not half-restored either.
+        {
+            "format": STATE_FORMAT,
+            "epoch": EPOCH.id,
+            "generation": EPOCH.generation,
+            "panes": {"next_offset": 3, "panes": [UNREADABLE_PANE], "dirty": []},
+        },
+    ],
+    ids=["another-layout", "unreadable-state"],
+)
+async def test_a_checkpoint_that_cannot_be_restored_replays_the_partition(
+    saved: dict[str, Any],
+) -> None:
     store = MemoryCheckpointStore()
-    old_state = {"epoch": EPOCH.id, "panes": {"next_offset": 3, "panes": [], "dirty": []}}
     await store.save(
-        [Checkpoint.of("ioc-worker/events", (TOPIC, 0), 3, {**old_state, "freshness": {}}, NOW)]
+        [Checkpoint.of("ioc-worker/events", (TOPIC, 0), 3, {**saved, "freshness": {}}, NOW)]
     )
     harness = Harness(store)
     await harness.worker.assign({(TOPIC, 0)})
