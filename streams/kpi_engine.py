@@ -168,20 +168,20 @@ class PartitionPanes:
 
     def restore(self, snapshot: Any) -> None:
         """Resume from a snapshot, all or nothing: ValueError (nothing changed) when a state in
-        it cannot be loaded. Panes of KPIs the catalog no longer has are left out."""
-        by_key = self._plan.by_key
+        it cannot be loaded. Panes of KPIs or groups the catalog no longer has are left out."""
+        plan = self._plan
         panes = {
-            (s, float(p)): [
-                _loaded(by_key[kpi].aggregator, state, count),
+            (s, _on_hop(spec, p)): [
+                _loaded(spec.aggregator, state, count),
                 count,
-                float(newest),
+                as_finite(newest),
                 kpi,
             ]
             for s, p, state, count, newest, kpi in snapshot["panes"]
-            if kpi in by_key
+            if (spec := plan.spec_of(s)) is not None and spec.key == kpi
         }
-        dirty = {(s, float(p)) for s, p in snapshot["dirty"]} & panes.keys()
-        self.next_offset = int(snapshot["next_offset"])
+        dirty = {(s, as_finite(p)) for s, p in snapshot["dirty"]} & panes.keys()
+        self.next_offset = as_count(snapshot["next_offset"])
         self._panes, self._dirty = panes, dirty
 
 
@@ -232,14 +232,15 @@ class SeriesBook:
         spec = self._plan.by_key.get(partial.kpi)
         if spec is None:
             return False
-        if partial.series.rsplit("|", 1)[0] != spec.key:
-            raise ValueError(f"a series not of KPI {spec.key}")
+        if self._plan.spec_of(partial.series) is not spec:
+            raise ValueError(f"a series not of KPI {spec.key}, or of a group it does not have")
         window = spec.window
         if now >= partial.pane + window.size + window.grace:
             return False
         horizon = now + FUTURE_SKEW
-        if round(partial.pane / window.hop) * window.hop != partial.pane or partial.pane > horizon:
-            raise ValueError(f"a pane off the hops of KPI {spec.key}, or in the future")
+        if partial.pane > horizon:
+            raise ValueError("a pane in the future")
+        _on_hop(spec, partial.pane)
         if partial.newest > horizon:
             raise ValueError("a partial taken in the future")
         series = self._series.get(partial.series)
@@ -358,26 +359,41 @@ class SeriesBook:
         skip = math.ceil(max(0.0, now - taken_at) / EMIT_INTERVAL) + PROVISIONAL_BURST + 1
         restored: dict[str, _Series] = {}
         for key, raw in snapshot.items():
-            spec = self._plan.by_key.get(key.rsplit("|", 1)[0])
-            if spec is None:
+            spec = self._plan.spec_of(key)
+            if spec is None:  # a KPI or group the catalog no longer has
                 continue
             series = _Series(spec, key.rsplit("|", 1)[1])
             for pane, part, generation, offset, state, count, newest in raw["panes"]:
-                series.panes.setdefault(float(pane), {})[part] = (
-                    (int(generation), int(offset)),
+                series.panes.setdefault(_on_hop(spec, pane), {})[part] = (
+                    (as_count(generation), as_count(offset)),
                     _loaded(spec.aggregator, state, count),
-                    int(count),
-                    float(newest),
+                    count,
+                    as_finite(newest),
                 )
             for start, revision, last_emit, final_sent, dirty in raw["windows"]:
-                series.windows[float(start)] = _Window(
-                    int(revision) + skip,
-                    -math.inf if last_emit is None else float(last_emit),
+                series.windows[_on_hop(spec, start)] = _Window(
+                    _revision(revision) + skip,
+                    -math.inf if last_emit is None else as_finite(last_emit),
                     bool(final_sent),
                     bool(dirty),
                 )
             restored[key] = series
         self._series = restored
+
+
+def _on_hop(spec: KpiSpec, raw: Any) -> float:
+    """A pane or window start read back: a finite time on the KPI's hops, or ValueError (a
+    made-up window would be published; a time where adding the hop changes nothing would loop)."""
+    time = as_finite(raw)
+    hop = spec.window.hop
+    if abs(time) > 2.0**52 or round(time / hop) * hop != time:
+        raise ValueError(f"a time off the hops of KPI {spec.key}")
+    return time
+
+
+def _revision(raw: Any) -> int:
+    """A window's revision read back: -1 (never published) or a count."""
+    return -1 if raw == -1 and type(raw) is int else as_count(raw)
 
 
 def _loaded(aggregator: Aggregator, raw: Any, count: Any) -> Any:

@@ -52,6 +52,7 @@ class KpiPlan:
         """`aggregators` by aggregation name (a benchmark compares other implementations)."""
         self.by_type: dict[tuple[str, str], list[KpiSpec]] = {}
         self.by_key: dict[str, KpiSpec] = {}
+        self._series: dict[str, KpiSpec] = {}
         for sector in catalog.sectors:
             for kpi in sector.kpis:
                 data_key = (
@@ -71,6 +72,20 @@ class KpiPlan:
                 )
                 self.by_type.setdefault((sector.id, kpi.event_type), []).append(spec)
                 self.by_key[spec.key] = spec
+                # The series it can have: events' districts and sources are the catalog's.
+                if spec.group_by == "district":
+                    groups = [NO_GROUP, *(district.code for district in catalog.districts)]
+                elif spec.group_by == "source":
+                    groups = [source.id for source in sector.sources]
+                else:
+                    groups = [NO_GROUP]
+                for group in groups:
+                    self._series[series_key(spec.key, group)] = spec
 
     def specs_for(self, event: Event) -> list[KpiSpec]:
         return self.by_type.get((event.sector, event.type), [])
+
+    def spec_of(self, series: str) -> KpiSpec | None:
+        """The KPI of a series key, or None when the catalog cannot make that series (a KPI
+        or a group it does not have)."""
+        return self._series.get(series)

@@ -282,7 +282,14 @@ class StreamWorker:
         start) when a state in the checkpoint cannot be loaded."""
         try:
             restore()
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            ArithmeticError,
+            RecursionError,
+        ) as exc:
             log.warning(
                 "%s:%d: checkpoint state unreadable (%s); replaying the partition",
                 checkpoint.topic, checkpoint.partition, exc,
@@ -295,7 +302,7 @@ class StreamWorker:
             return None
         try:
             saved = checkpoint.state()
-        except ValueError:
+        except (ValueError, RecursionError):
             saved = {}
         if saved.get("format") != STATE_FORMAT:
             log.warning(
@@ -558,7 +565,7 @@ class StreamWorker:
                     state.sectors.seen(sector, last_seen)
                 else:
                     state.book.apply(PanePartial.from_json(entry), now=now)
-            except (ValueError, KeyError, TypeError, RecursionError):
+            except (ValueError, KeyError, TypeError, ArithmeticError, RecursionError):
                 refused += 1
         if refused:
             self._poison_partials(record, refused)

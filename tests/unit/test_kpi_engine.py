@@ -309,6 +309,7 @@ def test_a_partial_with_a_bad_field_is_refused_when_read(changes: dict[str, Any]
         {"pane": 2.0**59},  # in the future: `pane + hop` rounds back to the pane there
         {"pane": 1e300},
         {"newest": T0 + 10**6},  # taken in the future
+        {"series": f"{P95}|nowhere"},  # a district the catalog does not have
     ],
 )
 def test_stage_two_refuses_a_partial_not_of_its_kpi_and_changes_nothing(
@@ -331,9 +332,61 @@ def test_a_hopping_kpis_partial_far_in_the_future_is_refused_not_looped_on() -> 
     adding the hop never ended."""
     book = SeriesBook(PLAN)
     partial = PanePartial("health.mean|*", "health.mean", 2.0**59, [1.0, 1], 1, "p0", 0, T0)
-    with pytest.raises(ValueError, match="future"):
+    with pytest.raises(ValueError, match="a pane in the future"):
         book.apply(partial, now=T0 + 1)
-    assert book.due(T0 + 1) == []
+
+
+def test_a_partial_off_its_kpis_hops_is_refused() -> None:
+    """Stage 1 makes panes on the hops only: another time would publish a made-up window."""
+    book = SeriesBook(PLAN)
+    partial = PanePartial("health.mean|*", "health.mean", T0 + 7, [1.0, 1], 1, "p0", 0, T0)
+    with pytest.raises(ValueError, match="off the hops"):
+        book.apply(partial, now=T0 + 1)
+
+
+@pytest.mark.parametrize(
+    ("stage", "path", "value"),
+    [
+        (1, ["next_offset"], math.inf),  # JSON's Infinity: int() raised OverflowError
+        (1, ["panes", 0, 1], math.nan),
+        (1, ["panes", 0, 1], T0 + 7),
+        (1, ["panes", 0, 4], 10**400),
+        (2, ["windows", 0, 1], math.inf),
+        (2, ["windows", 0, 0], math.nan),  # a window starting at NaN was published
+        (2, ["panes", 0, 0], 2.0**59),
+        (2, ["panes", 0, 3], -1),
+    ],
+    ids=[
+        "offset-infinity",
+        "pane-nan",
+        "pane-off-hop",
+        "newest-1e400",
+        "revision-infinity",
+        "window-nan",
+        "pane-2**59",
+        "offset-negative",
+    ],
+)
+def test_a_snapshot_with_a_number_that_cannot_be_is_refused(
+    stage: int, path: list[Any], value: Any
+) -> None:
+    """Checkpoints are read back from JSON, which holds Infinity, NaN and 1e400 too."""
+    pipe = Pipeline()
+    pipe.feed(0, [event(1, T0 + 1, 10.0)], now=T0 + 1)
+    pipe.tick(T0 + 1)
+    snapshot: Any = json.loads(
+        json.dumps(pipe.partitions[0].snapshot() if stage == 1 else pipe.book.snapshot())
+    )
+    target = snapshot if stage == 1 else snapshot[f"{P95}|d1"]
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    fresh = Pipeline()
+    with pytest.raises(ValueError, match=r"\S"):
+        if stage == 1:
+            fresh.partitions[0].restore(json.loads(json.dumps(snapshot)))
+        else:
+            fresh.book.restore(json.loads(json.dumps(snapshot)), now=T0 + 2, taken_at=T0 + 1)
 
 
 def test_a_p95_partial_of_an_earlier_version_is_read_as_counted_values() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -456,16 +457,22 @@ UNREADABLE_PANE = [f"{BED}|*", NOW - 60, "not an average", 3, NOW, BED]
             "generation": EPOCH.generation,
             "panes": {"next_offset": 3, "panes": [UNREADABLE_PANE], "dirty": []},
         },
+        # JSON's Infinity where an offset belongs (int() raised OverflowError: no restore ever).
+        {
+            "format": STATE_FORMAT,
+            "epoch": EPOCH.id,
+            "generation": EPOCH.generation,
+            "panes": {"next_offset": math.inf, "panes": [], "dirty": []},
+        },
     ],
-    ids=["another-layout", "unreadable-state"],
+    ids=["another-layout", "unreadable-state", "infinite-offset"],
 )
 async def test_a_checkpoint_that_cannot_be_restored_replays_the_partition(
     saved: dict[str, Any],
 ) -> None:
     store = MemoryCheckpointStore()
-    await store.save(
-        [Checkpoint.of("ioc-worker/events", (TOPIC, 0), 3, {**saved, "freshness": {}}, NOW)]
-    )
+    text = json.dumps({**saved, "freshness": {}})  # as stored: Infinity is JSON to json.loads
+    await store.save([Checkpoint("ioc-worker/events", TOPIC, 0, 3, text, NOW)])
     harness = Harness(store)
     await harness.worker.assign({(TOPIC, 0)})
     await harness.worker.on_event_records([rec(0)])
