@@ -8,7 +8,8 @@
 Runs `ioc up --rate R` in a temp state directory on free ports and samples, every
 `--sample` seconds, the RSS of the broker, of PostgreSQL (PSS summed over the server and its
 sessions, shared memory counted once; `pg_anon` and `pg_shmem` are its anonymous and its shared
-memory: the sessions' own, and the shared buffers with the server's other shared structures), of each component and of the simulators (summed).
+memory: the sessions' own, and the shared buffers with the server's other shared structures),
+of each component and of the simulators (summed).
 After `--warmup` minutes it prints, per process, the growth per minute (least squares) and
 the change from the first to the last fifth of the samples; the goal is a broker bounded by
 IOC_BROKER_MEMORY_LIMIT and every other process flat within ±10 %.
