@@ -1,5 +1,8 @@
 """Write a RowBatch to PostgreSQL in one transaction: COPY into temp staging tables, then upsert.
 
+Events take a shorter way: their ids are upserted into `event_ids` first, and only the rows of
+the ids it kept are copied, straight into `events`.
+
 Idempotent by construction, so a batch written twice (a crash between the database commit
 and the Kafka offset commit) leaves the same rows:
 
@@ -48,6 +51,7 @@ from consumers.storage.rows import (
 __all__ = ["PARTITION_LOCK_KEY", "StorageSink", "WriteResult", "create_partition"]
 
 Connection = psycopg.AsyncConnection[TupleRow]
+EventId = tuple[Any, Any]  # (source, event_id)
 
 # Advisory lock taken by whoever creates or drops partitions ("ioc" + "part").
 PARTITION_LOCK_KEY: Final = 0x696F63_70617274
@@ -73,48 +77,36 @@ ON CONFLICT (series, window_start) DO UPDATE SET {_set(KPI_POINT_COLUMNS, skip=1
 WHERE (k.generation, k.revision) < (EXCLUDED.generation, EXCLUDED.revision)
 """  # noqa: S608 - fixed identifiers, no input
 
-_EVENT_LIST: Final = ", ".join(EVENT_COLUMNS)
+_EVENT_ID_COLUMNS: Final = (
+    "source", "event_id", "occurred_at", "published_at", "partition", '"offset"', "idx",
+)  # fmt: skip
+_PLACE: Final = {column: place for place, column in enumerate(EVENT_COLUMNS)}  # in an event row
+_EVENT_ID_FROM_ROW: Final = tuple(_PLACE[column] for column in _EVENT_ID_COLUMNS)
+_SOURCE, _EVENT_ID, _OCCURRED_AT = _PLACE["source"], _PLACE["event_id"], _PLACE["occurred_at"]
+_PUBLISHED: Final = tuple(_PLACE[c] for c in ("published_at", "partition", '"offset"', "idx"))
 _LATER: Final = (
     '(k.published_at, k.partition, k."offset", coalesce(k.idx, -1))'
     ' < (EXCLUDED.published_at, EXCLUDED.partition, EXCLUDED."offset", coalesce(EXCLUDED.idx, -1))'
 )
 
-# Events: `event_ids` decides which copy of (source, event_id) is kept (0006_event_ids.sql);
-# `events` gets that copy only. Returns the rows inserted into `events`, and the (source,
-# event_id, occurred_at) of copies a correction replaced: deleted next, one statement each with
-# its time as a value, so only that partition or chunk is searched (a join could plan a scan
-# of them all).
-_EVENTS_UPSERT: Final = f"""
-WITH latest AS (
-    SELECT DISTINCT ON (source, event_id)
-           source, event_id, occurred_at, published_at, partition, "offset", idx
-    FROM stage_events
-    ORDER BY source, event_id, published_at DESC, partition DESC, "offset" DESC,
-             idx DESC NULLS LAST
-),
-keyed AS (
-    INSERT INTO event_ids AS k
-           (source, event_id, occurred_at, published_at, partition, "offset", idx)
-    SELECT * FROM latest
-    ON CONFLICT (source, event_id) DO UPDATE SET
-        occurred_at = EXCLUDED.occurred_at, published_at = EXCLUDED.published_at,
-        partition = EXCLUDED.partition, "offset" = EXCLUDED."offset", idx = EXCLUDED.idx,
-        replaced = k.occurred_at
-    WHERE k.occurred_at <> EXCLUDED.occurred_at AND {_LATER}
-    RETURNING k.source, k.event_id, k.occurred_at, k.replaced
-),
-added AS (
-    INSERT INTO events ({_EVENT_LIST})
-    SELECT DISTINCT ON (s.source, s.event_id) {", ".join("s." + c for c in EVENT_COLUMNS)}
-    FROM stage_events s
-    JOIN keyed ON s.source = keyed.source AND s.event_id = keyed.event_id
-              AND s.occurred_at = keyed.occurred_at
-    ORDER BY s.source, s.event_id, s.published_at, s.partition, s."offset", s.idx
-    RETURNING 1
+# Events: `event_ids` decides which copy of (source, event_id) is kept (0006_event_ids.sql).
+# The batch is first reduced to one copy per id (`_one_copy_per_id`) and sorted by id (so
+# writers that meet the same ids lock them in the same order), then its ids are sent as arrays.
+# Returns the ids inserted or corrected, with the occurred_at of the copy a correction replaced;
+# only the rows of those ids are then copied into `events`, and each replaced copy is deleted
+# with its time as a value, so only its partition or chunk is searched.
+_EVENT_IDS_UPSERT: Final = f"""
+INSERT INTO event_ids AS k ({", ".join(_EVENT_ID_COLUMNS)})
+SELECT * FROM unnest(
+    %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::integer[],
+    %b::bigint[], %b::integer[]
 )
-SELECT (SELECT count(*) FROM added), NULL::text, NULL::text, NULL::timestamptz
-UNION ALL
-SELECT NULL, source, event_id, replaced FROM keyed WHERE replaced IS NOT NULL
+ON CONFLICT (source, event_id) DO UPDATE SET
+    occurred_at = EXCLUDED.occurred_at, published_at = EXCLUDED.published_at,
+    partition = EXCLUDED.partition, "offset" = EXCLUDED."offset", idx = EXCLUDED.idx,
+    replaced = k.occurred_at
+WHERE k.occurred_at <> EXCLUDED.occurred_at AND {_LATER}
+RETURNING k.source, k.event_id, k.replaced
 """  # noqa: S608 - fixed identifiers, no input
 
 _DELETE_REPLACED: Final = (
@@ -222,7 +214,9 @@ class StorageSink:
         backend = conn.info.backend_pid
         if backend != self._staged_backend:
             self._staged_backend, self._staged = backend, set()
-        missing = [table for table in tables if table not in self._staged]
+        # Events are not staged: their ids go to `event_ids` as arrays, then the rows kept are
+        # copied straight into `events`.
+        missing = [table for table in tables if table in _UPSERTS and table not in self._staged]
         if not missing:
             return
         async with conn.transaction():
@@ -236,34 +230,36 @@ class StorageSink:
     async def _upsert(
         self, conn: Connection, table: str, rows: list[Row], result: WriteResult
     ) -> None:
-        columns = ", ".join(_COLUMNS[table])
         async with conn.cursor() as cursor:
-            async with cursor.copy(f"COPY stage_{table} ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    await copy.write_row(row)
             if table == "events":
-                written = await self._upsert_events(cursor, result)
-            elif table == "kpi_points" and self.path == "plain-postgresql":
-                await cursor.execute(_KPI_UPSERT_MARKING)
-                counted = await cursor.fetchone()
-                written = int(counted[0]) if counted else 0
+                written = await self._write_events(cursor, rows, result)
             else:
-                await cursor.execute(_UPSERTS[table])
-                written = max(cursor.rowcount, 0)
+                await _copy(cursor, f"stage_{table}", _COLUMNS[table], rows)
+                if table == "kpi_points" and self.path == "plain-postgresql":
+                    await cursor.execute(_KPI_UPSERT_MARKING)
+                    counted = await cursor.fetchone()
+                    written = int(counted[0]) if counted else 0
+                else:
+                    await cursor.execute(_UPSERTS[table])
+                    written = max(cursor.rowcount, 0)
         result.written[table] = written
         result.unchanged[table] = len(rows) - written
 
-    async def _upsert_events(
-        self, cursor: psycopg.AsyncCursor[TupleRow], result: WriteResult
+    async def _write_events(
+        self, cursor: psycopg.AsyncCursor[TupleRow], rows: list[Row], result: WriteResult
     ) -> int:
-        await cursor.execute(_EVENTS_UPSERT)
-        answer = await cursor.fetchall()
-        written = next((int(row[0]) for row in answer if row[0] is not None), 0)
-        replaced = [(row[1], row[2], row[3]) for row in answer if row[0] is None]
+        """Upsert the batch's ids into `event_ids`, then COPY the rows of the ids it kept
+        straight into `events` and delete the copies that corrections replaced."""
+        latest, stored = _one_copy_per_id(rows)
+        columns = list(zip(*(latest[key] for key in sorted(latest)), strict=True))
+        await cursor.execute(_EVENT_IDS_UPSERT, [list(columns[i]) for i in _EVENT_ID_FROM_ROW])
+        kept = await cursor.fetchall()
+        await _copy(cursor, "events", EVENT_COLUMNS, (stored[s, e] for s, e, _r in kept))
+        replaced = [(s, e, r) for s, e, r in kept if r is not None]
         if replaced:
             await cursor.executemany(_DELETE_REPLACED, replaced)
             result.events_replaced += len(replaced)
-        return written
+        return len(kept)
 
     async def _ensure_partitions(self, conn: Connection, batch: RowBatch) -> list[str]:
         needed: set[Partition] = set()
@@ -285,6 +281,41 @@ class StorageSink:
                         created.append(partition.name)
             self.known_partitions.update(p.name for p in needed)
         return created
+
+
+def _published(row: Row) -> tuple[Any, ...]:
+    """An event row's place in publishing order: record timestamp, partition, offset, idx
+    (none, a one-event record: before any)."""
+    at, partition, offset, idx = (row[place] for place in _PUBLISHED)
+    return (at, partition, offset, -1 if idx is None else idx)
+
+
+def _one_copy_per_id(rows: list[Row]) -> tuple[dict[EventId, Row], dict[EventId, Row]]:
+    """(latest, stored) per (source, event_id) of the batch: the latest published copy, whose
+    occurred_at is the one kept (as `event_ids` records it), and the row to store, the earliest
+    published copy with that occurred_at (a repeat never replaces the first copy)."""
+    by_id = {(row[_SOURCE], row[_EVENT_ID]): row for row in rows}
+    if len(by_id) == len(rows):  # no repeats: the common case
+        return by_id, by_id
+    copies: dict[EventId, list[Row]] = {}
+    for row in rows:
+        copies.setdefault((row[_SOURCE], row[_EVENT_ID]), []).append(row)
+    latest: dict[EventId, Row] = {}
+    stored: dict[EventId, Row] = {}
+    for key, group in copies.items():
+        last = latest[key] = max(group, key=_published)
+        stored[key] = min(
+            (row for row in group if row[_OCCURRED_AT] == last[_OCCURRED_AT]), key=_published
+        )
+    return latest, stored
+
+
+async def _copy(
+    cursor: psycopg.AsyncCursor[TupleRow], table: str, columns: Sequence[str], rows: Iterable[Row]
+) -> None:
+    async with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            await copy.write_row(row)
 
 
 async def create_partition(conn: Connection, partition: Partition) -> bool:
