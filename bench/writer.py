@@ -1,6 +1,6 @@
 """The writer's batch write next to a raw COPY of the same rows, on both storage paths.
 
-    python bench/writer.py [--events N] [--batch 5000]
+    python bench/writer.py [--events N] [--batch 5000] [--rounds 3]
 
 Starts its own embedded PostgreSQL (temp dir; TimescaleDB preloaded when its installation has
 it, see README), decodes N simulator events into `events` rows once, then, for each storage
@@ -11,9 +11,11 @@ path in its own database, times in batches of `--batch` rows, each its own trans
   (b) the writer's path, `StorageSink.write`: the upsert of the batch's ids into `event_ids`
       (the key), then a COPY of the rows it kept into `events` (partitioned table or
       hypertable, with its indexes), partitions created as needed.
-Last lines: `ratio: writer/raw-copy = X.XX` (plain) and `ratio: writer/raw-copy (timescaledb)
-= X.XX` ((b) rows/s over (a) rows/s). Target: ≥ 0.25 each. Without TimescaleDB the second
-line says it was not measured.
+Each path is measured `--rounds` times (default 3), alternating, each round in a fresh
+database; the rates printed are medians, with each round's ratio. Last lines: `ratio:
+writer/raw-copy = X.XX` (plain) and `ratio: writer/raw-copy (timescaledb) = X.XX`, the median
+of the rounds' ratios ((b) rows/s over (a) rows/s). Target: ≥ 0.25 each. Without TimescaleDB the
+second line says it was not measured.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -104,24 +107,42 @@ async def writer_path(
 
 
 async def measure(
-    postgres: EmbeddedPostgres, path: StoragePath, rows: list[tuple[object, ...]], size: int
+    postgres: EmbeddedPostgres,
+    path: StoragePath,
+    rows: list[tuple[object, ...]],
+    size: int,
+    round_: int,
 ) -> tuple[float, float]:
     """(raw COPY seconds, writer seconds) in a fresh database of that storage path."""
-    name = "bench_" + path.split("-")[0]
+    name = f"bench_{path.split('-')[0]}_{round_}"
     async with await psycopg.AsyncConnection.connect(postgres.url(), autocommit=True) as conn:
         await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = postgres.url(name)
     report = await migrate(url, connect_timeout=30, storage=path)
-    log(f"{report.storage_path}: (a) raw COPY")
+    log(f"round {round_}, {report.storage_path}: (a) raw COPY")
+    await checkpoint(postgres)
     raw = await raw_copy(url, rows, size, path)
-    log(f"{report.storage_path}: (b) writer path")
-    return raw, await writer_path(url, rows, size, path)
+    log(f"round {round_}, {report.storage_path}: (b) writer path")
+    await checkpoint(postgres)
+    writer = await writer_path(url, rows, size, path)
+    async with await psycopg.AsyncConnection.connect(postgres.url(), autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))
+    return raw, writer
+
+
+async def checkpoint(postgres: EmbeddedPostgres) -> None:
+    """Each measurement starts with no dirty pages or WAL of the one before it (a checkpoint
+    in the middle of one would slow it by the other's writes)."""
+    async with await psycopg.AsyncConnection.connect(postgres.url(), autocommit=True) as conn:
+        await conn.execute("CHECKPOINT")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3, help="each path measured this many "
+                        "times, alternating; the figures printed are the medians")  # fmt: skip
     add_shared_buffers(parser)
     args = parser.parse_args()
 
@@ -129,12 +150,16 @@ async def main() -> None:
     rows = decode(args.events)
     root = Path(tempfile.mkdtemp(prefix="ioc-bench-writer-"))
     postgres = quiet_postgres(root, args.shared_buffers)
-    results: dict[StoragePath, tuple[float, float]] = {}
+    rounds: dict[StoragePath, list[tuple[float, float]]] = {}
     try:
         await postgres.start()
-        results["plain-postgresql"] = await measure(postgres, "plain-postgresql", rows, args.batch)
+        paths: list[StoragePath] = ["plain-postgresql"]
         if postgres.timescaledb_version is not None:
-            results["timescaledb"] = await measure(postgres, "timescaledb", rows, args.batch)
+            paths.append("timescaledb")
+        for round_ in range(1, args.rounds + 1):
+            for path in paths:
+                figures = await measure(postgres, path, rows, args.batch, round_)
+                rounds.setdefault(path, []).append(figures)
     finally:
         postgres.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -145,18 +170,23 @@ async def main() -> None:
         f"machine: {machine()}; embedded PostgreSQL"
         f"{f' with TimescaleDB {timescale}' if timescale else ''};"
         f" shared_buffers {args.shared_buffers};"
-        f" {count:,} rows, batches of {args.batch:,}"
+        f" {count:,} rows, batches of {args.batch:,}; medians of {args.rounds} rounds"
     )
-    raw, writer = results["plain-postgresql"]
-    print(f"(a) raw COPY into an unlogged table:              {count / raw:>9,.0f} rows/s")
-    print(f"(b) writer: event_ids upsert + COPY, partitioned:{count / writer:>9,.0f} rows/s")
-    if "timescaledb" in results:
-        ts_raw, ts_writer = results["timescaledb"]
-        print(f"(a) raw COPY into an unlogged hypertable:         {count / ts_raw:>9,.0f} rows/s")
-        print(f"(b) writer: event_ids upsert + COPY, hypertable: {count / ts_writer:>9,.0f} rows/s")
-    print(f"ratio: writer/raw-copy = {raw / writer:.2f}")
-    if "timescaledb" in results:
-        print(f"ratio: writer/raw-copy (timescaledb) = {ts_raw / ts_writer:.2f}")
+    ratios: dict[StoragePath, float] = {}
+    for path, kind in (("plain-postgresql", "table"), ("timescaledb", "hypertable")):
+        if path not in rounds:
+            continue
+        raw = statistics.median(count / r for r, _ in rounds[path])
+        writer = statistics.median(count / w for _, w in rounds[path])
+        each = [r / w for r, w in rounds[path]]
+        ratios[path] = statistics.median(each)
+        table = "partitioned" if kind == "table" else "hypertable"
+        print(f"(a) raw COPY into an unlogged {kind}:{' ' * (14 - len(kind))}{raw:>9,.0f} rows/s")
+        print(f"(b) writer: event_ids upsert + COPY, {table}: {writer:>9,.0f} rows/s")
+        print(f"    ratio of each round ({path}): {', '.join(f'{x:.2f}' for x in each)}")
+    print(f"ratio: writer/raw-copy = {ratios['plain-postgresql']:.2f}")
+    if "timescaledb" in ratios:
+        print(f"ratio: writer/raw-copy (timescaledb) = {ratios['timescaledb']:.2f}")
     else:
         print("ratio: writer/raw-copy (timescaledb) = not measured (no TimescaleDB, see README)")
 
