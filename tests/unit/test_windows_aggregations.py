@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -88,7 +89,8 @@ values_strategy = st.lists(
 def test_aggregation_matches_brute_force_whatever_the_split(
     aggregation: str, values: list[tuple[float, float]], split: int, seed: int
 ) -> None:
-    """Adding values in any order to two partials and merging equals the reference."""
+    """Adding values in any order to two partials and merging equals the reference; a merge
+    leaves both its arguments as they were (stage 2 merges the panes' held states)."""
     agg = AGGREGATORS[aggregation]
     shuffled = list(values)
     random.Random(seed).shuffle(shuffled)
@@ -97,7 +99,9 @@ def test_aggregation_matches_brute_force_whatever_the_split(
         left = agg.add(left, value, ts)
     for ts, value in shuffled[split:]:
         right = agg.add(right, value, ts)
+    held = copy.deepcopy((left, right))
     got = agg.result(agg.merge(left, right), 300.0)
+    assert (left, right) == held
     expected = _reference(aggregation, values, 300.0)
     if expected is None or got is None:
         assert (got is None or got == 0.0) and (expected is None or expected == 0.0)
