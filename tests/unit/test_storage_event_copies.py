@@ -2,8 +2,12 @@
 
 The writer reduces a batch to one copy per (source, event_id) before it asks `event_ids`:
 the latest published copy says which occurred_at is kept, and the row stored is the earliest
-published copy with that occurred_at. These are the rules the sink's SQL applied itself before
-(DISTINCT ON in two sort orders); here they are checked against a sort, in any batch order.
+published copy with that occurred_at, both in one publishing order (record timestamp,
+partition, offset, place in a batch record, a one-event record first). The sink's SQL applied
+these rules itself before (DISTINCT ON), except that its choice of the stored copy put a
+one-event record after a batch's items at the same timestamp, partition and offset; that tie
+needs one id on two topics at the same place, and one order for both choices is the rule now.
+Here they are checked against a sort, in any batch order.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ def batches(draw: st.DrawFn) -> list[tuple[Any, ...]]:
 
 def _order(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """Publishing order: record timestamp, partition, offset, then place in a batch record
-    (none, a one-event record, before any; the old SQL's DESC NULLS LAST)."""
+    (none, a one-event record, before any; as `_LATER` in the upsert compares them)."""
     idx = row[PLACE["idx"]]
     return (
         row[PLACE["published_at"]], row[PLACE["partition"]], row[PLACE['"offset"']],
