@@ -20,7 +20,8 @@ Every error a user can cause carries a machine-readable ``code``; the CLI prints
      ├── DatabaseError            database_error
      ├── MigrationError           migration_failed
      │    ├── MigrationChecksumError  migration_checksum_mismatch
-     │    └── StoragePathError        storage_path_unavailable
+     │    ├── StoragePathError        storage_path_unavailable
+     │    └── DatabaseEncodingError   database_encoding
      ├── UnknownSourceError       unknown_source
      ├── UnknownSectorError       unknown_sector
      ├── UnknownApiKeyError       unknown_api_key
@@ -33,6 +34,7 @@ __all__ = [
     "BrokerRollError",
     "BrokerUnreachableError",
     "CatalogError",
+    "DatabaseEncodingError",
     "DatabaseError",
     "DatabaseUnreachableError",
     "EmbeddedStartError",
@@ -172,6 +174,12 @@ class StoragePathError(MigrationError):
     """The storage path asked for (IOC_STORAGE_PATH) cannot be used on this database."""
 
     code = "storage_path_unavailable"
+
+
+class DatabaseEncodingError(MigrationError):
+    """The database is not encoded in UTF8 (e.g. SQL_ASCII): nothing is migrated or stored."""
+
+    code = "database_encoding"
 
 
 class UnknownSourceError(IocError):

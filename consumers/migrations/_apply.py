@@ -37,6 +37,7 @@ from consumers.migrations._files import (
     pending_migrations,
 )
 from foundation.errors import (
+    DatabaseEncodingError,
     DatabaseError,
     DatabaseUnreachableError,
     MigrationError,
@@ -104,6 +105,7 @@ async def migrate(
             f"cannot connect to {redact_url(url)}: {_first_line(exc)}"
         ) from exc
     async with conn:
+        _require_utf8(conn, url)
         await _lock(conn, lock_timeout)
         try:
             return await _apply_pending(
@@ -113,6 +115,19 @@ async def migrate(
             # Closing the session releases the lock anyway; a broken one must not mask the error.
             with contextlib.suppress(psycopg.Error):
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+def _require_utf8(conn: psycopg.AsyncConnection[TupleRow], url: str) -> None:
+    """Refuse a database not encoded in UTF8 before anything is created in it: in SQL_ASCII,
+    for one, PostgreSQL takes any bytes and hands text back as bytes, so Vietnamese names and
+    the history's JSON would break far from the cause."""
+    encoding = conn.info.parameter_status("server_encoding")
+    if encoding is not None and encoding != "UTF8":
+        raise DatabaseEncodingError(
+            f"{redact_url(url)} is encoded {encoding}, and"
+            " ioc-stream needs a UTF8 database: create one with"
+            " CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0"
+        )
 
 
 async def _lock(conn: psycopg.AsyncConnection[TupleRow], timeout: float) -> None:

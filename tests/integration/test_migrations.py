@@ -7,11 +7,13 @@ import asyncio
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from consumers.migrations import MIGRATION_LOCK_KEY, StoragePath, load_migrations, migrate
 from consumers.storage import RecordDecoder, RowBatch, StoragePolicy, StorageSink
@@ -111,6 +113,34 @@ async def test_failed_migration_is_rolled_back(path_database: str, tmp_path: Pat
     with psycopg.connect(path_database) as conn:
         row = conn.execute("SELECT to_regclass('half_done'), to_regclass('ok_table')").fetchone()
     assert row == (None, "ok_table")
+
+
+def test_a_database_not_in_utf8_is_refused_before_anything_is_created(
+    ioc_cli: Cli, database_url: str
+) -> None:
+    """A SQL_ASCII database (what `initdb` makes under a C locale) → one coded line, and no
+    table in it: text would come back as bytes and break far from the cause."""
+    name = f"t_ascii_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE DATABASE {} ENCODING 'SQL_ASCII' TEMPLATE template0"
+                " LC_COLLATE 'C' LC_CTYPE 'C'"
+            ).format(sql.Identifier(name))
+        )
+    url = database_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        result = ioc_cli("db", "migrate", env={"DATABASE_URL": url})
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.startswith("ioc: error [database_encoding]"), result.stderr
+        assert "is encoded SQL_ASCII" in result.stderr and "Traceback" not in result.stderr
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @BOTH_PATHS
