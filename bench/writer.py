@@ -170,7 +170,7 @@ async def main() -> None:
         f"machine: {machine()}; embedded PostgreSQL"
         f"{f' with TimescaleDB {timescale}' if timescale else ''};"
         f" shared_buffers {args.shared_buffers};"
-        f" {count:,} rows, batches of {args.batch:,}; medians of {args.rounds} rounds"
+        f" {count:,} rows, batches of {args.batch:,}; rounds: {args.rounds} (medians printed)"
     )
     ratios: dict[StoragePath, float] = {}
     for path, kind in (("plain-postgresql", "table"), ("timescaledb", "hypertable")):
