@@ -94,28 +94,13 @@ def _rss(pid: int | None) -> int | None:
         return None
 
 
-def _pss_tree(pid: int | None) -> int | None:
-    """PSS of a process and its children: shared memory counted once across them."""
+def _pss_tree(pid: int | None) -> tuple[int, int, int] | None:
+    """(PSS, its anonymous part, its shared-memory part) of a process and its children, from
+    Linux's smaps_rollup: shared memory counted once across them, and what grows in
+    PostgreSQL's sessions told from its shared buffers."""
     if pid is None:
         return None
-    try:
-        root = psutil.Process(pid)
-        total = 0
-        for process in [root, *root.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                info = process.memory_full_info()
-                total += int(getattr(info, "pss", info.rss))
-        return total
-    except psutil.Error:
-        return None
-
-
-def _pss_split(pid: int | None) -> tuple[int, int] | None:
-    """(anonymous, shared memory) PSS of a process and its children, from Linux's
-    smaps_rollup: what grows in PostgreSQL's sessions vs its shared buffers."""
-    if pid is None:
-        return None
-    anon = shmem = 0
+    fields = {"Pss": 0, "Pss_Anon": 0, "Pss_Shmem": 0}
     try:
         root = psutil.Process(pid)
         for process in [root, *root.children(recursive=True)]:
@@ -123,13 +108,11 @@ def _pss_split(pid: int | None) -> tuple[int, int] | None:
                 rollup = Path(f"/proc/{process.pid}/smaps_rollup").read_text()
                 for line in rollup.splitlines():
                     field, _, value = line.partition(":")
-                    if field == "Pss_Anon":
-                        anon += int(value.split()[0]) * 1024
-                    elif field == "Pss_Shmem":
-                        shmem += int(value.split()[0]) * 1024
+                    if field in fields:
+                        fields[field] += int(value.split()[0]) * 1024
     except psutil.Error:
         return None
-    return anon, shmem
+    return fields["Pss"], fields["Pss_Anon"], fields["Pss_Shmem"]
 
 
 @dataclass
@@ -234,9 +217,8 @@ class Soak:
         services, children = self.services(), self.children()
         row: dict[str, Any] = {"t": time.time() - self.ready_at}
         row["broker"] = _rss(services.get("broker", {}).get("pid"))
-        row["postgres"] = _pss_tree(services.get("database", {}).get("pid"))
-        split = _pss_split(services.get("database", {}).get("pid"))
-        row["pg_anon"], row["pg_shmem"] = split if split else (None, None)
+        postgres = _pss_tree(services.get("database", {}).get("pid"))
+        row["postgres"], row["pg_anon"], row["pg_shmem"] = postgres or (None, None, None)
         simulators = 0
         for name, child in children.items():
             rss = _rss(child.get("pid"))

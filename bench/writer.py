@@ -173,14 +173,16 @@ async def main() -> None:
         f" {count:,} rows, batches of {args.batch:,}; rounds: {args.rounds} (medians printed)"
     )
     ratios: dict[StoragePath, float] = {}
-    for path, kind in (("plain-postgresql", "table"), ("timescaledb", "hypertable")):
+    for path, kind, table in (
+        ("plain-postgresql", "table", "partitioned"),
+        ("timescaledb", "hypertable", "hypertable"),
+    ):
         if path not in rounds:
             continue
         raw = statistics.median(count / r for r, _ in rounds[path])
         writer = statistics.median(count / w for _, w in rounds[path])
         each = [r / w for r, w in rounds[path]]
         ratios[path] = statistics.median(each)
-        table = "partitioned" if kind == "table" else "hypertable"
         print(f"(a) raw COPY into an unlogged {kind}:{' ' * (14 - len(kind))}{raw:>9,.0f} rows/s")
         print(f"(b) writer: event_ids upsert + COPY, {table}: {writer:>9,.0f} rows/s")
         print(f"    ratio of each round ({path}): {', '.join(f'{x:.2f}' for x in each)}")

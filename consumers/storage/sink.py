@@ -56,8 +56,8 @@ EventId = tuple[Any, Any]  # (source, event_id)
 # Advisory lock taken by whoever creates or drops partitions ("ioc" + "part").
 PARTITION_LOCK_KEY: Final = 0x696F63_70617274
 
+# The staged tables' columns (events are not staged: see `_write_events`).
 _COLUMNS: Final = {
-    "events": EVENT_COLUMNS,
     "kpi_points": KPI_POINT_COLUMNS,
     "source_freshness": FRESHNESS_COLUMNS,
     "sector_last_seen": SECTOR_SEEN_COLUMNS,
