@@ -82,7 +82,10 @@ def run(variant: str, rate: float, minutes: float, sample: float, seed: int) -> 
         partials = [p.to_json() for p in stage1.drain(now)]
         if not partials:
             return 0
-        encoded = json.dumps(partials, separators=(",", ":")).encode()
+        # As the worker encodes a partials record (streams/worker.py `_encode_list`).
+        encoded = json.dumps(
+            partials, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
         for raw in json.loads(encoded):
             book.apply(PanePartial.from_json(raw), now=now)
         for point in book.due(now):  # provisional ones too: both variants emit at the same times
