@@ -127,6 +127,9 @@ class Settings(BaseSettings):
         default=None, ge=1, le=300, description="seconds; unset: 4 embedded, 10 with a cluster"
     )
     worker_checkpoint_interval: float = Field(default=1.0, gt=0, le=60, description="seconds")
+    # Faust's own aiokafka transport ("faust"), or the same with a 100 ms fetch wait
+    # ("short-wait", for the embedded broker); "auto" picks short-wait on the embedded broker.
+    worker_transport: Literal["auto", "short-wait", "faust"] = "auto"
 
     # The notifier (`ioc notifier`): routing file, grouping, retries, rate limit, channels.
     # Secrets live here (env), never in the routing file.

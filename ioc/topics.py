@@ -23,7 +23,14 @@ from foundation.contract.catalog import Catalog
 from foundation.contract.topics import EPOCH, INTERNAL_TOPICS, PLATFORM_TOPICS, BrokerEpoch
 from foundation.errors import BrokerUnreachableError, TopicError
 
-__all__ = ["TopicResult", "contract_topics", "create_topics", "ensure_epoch", "topic_configs"]
+__all__ = [
+    "TopicResult",
+    "cluster_id",
+    "contract_topics",
+    "create_topics",
+    "ensure_epoch",
+    "topic_configs",
+]
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -196,3 +203,27 @@ async def _first_epoch(
             except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
                 continue
     return None
+
+
+async def cluster_id(
+    bootstrap_servers: str, *, timeout: float, kafka_options: dict[str, Any] | None = None
+) -> str | None:
+    """The cluster id the broker reports in its metadata (None if it reports none)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        request_timeout_ms=max(int(timeout * 1000), 1000),
+        **(kafka_options or {}),
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            await admin.start()
+            described = await admin.describe_cluster()
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise BrokerUnreachableError(
+            f"cannot describe the cluster at {bootstrap_servers}: {exc}"
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    found = described.get("cluster_id")
+    return found if isinstance(found, str) and found else None

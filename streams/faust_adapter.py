@@ -18,7 +18,9 @@
    overridden here (`_new_consumer_thread`, `_create_worker_consumer`): the arguments are
    restated from faust-streaming 0.15 with public configuration only, no private attribute
    is read or written, and nothing is patched. Re-check them when faust-streaming changes
-   (pyproject pins it below 0.16).
+   (pyproject pins it below 0.16). The transport is used only where it helps: `ioc worker`
+   picks it on the embedded broker and Faust's own `kafka://` transport on Kafka
+   (`IOC_WORKER_TRANSPORT`), so a cluster runs Faust unchanged.
 """
 
 from __future__ import annotations
@@ -99,9 +101,11 @@ class Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
 
 
-def broker_urls(bootstrap_servers: str) -> list[str]:
-    """Faust broker URLs of the worker's transport for `host:port[,host:port…]`."""
-    return [f"{TRANSPORT_SCHEME}://{host.strip()}" for host in bootstrap_servers.split(",")]
+def broker_urls(bootstrap_servers: str, *, short_fetch_wait: bool) -> list[str]:
+    """Faust broker URLs for `host:port[,host:port…]`: this module's transport with the short
+    fetch wait, or Faust's own aiokafka transport (`kafka://`) unchanged."""
+    scheme = TRANSPORT_SCHEME if short_fetch_wait else "kafka"
+    return [f"{scheme}://{host.strip()}" for host in bootstrap_servers.split(",")]
 
 
 @dataclass(frozen=True, slots=True)

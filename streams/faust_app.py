@@ -62,6 +62,9 @@ class WorkerConfig:
     )
     broker_credentials: Any = None  # foundation.kafka_client.faust_broker_credentials
     compression: str | None = None  # the producer's compression type (None: none)
+    # faust_adapter's transport (100 ms fetch wait) rather than Faust's own: for a broker that
+    # answers a waiting fetch only when the wait ends (the embedded one).
+    short_fetch_wait: bool = True
 
 
 class _FaustSink:
@@ -92,7 +95,7 @@ def create_app(
     session_ms = config.session_timeout
     app = faust.App(
         config.group,
-        broker=broker_urls(config.bootstrap_servers),
+        broker=broker_urls(config.bootstrap_servers, short_fetch_wait=config.short_fetch_wait),
         broker_credentials=config.broker_credentials,
         key_serializer="raw",
         value_serializer="raw",

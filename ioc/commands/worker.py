@@ -15,6 +15,12 @@ __all__ = ["register"]
 
 log = logging.getLogger("ioc.worker")
 
+# IOC_WORKER_TRANSPORT: what `auto` chose (or what was set), as the start line says it.
+_TRANSPORTS = {
+    True: "short-wait (Faust's aiokafka transport with a 100 ms fetch wait)",
+    False: "faust (Faust's own aiokafka transport)",
+}
+
 
 def register(commands: Any) -> None:
     worker = commands.add_parser(
@@ -43,8 +49,9 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     )
     from foundation.observability import start_observability_server
     from foundation.state_dir import ensure_state_dir
+    from ioc.embedded.broker import CLUSTER_ID
     from ioc.runtime import resolve_bootstrap_servers, resolve_database_url
-    from ioc.topics import ensure_epoch
+    from ioc.topics import cluster_id, ensure_epoch
     from streams.checkpoints import PostgresCheckpointStore
     from streams.faust_app import WorkerConfig, create_app
 
@@ -61,6 +68,17 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             kafka_options=kafka_client_options(settings),
         )
     )
+    short_fetch_wait = settings.worker_transport == "short-wait"
+    if settings.worker_transport == "auto":
+        found = asyncio.run(
+            cluster_id(
+                bootstrap,
+                timeout=settings.connect_timeout,
+                kafka_options=kafka_client_options(settings),
+            )
+        )
+        short_fetch_wait = found == CLUSTER_ID
+    print(f"worker transport: {_TRANSPORTS[short_fetch_wait]}", flush=True)
     asyncio.set_event_loop(asyncio.new_event_loop())  # Faust runs on the current loop
 
     registry = CollectorRegistry()
@@ -76,6 +94,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         checkpoint_interval=settings.worker_checkpoint_interval,
         broker_credentials=faust_broker_credentials(settings),
         compression=producer_compression(settings),
+        short_fetch_wait=short_fetch_wait,
     )
     app, worker, _metrics = create_app(config, catalog=catalog, store=store, registry=registry)
 

@@ -25,11 +25,13 @@ from ioc.embedded._process import (
     write_pid_file,
 )
 
-__all__ = ["EmbeddedBroker", "broker_binary"]
+__all__ = ["CLUSTER_ID", "EmbeddedBroker", "broker_binary"]
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+# The cluster id it reports in metadata: how `ioc worker` knows the broker is this one.
+CLUSTER_ID = "ioc-embedded"
 
 
 def broker_binary() -> Path:
@@ -118,7 +120,10 @@ class EmbeddedBroker:
         binary = broker_binary()
         self.version = _binary_version(binary)
         url = f"tcp://{HOST}:{self._port}"
-        argv = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        argv = [
+            str(binary), "broker", "--cluster-id", CLUSTER_ID,
+            "--listener-url", url, "--advertised-listener-url", url,
+        ]  # fmt: skip
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RUST_LOG": "warn"}
         self._proc = spawn(argv, log_path=self.log_file, death_signal=signal.SIGTERM, env=env)
         write_pid_file(self.pid_file, self._proc.pid, "broker")

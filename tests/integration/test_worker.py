@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -62,12 +63,19 @@ def _latest(points: list[dict[str, Any]]) -> dict[tuple[str, float], dict[str, A
     return latest
 
 
+@pytest.mark.parametrize("transport", ["auto", "faust"])
 async def test_events_become_provisional_then_final_points(
-    stream_workers: StartWorker, short_catalog: ShortCatalog, kafka_bootstrap: str
+    stream_workers: StartWorker, short_catalog: ShortCatalog, kafka_bootstrap: str, transport: str
 ) -> None:
-    """A window's first point is provisional; the final one comes by timer, with no new event."""
-    worker = stream_workers()
+    """A window's first point is provisional; the final one comes by timer, with no new event.
+
+    On either transport: `auto` picks the short fetch wait on the embedded broker (Faust's own
+    transport on Kafka), and `faust` runs Faust's aiokafka transport unchanged.
+    """
+    worker = stream_workers(IOC_WORKER_TRANSPORT=transport)
     worker.wait_ready()
+    short = transport == "auto" and not os.environ.get("IOC_TEST_KAFKA")
+    assert f"worker transport: {'short-wait' if short else 'faust'} (" in worker.output()
     async with Publisher(bootstrap_servers=kafka_bootstrap, catalog=short_catalog.catalog) as pub:
         # Start early in a 5 s window, so that it is still open when we look.
         await eventually(lambda: time.time() % 5 <= 0.5, 6, "the start of a window")

@@ -17,10 +17,10 @@ from streams.faust_adapter import FETCH_MAX_WAIT_MS, Transport, _ConsumerThread
 from streams.faust_app import WorkerConfig, create_app
 
 
-def _app(tmp_path: Path) -> faust.App:
+def _app(tmp_path: Path, *, short_fetch_wait: bool = True) -> faust.App:
     config = WorkerConfig(
         bootstrap_servers="127.0.0.1:9", group="g", epoch=BrokerEpoch("e", 1), partitions=4,
-        replication_factor=1, data_dir=tmp_path,
+        replication_factor=1, data_dir=tmp_path, short_fetch_wait=short_fetch_wait,
     )  # fmt: skip
     app, _worker, _metrics = create_app(
         config, catalog=load_catalog(), store=MemoryCheckpointStore(), registry=CollectorRegistry()
@@ -43,6 +43,13 @@ async def test_the_worker_app_uses_the_adapters_transport(tmp_path: Path) -> Non
     app = _app(tmp_path)
     assert type(app.transport) is Transport
     assert [str(url) for url in app.conf.broker] == ["ioc://127.0.0.1:9"]
+
+
+async def test_without_the_short_wait_the_app_runs_fausts_own_transport(tmp_path: Path) -> None:
+    """`kafka://` broker URLs: Faust's aiokafka transport, its consumer unchanged."""
+    app = _app(tmp_path, short_fetch_wait=False)
+    assert type(app.transport) is faust_aiokafka.Transport
+    assert [str(url) for url in app.conf.broker] == ["kafka://127.0.0.1:9"]
 
 
 async def test_its_consumer_is_fausts_own_but_for_a_short_fetch_wait(tmp_path: Path) -> None:
