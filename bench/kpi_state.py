@@ -40,6 +40,7 @@ from producers.simulators import Simulation
 from streams.aggregations import AGGREGATORS, Aggregator, p95
 from streams.kpi_engine import PanePartial, PartitionPanes, SeriesBook
 from streams.kpi_plan import KpiPlan
+from streams.records import encode_entries
 
 START = 1_800_000_000.0  # simulated time of the first event (2027-01-15 08:00 UTC)
 FLUSH = 0.1  # `ioc worker`'s flush interval (streams/faust_app.py)
@@ -82,10 +83,7 @@ def run(variant: str, rate: float, minutes: float, sample: float, seed: int) -> 
         partials = [p.to_json() for p in stage1.drain(now)]
         if not partials:
             return 0
-        # As the worker encodes a partials record (streams/worker.py `_encode_list`).
-        encoded = json.dumps(
-            partials, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        ).encode()
+        encoded = encode_entries(partials)  # as the worker encodes a partials record
         for raw in json.loads(encoded):
             book.apply(PanePartial.from_json(raw), now=now)
         for point in book.due(now):  # provisional ones too: both variants emit at the same times

@@ -23,6 +23,7 @@ from foundation.contract.alerts import AlertAction, AlertTransition, RecordError
 from foundation.contract.topics import ALERT_INPUT, ALERTS, BrokerEpoch
 from streams.checkpoints import Checkpoint, CheckpointStore, load_with_retries
 from streams.cursor import Admission, Cursors, PartitionCursor
+from streams.records import encode_entries
 from streams.worker import STATE_FORMAT, Record, Sink, TopicPartition
 from streams.worker_metrics import WorkerMetrics
 
@@ -94,7 +95,7 @@ class AlertStage:
         if not self._feed:
             return
         batch, self._feed = self._feed, []
-        await self._sink.send(ALERT_INPUT, b"alerts", _encode(batch), ALERT_PARTITION)
+        await self._sink.send(ALERT_INPUT, b"alerts", encode_entries(batch), ALERT_PARTITION)
 
     async def forward_action(self, value: bytes) -> None:
         """An action from ioc.alert-actions, checked, onto the alert input."""
@@ -104,7 +105,8 @@ class AlertStage:
             self._metrics.alert_actions.labels("invalid", exc.args[0].split(":")[0]).inc()
             log.warning("ignoring an unreadable alert action: %s", exc)
             return
-        await self._sink.send(ALERT_INPUT, b"alerts", _encode([action.to_json()]), ALERT_PARTITION)
+        value = encode_entries([action.to_json()])
+        await self._sink.send(ALERT_INPUT, b"alerts", value, ALERT_PARTITION)
 
     # ---- ownership --------------------------------------------------------------------
 
@@ -236,7 +238,7 @@ class AlertStage:
         """
         if self.owned:
             await self._sink.send(
-                ALERT_INPUT, b"alerts", _encode([{"kind": "tick"}]), ALERT_PARTITION
+                ALERT_INPUT, b"alerts", encode_entries([{"kind": "tick"}]), ALERT_PARTITION
             )
 
     async def _publish(self, transitions: list[AlertTransition]) -> None:
@@ -293,7 +295,3 @@ def _state_of(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
         log.warning("alert stage: checkpoint in another layout; starting fresh and replaying")
         return None
     return saved
-
-
-def _encode(records: list[dict[str, Any]]) -> bytes:
-    return json.dumps(records, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()

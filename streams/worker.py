@@ -37,6 +37,7 @@ from streams.cursor import Admission, Cursors, LostRecords, PartitionCursor
 from streams.freshness import SectorLastSeen, SourceFreshness
 from streams.kpi_engine import FUTURE_SKEW, PanePartial, PartitionPanes, SeriesBook
 from streams.kpi_plan import KpiPlan
+from streams.records import encode_entries
 from streams.worker_metrics import WorkerMetrics
 
 __all__ = [
@@ -516,7 +517,7 @@ class StreamWorker:
             stale += state.freshness.stale_count()
         self._metrics.stale_sources.set(stale)
         for partition, partials in outgoing.items():
-            await self._sink.send(KPI_PARTIALS, b"partials", _encode_list(partials), partition)
+            await self._sink.send(KPI_PARTIALS, b"partials", encode_entries(partials), partition)
 
     # ---- stage 2 --------------------------------------------------------------------
 
@@ -684,8 +685,3 @@ def _element_bytes(value: bytes, position: int) -> bytes:
         return json.dumps(json.loads(value)[position], ensure_ascii=False).encode()
     except (ValueError, IndexError, TypeError, RecursionError):
         return value
-
-
-def _encode_list(records: list[dict[str, Any]]) -> bytes:
-    """Compact JSON of a list of records (no NaN or Infinity)."""
-    return json.dumps(records, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
