@@ -116,6 +116,8 @@ def _configure_logging(settings: Settings) -> None:
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
         # The pool logs every failed attempt to connect; the command's error says it once.
         logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+        # The PDF library's font subsetter logs a line per table of every font it embeds.
+        logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

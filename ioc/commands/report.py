@@ -65,6 +65,14 @@ async def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
             raise SettingsError(f"--date: expected YYYY-MM-DD, got {args.date!r}") from exc
     else:
         day = datetime.now(zone).date() - timedelta(days=1)
+    today = datetime.now(zone).date()
+    last = day + timedelta(days=6 - day.weekday()) if args.weekly else day
+    if last >= today:
+        period = f"the week {last - timedelta(days=6)}..{last}" if args.weekly else f"{day}"
+        raise SettingsError(
+            f"--date: {period} has not ended yet (today is {today} in {zone.key}); "
+            "a report covers a finished day or week"
+        )
     edition = "weekly" if args.weekly else "daily"
     database_url = resolve_database_url(settings)
     await migrate(database_url, connect_timeout=settings.connect_timeout)

@@ -6,7 +6,8 @@ a restarted reporter send nothing again; the link opens the stored report on the
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,6 +25,7 @@ from foundation.auth.links import verify_link
 from foundation.contract.catalog import load_catalog
 from foundation.settings import load_settings
 from tests.plugins.notify import TELEGRAM_TOKEN, LocalServers
+from tests.plugins.services import CliResult
 
 SECRET = b"reporter-test-secret-0123456789abcdef"
 MONDAY_0701 = datetime(2026, 12, 7, 7, 1, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh")).timestamp()
@@ -134,3 +136,25 @@ async def test_reports_go_out_once_per_team_and_period_with_pdf_and_link(
     finally:
         await read_pool.close()
         await pool.close()
+
+
+def test_ioc_report_writes_a_finished_days_pdf_and_refuses_a_day_not_over(
+    fresh_database: str, ioc_cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """The PDF comes quietly (no line per font table on stderr); today and later are refused."""
+    zone = ZoneInfo(load_catalog().province.timezone)
+    today = datetime.now(zone).date()
+    env = {"DATABASE_URL": fresh_database, "IOC_STATE_DIR": str(tmp_path / "state")}
+    out = tmp_path / "r.pdf"
+    yesterday = str(today - timedelta(days=1))
+    made = ioc_cli("report", "--team", "van-xa", "--date", yesterday, "--out", str(out), env=env)
+    assert made.returncode == 0, made.stderr
+    assert out.read_bytes().startswith(b"%PDF")
+    assert "fontTools" not in made.stderr, made.stderr
+    assert made.stderr.splitlines()[-1].startswith(f"{out} ("), made.stderr
+    for args in (["--date", str(today)], ["--date", str(today + timedelta(days=150))],
+                 ["--date", str(today - timedelta(days=today.weekday())), "--weekly"]):  # fmt: skip
+        refused = ioc_cli("report", "--team", "van-xa", *args, "--out", str(out), env=env)
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("ioc: error [bad_setting] --date:"), refused.stderr
+        assert "has not ended yet" in refused.stderr
