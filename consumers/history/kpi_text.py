@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final, Literal
 
 from consumers.history.views import KpiLatest, LatestGroup
@@ -33,14 +33,19 @@ def _word(key: str, lang: Lang) -> str:
     return vi if lang == "vi" else en
 
 
-def format_value(value: float | None) -> str:
-    """A KPI value for people: thousands grouped, at most two decimals, no trailing zeros."""
+def format_value(value: float | None, lang: Lang = "vi") -> str:
+    """A KPI value for people: thousands grouped, at most two decimals, no trailing zeros;
+    Vietnamese separators (1.234 and 96,5) or English ones (1,234 and 96.5)."""
     if value is None:
         return "—"
     if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
+        text = f"{value:,.0f}"
+    else:
+        text = f"{value:.2f}".rstrip("0").rstrip(".")
+        text = "0" if text == "-0" else text
+    if lang == "vi":
+        text = text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+    return text
 
 
 def format_age(seconds: float, lang: Lang) -> str:
@@ -61,7 +66,7 @@ def _target(latest: KpiLatest, lang: Lang) -> str:
     if target is None:
         return ""
     sign = "≥" if target.direction == "at_least" else "≤"
-    return f"{_word('target', lang)} {sign} {format_value(target.value)}"
+    return f"{_word('target', lang)} {sign} {format_value(target.value, lang)}"
 
 
 def _newest(groups: Sequence[LatestGroup]) -> list[LatestGroup]:
@@ -78,17 +83,17 @@ def _kpi_line(latest: KpiLatest, lang: Lang, name_width: int) -> str:
     newest = _newest(latest.groups)
     if len(latest.groups) == 1:
         group = latest.groups[0]
-        shown = f"{format_value(group.value)} {unit}"
+        shown = f"{format_value(group.value, lang)} {unit}"
         status = "" if group.status is None else _word(group.status, lang)
     else:
         kind = _word(latest.entry.spec.group_by or "district", lang)
         _total, low, high = latest.summary()
         if latest.additive:
             total = sum(g.value for g in newest if g.value is not None)
-            shown = f"{format_value(total)} {unit}"
+            shown = f"{format_value(total, lang)} {unit}"
             extra = f"{_word('total', lang)} {len(newest)} {kind}"
         else:
-            shown = f"{format_value(low)}–{format_value(high)} {unit}"
+            shown = f"{format_value(low, lang)}–{format_value(high, lang)} {unit}"
             extra = f"{len(latest.groups)} {kind}"
         missed = latest.missed
         judged = sum(1 for g in latest.groups if g.status is not None)
@@ -101,13 +106,17 @@ def _kpi_line(latest: KpiLatest, lang: Lang, name_width: int) -> str:
     return f"  {name}  {shown:>12}  {state:<11} {age:<14} {'  '.join(parts)}".rstrip()
 
 
-def _group_lines(latest: KpiLatest, lang: Lang) -> list[str]:
+def _group_lines(
+    latest: KpiLatest, lang: Lang, area_names: Mapping[str, tuple[str, str]]
+) -> list[str]:
     lines = []
     for group in latest.groups:
+        names = area_names.get(group.group) if latest.entry.spec.group_by == "district" else None
+        name = group.group if names is None else names[0 if lang == "vi" else 1]
         status = "" if group.status is None else f"  {_word(group.status, lang)}"
         state = _word("final" if group.final else "provisional", lang)
         lines.append(
-            f"      {group.group:<16} {format_value(group.value):>10} {latest.entry.kpi.unit}"
+            f"      {name:<24} {format_value(group.value, lang):>10} {latest.entry.kpi.unit}"
             f"  {state}  {format_age(group.age, lang)}{status}"
         )
     return lines
@@ -118,8 +127,10 @@ def render_latest(
     *,
     lang: Lang = "vi",
     groups: bool = False,
+    area_names: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[str]:
-    """Lines for each sector: a heading, then one line per KPI (and per group if asked)."""
+    """Lines for each sector: a heading, then one line per KPI (and per group if asked;
+    a district group by its name in `area_names`: code -> (Vietnamese, English))."""
     lines: list[str] = []
     for sector, kpis in sectors:
         if lines:
@@ -135,5 +146,5 @@ def render_latest(
         for latest in kpis:
             lines.append(_kpi_line(latest, lang, width))
             if groups and len(latest.groups) > 1:
-                lines.extend(_group_lines(latest, lang))
+                lines.extend(_group_lines(latest, lang, area_names or {}))
     return lines

@@ -61,6 +61,7 @@ async def _cmd_kpi(args: argparse.Namespace, settings: Settings) -> int:
             for latest in kpis:
                 print(json.dumps(latest.to_json(), ensure_ascii=False))
         return 0
-    for line in render_latest(views, lang=args.lang, groups=args.groups):
+    areas = {d.code: (d.name_vi, d.name_en) for d in catalog.catalog.districts}
+    for line in render_latest(views, lang=args.lang, groups=args.groups, area_names=areas):
         print(line)
     return 0

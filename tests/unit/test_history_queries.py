@@ -222,14 +222,32 @@ def test_latest_view_and_its_text() -> None:
     english = render_latest([(sector, view)], lang="en", groups=True)
     assert english[0] == "Health · Y tế"
     assert any(line.strip().startswith("loc-ninh") for line in english)
+    # Areas by name where the catalog has them (Vietnamese names in Vietnamese).
+    areas = {"loc-ninh": ("Huyện Lộc Ninh", "Loc Ninh District")}
+    named = render_latest([(sector, view)], groups=True, area_names=areas)
+    assert any(line.strip().startswith("Huyện Lộc Ninh ") for line in named)
+    assert any(line.strip().startswith("binh-long ") for line in named)  # no name: the code
+    named_en = render_latest([(sector, view)], lang="en", groups=True, area_names=areas)
+    assert any(line.strip().startswith("Loc Ninh District ") for line in named_en)
 
 
 @pytest.mark.parametrize(
-    ("value", "text"),
-    [(None, "—"), (0.0, "0"), (96.5, "96.5"), (2.345, "2.35"), (12345.6, "12,346"), (-0.001, "0")],
+    ("value", "vi", "en"),
+    [
+        (None, "—", "—"),
+        (0.0, "0", "0"),
+        (96.5, "96,5", "96.5"),
+        (2.345, "2,35", "2.35"),
+        (1302.0, "1.302", "1,302"),
+        (12345.6, "12.346", "12,346"),
+        (-1234567.0, "-1.234.567", "-1,234,567"),
+        (-0.001, "0", "0"),
+    ],
 )
-def test_format_value(value: float | None, text: str) -> None:
-    assert format_value(value) == text
+def test_format_value(value: float | None, vi: str, en: str) -> None:
+    """Vietnamese separators by default (a Vietnamese reader takes 1,302 for 1.3)."""
+    assert format_value(value) == vi
+    assert format_value(value, "en") == en
 
 
 def test_format_age() -> None:
