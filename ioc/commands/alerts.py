@@ -69,9 +69,15 @@ async def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from psycopg.rows import dict_row
 
     from foundation.contract.alerts import SEVERITY_LABELS, SEVERITY_RANK, STATE_LABELS
-    from foundation.errors import DatabaseError, DatabaseUnreachableError
+    from foundation.contract.catalog import load_catalog
+    from foundation.errors import DatabaseError, DatabaseUnreachableError, UnknownSectorError
     from ioc.runtime import resolve_database_url
 
+    if args.sector is not None:
+        catalog = load_catalog(settings.catalog)
+        if catalog.sector(args.sector) is None:
+            known = ", ".join(s.id for s in catalog.sectors)
+            raise UnknownSectorError(f"no sector {args.sector!r} in the catalog (known: {known})")
     url = resolve_database_url(settings)
     query = "SELECT record FROM alerts_current WHERE true"
     params: list[object] = []

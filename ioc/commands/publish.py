@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from foundation.errors import SettingsError
+from foundation.errors import SettingsError, UnknownSourceError
 from foundation.settings import Settings
 
 __all__ = ["register"]
@@ -40,11 +41,18 @@ async def _cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 
     catalog = load_catalog(settings.catalog)
     found = catalog.source(args.source)
+    if found is None:
+        known = [source.id for sector in catalog.sectors for source in sector.sources]
+        close = difflib.get_close_matches(args.source, known, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownSourceError(
+            f"--source: {args.source!r} is not a source of the catalog "
+            f"({len(known)} registered){hint}"
+        )
     event: dict[str, Any] = {
         "event_id": args.event_id or str(uuid.uuid4()),
         "source": args.source,
-        # An unknown source still goes through validation, which names the problem.
-        "sector": found[0].id if found else "",
+        "sector": found[0].id,
         "type": args.event_type,
         "occurred_at": args.at or datetime.now(UTC).isoformat(timespec="milliseconds"),
     }

@@ -593,7 +593,7 @@ async def test_ioc_kpi_prints_the_latest_values(
     lines = text.stdout.splitlines()
     assert lines[0] == "Y tế · Health"
     bed = next(line for line in lines if "Công suất giường bệnh" in line)
-    assert "96.5 %" in bed and "tạm tính" in bed and "mục tiêu ≤ 90" in bed
+    assert "96,5 %" in bed and "tạm tính" in bed and "mục tiêu ≤ 90" in bed
     assert "không đạt" in bed
     admissions = next(line for line in lines if "Ca cấp cứu mỗi giờ" in line)
     assert "12 ca" in admissions and "tổng 2 khu vực" in admissions
@@ -602,6 +602,12 @@ async def test_ioc_kpi_prints_the_latest_values(
 
     english = await asyncio.to_thread(ioc_cli, "kpi", "--sector", "health", "--lang", "en", env=env)
     assert "Bed occupancy" in english.stdout and "provisional" in english.stdout
+    assert "96.5 %" in english.stdout
+
+    by_area = await asyncio.to_thread(ioc_cli, "kpi", "--sector", "health", "--groups", env=env)
+    areas = [line.strip() for line in by_area.stdout.splitlines() if line.startswith("      ")]
+    assert any(line.startswith("Thành phố Đồng Xoài ") for line in areas), by_area.stdout
+    assert not any(line.startswith("dong-xoai") for line in areas)
 
     as_json = await asyncio.to_thread(ioc_cli, "kpi", "--json", env=env)
     assert as_json.returncode == 0, as_json.stderr
@@ -615,6 +621,12 @@ async def test_ioc_kpi_prints_the_latest_values(
     assert unknown.returncode == 1
     assert unknown.stderr.startswith("ioc: error [unknown_sector]")
     assert "Traceback" not in unknown.stderr
+    # `ioc alerts` names a sector the same way (it said "no alerts" for any name).
+    alerts = await asyncio.to_thread(ioc_cli, "alerts", "--sector", "nowhere", env=env)
+    assert alerts.returncode == 1
+    assert alerts.stderr.startswith("ioc: error [unknown_sector] no sector 'nowhere'")
+    quiet = await asyncio.to_thread(ioc_cli, "alerts", "--sector", "health", env=env)
+    assert quiet.returncode == 0, quiet.stderr
 
 
 async def test_ingest_api_serves_the_history_with_a_token(

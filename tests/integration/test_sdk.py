@@ -184,3 +184,8 @@ def test_ioc_publish_prints_where_the_event_landed(
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["reason"] == "missing_field:value"
     assert "Traceback" not in bad.stderr
+
+    unknown = ioc_cli("publish", "--source", "his-bvdk-tnh", "--type", "x", env=env)
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("ioc: error [unknown_source] --source: 'his-bvdk-tnh'")
+    assert "did you mean his-bvdk-tinh" in unknown.stderr
