@@ -25,12 +25,14 @@ Every error a user can cause carries a machine-readable ``code``; the CLI prints
      ├── UnknownSourceError       unknown_source
      ├── UnknownSectorError       unknown_sector
      ├── UnknownApiKeyError       unknown_api_key
+     ├── ActionNotConfirmedError  action_not_confirmed
      └── HistoryQueryError        (its own code: bad_range, range_too_long, unknown_kpi, …)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ActionNotConfirmedError",
     "BrokerRollError",
     "BrokerUnreachableError",
     "CatalogError",
@@ -198,6 +200,13 @@ class UnknownApiKeyError(IocError):
     """An API key id that is not in the key store."""
 
     code = "unknown_api_key"
+
+
+class ActionNotConfirmedError(IocError):
+    """An officer's action was published, but no transition applying it came back in time
+    (refused by the alert engine, or no worker runs)."""
+
+    code = "action_not_confirmed"
 
 
 class HistoryQueryError(IocError):

@@ -11,12 +11,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from foundation.errors import BrokerUnreachableError, SettingsError
+from foundation.errors import ActionNotConfirmedError, BrokerUnreachableError, SettingsError
 from foundation.settings import Settings
 
 __all__ = ["register"]
 
 _STATES = ("pending", "firing", "acknowledged", "resolved", "open")
+# The transition on ioc.alerts that shows an officer's action applied (silences have none
+# of their own: they flag the alerts they match).
+_APPLIED_AS = {"ack": "ack", "assign": "assign", "note": "note", "resolve": "resolve",
+               "escalate": "escalate"}  # fmt: skip
 
 
 def register(commands: Any) -> None:
@@ -35,6 +39,11 @@ def register(commands: Any) -> None:
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
         parser.add_argument("--by", required=True, help="your name, as the audit trail shows it")
+        if name in _APPLIED_AS:
+            parser.add_argument(
+                "--wait", type=float, default=10.0, metavar="SECONDS",
+                help="wait this long for the worker to apply it (default 10; 0: do not wait)",
+            )  # fmt: skip
         parser.set_defaults(run=_cmd_action, action=name)
         return parser
 
@@ -131,7 +140,7 @@ async def _cmd_action(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
-    from foundation.contract.alerts import AlertAction, Fingerprint, Silence
+    from foundation.contract.alerts import STATE_LABELS, AlertAction, Fingerprint, Silence
     from foundation.contract.catalog import parse_duration
     from foundation.contract.topics import ALERT_ACTIONS
     from foundation.kafka_client import kafka_client_options
@@ -165,31 +174,129 @@ async def _cmd_action(args: argparse.Namespace, settings: Settings) -> int:
         silence=silence,
     )
     bootstrap = resolve_bootstrap_servers(settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        request_timeout_ms=int(settings.connect_timeout * 1000),
-        **kafka_client_options(settings),
-    )
+    options = kafka_client_options(settings)
+    wait = max(0.0, getattr(args, "wait", 0.0))
+    # Watch ioc.alerts from its end before sending, so the transition that applies the
+    # action cannot slip past.
+    watch = await _AppliedWatch.open(bootstrap, settings.connect_timeout, options) if wait else None
     try:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            request_timeout_ms=int(settings.connect_timeout * 1000),
+            **options,
+        )
         try:
-            async with asyncio.timeout(settings.connect_timeout * 2):
-                await producer.start()
-                meta = await producer.send_and_wait(ALERT_ACTIONS, action.encode(), key=action.key)
-        finally:
-            await producer.stop()  # also after a failed start: the producer is open then too
-    except (TimeoutError, KafkaError, OSError) as exc:
-        raise BrokerUnreachableError(f"cannot publish the action to {bootstrap}: {exc}") from exc
-    target = fingerprint or (silence.id if silence else "")
-    stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
-    # The worker applies it (or refuses it: unknown fingerprint, already acknowledged…) a moment
-    # later; the outcome shows in `ioc alerts` and on the wall, not here.
-    print(
-        f"đã gửi {args.action} {target} ({args.by}, {stamp}) — hệ thống áp dụng trong vài giây, "
-        f"xem `ioc alerts` · sent to {ALERT_ACTIONS}@{meta.offset}; applied by the worker "
-        "within seconds (check with `ioc alerts`)"
-    )
+            try:
+                async with asyncio.timeout(settings.connect_timeout * 2):
+                    await producer.start()
+                    meta = await producer.send_and_wait(
+                        ALERT_ACTIONS, action.encode(), key=action.key
+                    )
+            finally:
+                await producer.stop()  # also after a failed start: the producer is open then too
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise BrokerUnreachableError(
+                f"cannot publish the action to {bootstrap}: {exc}"
+            ) from exc
+        target = fingerprint or (silence.id if silence else "")
+        stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")
+        print(
+            f"đã gửi {args.action} {target} ({args.by}, {stamp}) · sent to "
+            f"{ALERT_ACTIONS}@{meta.offset}",
+            flush=True,
+        )
+        if watch is None or fingerprint is None:
+            print("hệ thống áp dụng trong vài giây, xem `ioc alerts` · applied within seconds")
+            return 0
+        applied = await watch.applied(
+            fingerprint, _APPLIED_AS[args.action], by=args.by, since=now - 5.0, timeout=wait
+        )
+    finally:
+        if watch is not None:
+            await watch.close()
+    if applied is None:
+        raise ActionNotConfirmedError(
+            f"{args.action} {fingerprint}: not applied within {wait:g} s. The worker refuses an "
+            "action that does not apply (an unknown fingerprint; ack of an alert not firing or "
+            "already acknowledged; …: its log says which), or no worker runs; `ioc alerts` "
+            "shows the alert as it is"
+        )
+    state_vi, state_en = STATE_LABELS[applied.state]
+    print(f"đã áp dụng · applied: {fingerprint} {state_vi} · {state_en} (#{applied.seq})")
     return 0
+
+
+class _AppliedWatch:
+    """Reads ioc.alerts from its end for the transition that applies an action."""
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+
+    @classmethod
+    async def open(cls, bootstrap: str, timeout: float, options: dict[str, Any]) -> _AppliedWatch:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.errors import KafkaError
+
+        from foundation.contract.topics import ALERTS
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            request_timeout_ms=int(timeout * 1000),
+            fetch_max_wait_ms=100,
+            **options,
+        )
+        try:
+            async with asyncio.timeout(timeout * 2):
+                await consumer.start()
+                await consumer.topics()  # metadata, so that the partitions are known
+                partitions = [
+                    TopicPartition(ALERTS, p) for p in consumer.partitions_for_topic(ALERTS) or ()
+                ]
+                consumer.assign(partitions)
+                await consumer.seek_to_end(*partitions)
+                for tp in partitions:
+                    await consumer.position(tp)  # resolve the end now, before the send
+        except (TimeoutError, KafkaError, OSError) as exc:
+            await consumer.stop()
+            raise BrokerUnreachableError(f"cannot read {ALERTS} from {bootstrap}: {exc}") from exc
+        except BaseException:
+            await consumer.stop()
+            raise
+        return cls(consumer)
+
+    async def applied(
+        self, fingerprint: str, transition: str, *, by: str, since: float, timeout: float
+    ) -> Any:
+        """The first transition of `fingerprint` of that kind by `by` at or after `since`,
+        or None after `timeout` seconds. Records that break the contract are stepped over."""
+        from aiokafka.errors import KafkaError
+
+        from foundation.contract.alerts import AlertTransition, RecordError
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
+            except KafkaError:
+                await asyncio.sleep(min(left, 0.5))
+                continue
+            for records in batches.values():
+                for record in records:
+                    if record.key != fingerprint.encode():
+                        continue
+                    try:
+                        found = AlertTransition.from_json(json.loads(record.value or b""))
+                    except (RecordError, ValueError, TypeError, AttributeError, KeyError):
+                        continue  # not a transition: step over it
+                    if found.transition == transition and found.actor == by and found.at >= since:
+                        return found
+        return None
+
+    async def close(self) -> None:
+        await self._consumer.stop()
 
 
 def _matcher(text: str) -> tuple[str, str]:

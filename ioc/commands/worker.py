@@ -120,7 +120,11 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     log.info("stream worker starting on %s", bootstrap)
     faust_worker = faust.Worker(
-        app, loglevel=settings.log_level if settings.log_level != "warning" else "warn", quiet=True
+        app,
+        loglevel=settings.log_level if settings.log_level != "warning" else "warn",
+        quiet=True,
+        # Our start lines (metrics URL) are output, not warnings in Faust's log.
+        redirect_stdouts=False,
     )
     try:
         faust_worker.execute_from_commandline()

@@ -92,8 +92,14 @@ async def test_fire_escalate_ack_resolve_across_a_worker_kill(
             kafka_bootstrap, short_catalog.sector, _has("escalate", escalation_level=1), 60
         )
         env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+        # Refused by the engine (no such alert): the command says it was not applied.
+        unknown = ioc_cli("alerts", "ack", "0" * 16, "--by", "Nguyễn Văn An", "--wait", "3",
+                          env=env)  # fmt: skip
+        assert unknown.returncode == 1
+        assert unknown.stderr.startswith("ioc: error [action_not_confirmed] ack 0000"), unknown
         ack = ioc_cli("alerts", "ack", fingerprint, "--by", "Nguyễn Văn An", env=env)
         assert ack.returncode == 0, ack.stderr
+        assert f"đã áp dụng · applied: {fingerprint} đã tiếp nhận · acknowledged" in ack.stdout
         await _transitions(
             kafka_bootstrap, short_catalog.sector,
             _has("ack", acknowledged_by="Nguyễn Văn An"), 60,
