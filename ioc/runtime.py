@@ -35,6 +35,8 @@ from ioc.embedded import EmbeddedBroker, EmbeddedPostgres
 __all__ = [
     "Endpoints",
     "Runtime",
+    "gateway_address",
+    "public_base_url",
     "read_runtime_file",
     "resolve_bootstrap_servers",
     "resolve_database_url",
@@ -57,6 +59,7 @@ class Endpoints:
     broker_pid: int | None = None
     postgres_pid: int | None = None
     owner_pid: int | None = None
+    gateway_address: str | None = None  # host:port of the gateway `ioc up` runs, if it runs one
 
 
 def read_runtime_file(state_dir: Path) -> Endpoints | None:
@@ -81,6 +84,27 @@ def resolve_bootstrap_servers(settings: Settings) -> str:
     return running.bootstrap_servers
 
 
+def gateway_address(settings: Settings) -> tuple[str, int]:
+    """Where the gateway listens: IOC_GATEWAY_HOST/PORT when set here, else the gateway of a
+    running `ioc up` in the state directory, else the default address."""
+    if {"gateway_host", "gateway_port"} & settings.model_fields_set:
+        return settings.gateway_host, settings.gateway_port
+    running = read_runtime_file(settings.state_dir)
+    if running is not None and running.gateway_address:
+        host, _sep, port = running.gateway_address.rpartition(":")
+        with contextlib.suppress(ValueError):
+            return host, int(port)
+    return settings.gateway_host, settings.gateway_port
+
+
+def public_base_url(settings: Settings) -> str:
+    """The gateway as people reach it: IOC_PUBLIC_URL, else `gateway_address`."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host, port = gateway_address(settings)
+    return f"http://{host}:{port}"
+
+
 def resolve_database_url(settings: Settings) -> str:
     """The configured database, else the PostgreSQL of a running `ioc up`, else an error."""
     if settings.database_url:
@@ -101,8 +125,11 @@ def _not_running(settings: Settings, variable: str) -> str:
 class Runtime:
     """Starts what is not configured, checks what is, and stops what it started."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, gateway: bool = False) -> None:
+        """`gateway`: the caller runs a gateway on the settings' address (recorded for the
+        commands of other shells: `ioc tokens create --url`, `ioc status`)."""
         self._settings = settings
+        self._gateway = gateway
         self._state_dir = settings.state_dir
         self._lock: IO[str] | None = None
         self._broker: EmbeddedBroker | None = None
@@ -211,6 +238,11 @@ class Runtime:
             broker_pid=self._broker.pid if self._broker else None,
             postgres_pid=self._postgres.pid if self._postgres else None,
             owner_pid=os.getpid(),
+            gateway_address=(
+                f"{settings.gateway_host}:{settings.gateway_port}"
+                if self._gateway and settings.gateway_port
+                else None
+            ),
         )
         self._write_runtime_file(endpoints)
         self._endpoints = endpoints

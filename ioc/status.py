@@ -18,7 +18,7 @@ from foundation.kafka_client import kafka_client_options
 from foundation.probes import ServiceStatus, probe_kafka, probe_postgres, redact_url
 from foundation.settings import Settings
 from ioc.components import SIMULATORS, SIMULATORS_STATUS_FILE
-from ioc.runtime import read_runtime_file
+from ioc.runtime import gateway_address, read_runtime_file
 from ioc.simulators import read_status_file
 
 __all__ = ["collect_status", "render_status", "storage_path_of"]
@@ -133,9 +133,9 @@ def storage_path_of(details: dict[str, Any]) -> tuple[str, str]:
 
 async def _gateway(settings: Settings, timeout: float) -> dict[str, Any] | None:
     """The gateway's /healthz (live wall screens, clients by role), or None if none answers."""
-    if not settings.gateway_port:
+    host, port = gateway_address(settings)
+    if not port:
         return None
-    host, port = settings.gateway_host, settings.gateway_port
     try:
         async with asyncio.timeout(min(timeout, 3.0)):
             reader, writer = await asyncio.open_connection(host, port)

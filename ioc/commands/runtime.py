@@ -95,7 +95,10 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runtime = Runtime(settings)
+    only = args.only.split(",") if args.only else None
+    runtime = Runtime(
+        settings, gateway=not args.services_only and (only is None or "gateway" in only)
+    )
     async with runtime as endpoints:
         migrated = await migrate(
             endpoints.database_url,

@@ -47,6 +47,7 @@ async def _cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> in
     from foundation.auth.tokens import issue_token
     from foundation.contract.catalog import load_catalog, parse_duration
     from foundation.errors import SettingsError, UnknownSectorError
+    from ioc.runtime import public_base_url
 
     catalog = load_catalog(settings.catalog)
     sectors: tuple[str, ...] | None = None
@@ -81,7 +82,7 @@ async def _cmd_tokens_create(args: argparse.Namespace, settings: Settings) -> in
         ttl=ttl,
         team=team,
     )
-    base = settings.public_base_url
+    base = public_base_url(settings)
     if args.json:
         print(json.dumps({"token": token, **claims.to_json()}, ensure_ascii=False))
     elif args.url:

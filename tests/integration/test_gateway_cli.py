@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import stat
@@ -60,6 +61,25 @@ def test_tokens_create_signs_with_a_secret_kept_in_the_state_dir(ioc_cli, state_
         env={**env, "IOC_GATEWAY_PORT": "8123"},
     )
     assert re.fullmatch(r"http://127\.0\.0\.1:8123/\?token=iot1\.\S+\n", url.stdout)
+
+
+def test_tokens_url_names_the_gateway_a_running_ioc_up_serves(ioc_cli, state_dir: Path):
+    """IOC_PUBLIC_URL, else IOC_GATEWAY_PORT set here, else the gateway `ioc up` recorded."""
+    runtime = {
+        "bootstrap_servers": "127.0.0.1:9", "database_url": "postgresql://x@127.0.0.1:9/x",
+        "broker_mode": "embedded", "database_mode": "embedded", "owner_pid": os.getpid(),
+        "gateway_address": "127.0.0.1:18123",
+    }  # fmt: skip
+    (state_dir / "runtime.json").write_text(json.dumps(runtime))
+    env = {"IOC_STATE_DIR": str(state_dir)}
+    args = ("tokens", "create", "--role", "wall", "--name", "W", "--url")
+    for extra, base in (
+        ({}, "http://127.0.0.1:18123"),
+        ({"IOC_GATEWAY_PORT": "8123"}, "http://127.0.0.1:8123"),
+        ({"IOC_PUBLIC_URL": "https://ioc.binhphuoc.gov.vn/"}, "https://ioc.binhphuoc.gov.vn"),
+    ):
+        url = ioc_cli(*args, env={**env, **extra})
+        assert url.stdout.startswith(f"{base}/?token=iot1."), (extra, url)
 
 
 @pytest.mark.parametrize(

@@ -90,6 +90,13 @@ async def test_the_wall_shows_live_tiles_and_a_spike_alert_from_the_running_plat
             await page.screenshot(path=str(tmp_path / "wall-live.png"))
             status = ioc_cli("status", env=env)
             assert "wall screens 1 live" in status.stdout, status.stdout
+            # From another shell, without IOC_GATEWAY_PORT: the running gateway's address.
+            elsewhere = {k: v for k, v in env.items() if k != "IOC_GATEWAY_PORT"}
+            status = ioc_cli("status", env=elsewhere)
+            assert "wall screens 1 live" in status.stdout, status.stdout
+            url = ioc_cli("tokens", "create", "--role", "wall", "--name", "W", "--url",
+                          env=elsewhere)  # fmt: skip
+            assert url.stdout.startswith(f"http://127.0.0.1:{gateway_port}/?token="), url
 
             def surge(records: list[Any]) -> bool:
                 # `refire` too: a district that noise fired before the spike re-fires in it
