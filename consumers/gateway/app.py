@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from psycopg_pool import AsyncConnectionPool
 
 from consumers.gateway.actions import ActionSink, KafkaActionSink
 from consumers.gateway.coldstart import load_cold_start
@@ -19,10 +20,15 @@ from consumers.gateway.feed import KafkaFeed
 from consumers.gateway.metrics import GatewayMetrics
 from consumers.gateway.server import GatewayServer, ServerOptions
 from consumers.gateway.state import GatewayState
-from consumers.history import HistoryStore, open_read_pool
+from consumers.history import HistoryStore, Query, open_read_pool
 from foundation.contract.catalog import Catalog
 from foundation.contract.topics import ALERT_ACTIONS, ALERTS, KPI
-from foundation.errors import BrokerUnreachableError, IocError
+from foundation.errors import (
+    BrokerUnreachableError,
+    DatabaseError,
+    DatabaseUnreachableError,
+    IocError,
+)
 from foundation.health import DependencyHealth, DependencyWatch
 
 __all__ = ["GatewayConfig", "run_gateway"]
@@ -72,15 +78,9 @@ async def run_gateway(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = GatewayMetrics.create(registry)
     state = GatewayState()
-    if config.database_url is not None:
-        loaded = await load_cold_start(state, config.database_url, timeout=config.connect_timeout)
-        log.info(
-            "cold start: %d KPI rows, %d freshness rows, %d open alerts (%d known)",
-            loaded.kpi_rows,
-            loaded.freshness_rows,
-            loaded.open_alerts,
-            loaded.known_alerts,
-        )
+    database_answered = config.database_url is not None and await _cold_start(
+        state, config.database_url, timeout=config.connect_timeout
+    )
     hub = Hub(
         state,
         epoch=secrets.token_hex(6),
@@ -109,17 +109,16 @@ async def run_gateway(
         )
         await own_sink.start()
         actions = own_sink
-    pool = None
+    # The workspace, the phone page and the report links read the storage tables.
     rows = None
     if config.database_url is not None:
-        # The workspace, the phone page and the report links read the storage tables.
-        pool = await open_read_pool(
+        rows = _StorageRows(
             config.database_url,
-            timeout=config.connect_timeout,
-            statement_timeout=config.query_timeout,
-            max_size=4,
+            connect_timeout=config.connect_timeout,
+            query_timeout=config.query_timeout,
+            retry_every=config.probe_interval,
         )
-        rows = HistoryStore(pool=pool, timeout=config.query_timeout)
+        await rows.open(now=database_answered)
     watch = DependencyWatch(
         bootstrap_servers=config.bootstrap_servers,
         database_url=config.database_url,
@@ -175,5 +174,93 @@ async def run_gateway(
         await watch.close()
         if own_sink is not None:
             await own_sink.stop()
-        if pool is not None:
-            await pool.close()
+        if rows is not None:
+            await rows.close()
+
+
+async def _cold_start(state: GatewayState, database_url: str, *, timeout: float) -> bool:
+    """Load the writer's tables into `state`; a database that fails is logged, not fatal."""
+    try:
+        loaded = await load_cold_start(state, database_url, timeout=timeout)
+    except (DatabaseUnreachableError, DatabaseError) as exc:
+        log.warning(
+            "cold start: no history from the database (%s): starting from the Kafka replay "
+            "and live points only (sparklines hold what Kafka still has)",
+            exc.message,
+        )
+        return False
+    log.info(
+        "cold start: %d KPI rows, %d freshness rows, %d open alerts (%d known)",
+        loaded.kpi_rows,
+        loaded.freshness_rows,
+        loaded.open_alerts,
+        loaded.known_alerts,
+    )
+    return True
+
+
+class _StorageRows:
+    """The storage tables for the leaders' pages, read once the database answers.
+
+    A gateway that starts while the database is down serves the wall anyway; until the
+    pool opens (retried every probe interval by a task this object owns) the pages' data
+    answer 503 `unavailable`.
+    """
+
+    def __init__(
+        self, url: str, *, connect_timeout: float, query_timeout: float, retry_every: float
+    ) -> None:
+        self._url = url
+        self._connect_timeout = connect_timeout
+        self._query_timeout = query_timeout
+        self._retry_every = retry_every
+        self._store: HistoryStore | None = None
+        self._pool: AsyncConnectionPool | None = None
+        self._retry: asyncio.Task[None] | None = None
+
+    async def _open_once(self) -> bool:
+        try:
+            self._pool = await open_read_pool(
+                self._url,
+                timeout=self._connect_timeout,
+                statement_timeout=self._query_timeout,
+                max_size=4,
+            )
+        except DatabaseUnreachableError:
+            return False
+        self._store = HistoryStore(pool=self._pool, timeout=self._query_timeout)
+        return True
+
+    async def open(self, *, now: bool) -> None:
+        """Open the pool (`now`: first here, the database answered a moment ago), else keep
+        trying in the background."""
+        if now and await self._open_once():
+            return
+        log.warning(
+            "the database does not answer: the analysis pages answer 503 until it does "
+            "(retrying every %g s)",
+            self._retry_every,
+        )
+        self._retry = asyncio.create_task(self._keep_trying(), name="gateway-read-pool")
+
+    async def _keep_trying(self) -> None:
+        while True:
+            await asyncio.sleep(self._retry_every)
+            if await self._open_once():
+                log.info("the database answers: the analysis pages read it again")
+                return
+
+    async def fetch(self, query: Query) -> list[Sequence[Any]]:
+        if self._store is None:
+            raise DatabaseUnreachableError(
+                "the database has not answered since the gateway started"
+            )
+        return await self._store.fetch(query)
+
+    async def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+        if self._pool is not None:
+            await self._pool.close()

@@ -1,11 +1,13 @@
 """Cold start: the latest KPI points, freshness and alerts, read from the writer's tables.
 
 `kpi_points` (one row per series and window, highest revision) gives each series' latest
-point and the points of the last hour (the sparklines); `source_freshness` and
-`sector_last_seen` the freshness records; `alerts_current` gives the open
+point and the points of the sparkline's span (the last hour, nothing older); the Kafka
+replay then adds the revisions in between (state.py). `source_freshness` and
+`sector_last_seen` give the freshness records; `alerts_current` gives the open
 alerts whole and, for resolved ones, the last seq (so a replayed older transition is
 dropped). A database without these tables yet (the writer's migration has not run) is not
-an error: the gateway starts from Kafka alone and says so in the log.
+an error: the gateway starts from Kafka alone and says so in the log. Every statement is
+bounded by `timeout`, on the server (statement_timeout) and here (a stalled connection).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 
@@ -93,6 +95,24 @@ def _kpi_record(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+async def _fetch(
+    conn: psycopg.AsyncConnection[Any],
+    query: LiteralString,
+    params: tuple[Any, ...] = (),
+    *,
+    timeout: float,
+) -> list[tuple[Any, ...]]:
+    """Every row of one statement, within timeout seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            cursor = await conn.execute(query, params)
+            return await cursor.fetchall()
+    except TimeoutError as exc:
+        raise DatabaseError(
+            f"gateway cold start: a query did not finish within {timeout:g} s"
+        ) from exc
+
+
 async def load_cold_start(state: GatewayState, database_url: str, *, timeout: float) -> ColdStart:
     """Fill `state` from the database; DatabaseUnreachableError/DatabaseError when it fails."""
     try:
@@ -108,12 +128,14 @@ async def load_cold_start(state: GatewayState, database_url: str, *, timeout: fl
     kpi_rows = freshness_rows = open_alerts = known_alerts = 0
     try:
         async with conn:
-            await conn.execute(
-                "SELECT set_config('statement_timeout', %s, false)", (f"{int(timeout * 1000)}ms",)
+            await _fetch(
+                conn,
+                "SELECT set_config('statement_timeout', %s, false)",
+                (f"{int(timeout * 1000)}ms",),
+                timeout=timeout,
             )
             try:
-                cursor = await conn.execute(_KPI_QUERY, (SPARK_SECONDS,))
-                for row in await cursor.fetchall():
+                for row in await _fetch(conn, _KPI_QUERY, (SPARK_SECONDS,), timeout=timeout):
                     try:
                         point = check_kpi_record(_kpi_record(row))
                     except PoisonRecordError as exc:  # e.g. a NaN someone wrote by hand
@@ -125,7 +147,6 @@ async def load_cold_start(state: GatewayState, database_url: str, *, timeout: fl
             except psycopg.errors.UndefinedTable:
                 missing.append("kpi_points")
             try:
-                cursor = await conn.execute(_FRESHNESS_QUERY)
                 for (
                     source,
                     sector,
@@ -133,7 +154,7 @@ async def load_cold_start(state: GatewayState, database_url: str, *, timeout: fl
                     last_seen,
                     changed,
                     stale_after,
-                ) in await cursor.fetchall():
+                ) in await _fetch(conn, _FRESHNESS_QUERY, timeout=timeout):
                     record = {
                         "kind": "freshness",
                         "source": source,
@@ -145,8 +166,9 @@ async def load_cold_start(state: GatewayState, database_url: str, *, timeout: fl
                     }
                     state.apply_freshness(f"freshness|{source}", record)
                     freshness_rows += 1
-                cursor = await conn.execute(_SECTOR_SEEN_QUERY)
-                for sector, last_seen, emitted in await cursor.fetchall():
+                for sector, last_seen, emitted in await _fetch(
+                    conn, _SECTOR_SEEN_QUERY, timeout=timeout
+                ):
                     record = {
                         "kind": "sector_seen",
                         "sector": sector,
@@ -158,8 +180,9 @@ async def load_cold_start(state: GatewayState, database_url: str, *, timeout: fl
             except psycopg.errors.UndefinedTable:
                 missing.append("source_freshness")
             try:
-                cursor = await conn.execute(_ALERTS_QUERY)
-                for fingerprint, seq, sector, alert_state, record in await cursor.fetchall():
+                for fingerprint, seq, sector, alert_state, record in await _fetch(
+                    conn, _ALERTS_QUERY, timeout=timeout
+                ):
                     known_alerts += 1
                     if alert_state != "resolved" and isinstance(record, dict):
                         state.apply_alert(record)

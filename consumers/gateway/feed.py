@@ -115,18 +115,19 @@ class KafkaFeed:
         for tp in partitions:
             consumer.seek(tp, lows[tp])
         found: dict[TopicPartition, tuple[int, int]] = {}
-        non_empty: dict[TopicPartition, int] = {}
+        non_empty: dict[TopicPartition, int] = {}  # partition: its high watermark
         async with asyncio.timeout(self._timeout):
             while len(found) + len(non_empty) < len(partitions):
                 batch = await consumer.getmany(timeout_ms=200)
                 for tp, records in batch.items():
-                    if records and tp not in found:
-                        non_empty[tp] = records[0].offset
+                    if records and tp not in found and tp not in non_empty:
+                        # Read now: assign() below forgets what the fetches learnt.
+                        non_empty[tp] = max(consumer.highwater(tp) or 0, records[0].offset + 1)
                 for tp in partitions:
                     highwater = consumer.highwater(tp)
                     if tp not in non_empty and highwater is not None and highwater <= lows[tp]:
                         found[tp] = (lows[tp], lows[tp])
-        for tp, first in non_empty.items():
+        for tp, high in non_empty.items():
             consumer.assign([tp])
 
             async def probe(offset: int, tp: TopicPartition = tp) -> tuple[int, int] | None:
@@ -135,7 +136,6 @@ class KafkaFeed:
                 records = batch.get(tp) or []
                 return (records[0].offset, records[0].timestamp) if records else None
 
-            high = max(consumer.highwater(tp) or 0, first + 1)
             start = await first_offset_at(lows[tp], high, target_ms, probe)
             found[tp] = (start, high)
         return found

@@ -10,12 +10,19 @@ the Kafka replay) changes nothing and returns no change:
 - a freshness record when its `changed_at` is newer (same instant: a different state);
   a sector last-seen record when its `last_seen` is newer; a data gap when it was found later;
 - an alert transition when its `seq` is higher than any seen for its fingerprint.
+
+A series' sparkline is what its tile showed over the last hour, one sample a minute: a point
+is sampled at its emission time when no point emitted before it ranks higher (a later window,
+or the same window's higher revision), and the last such point of a minute stands for it.
+Points may come in any order (the database's rows first, then the Kafka replay's older
+revisions of the same windows): a point already seen as news still fills its minute, so a
+restarted gateway rebuilds the curve the previous one drew from whatever history it reads.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +44,16 @@ class Change:
     item: dict[str, Any]
 
 
+# A point's rank: (window_start, generation, revision); a sample's (time, rank, value).
+_Rank = tuple[float, int, int]
+_Sample = tuple[float, _Rank, float]
+
+
 @dataclass(slots=True)
 class _Series:
     latest: dict[str, Any]
     revisions: dict[float, tuple[int, int]] = field(default_factory=dict)
-    spark: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=64))
+    spark: list[_Sample] = field(default_factory=list)  # time order, ranks never decrease
 
     def seen(self, window_start: float, ordering: tuple[int, int]) -> bool:
         known = self.revisions.get(window_start)
@@ -53,14 +65,32 @@ class _Series:
             for old in sorted(self.revisions)[: len(self.revisions) - _WINDOWS_KEPT]:
                 del self.revisions[old]
 
-    def sample(self, at: float, value: float) -> None:
-        bucket = math.floor(at / _SPARK_BUCKET)
-        if self.spark and math.floor(self.spark[-1][0] / _SPARK_BUCKET) == bucket:
-            self.spark[-1] = (at, value)
-        elif not self.spark or at > self.spark[-1][0]:
-            self.spark.append((at, value))
-        while self.spark and self.spark[0][0] < at - SPARK_SECONDS:
-            self.spark.popleft()
+    def sample(self, at: float, rank: _Rank, value: float) -> None:
+        """Put a point in its minute (see the module's docstring); any arrival order."""
+        spark = self.spark
+        if spark and at < spark[-1][0] - SPARK_SECONDS:
+            return
+        if not spark or (at, rank) > spark[-1][:2]:
+            place = len(spark)  # the live case: the newest point
+        else:
+            place = bisect.bisect_left(spark, (at, rank), key=lambda s: (s[0], s[1]))
+        if place and spark[place - 1][1] > rank:
+            return  # the tile showed a later window or revision then
+        # Points after it that rank lower were never the tile's value: drop them.
+        end = place
+        while end < len(spark) and spark[end][1] < rank:
+            end += 1
+        del spark[place:end]
+        minute = math.floor(at / _SPARK_BUCKET)
+        if place < len(spark) and math.floor(spark[place][0] / _SPARK_BUCKET) == minute:
+            return  # a later point of the same minute stands for it
+        if place and math.floor(spark[place - 1][0] / _SPARK_BUCKET) == minute:
+            spark[place - 1] = (at, rank, value)
+        else:
+            spark.insert(place, (at, rank, value))
+        horizon = spark[-1][0] - SPARK_SECONDS
+        if spark[0][0] < horizon:
+            del spark[: bisect.bisect_left(spark, horizon, key=lambda s: s[0])]
 
 
 class GatewayState:
@@ -115,7 +145,11 @@ class GatewayState:
             series = _Series(latest=point)
             self._series[series_key] = series
             self._series_of_sector.setdefault(sector, set()).add(series_key)
-        elif series.seen(window_start, ordering):
+        value = point.get("value")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            at = float(point.get("emitted_at") or point["window_end"])
+            series.sample(at, (window_start, *ordering), float(value))
+        if series.seen(window_start, ordering):
             return []
         series.remember(window_start, ordering)
         latest_start = float(series.latest["window_start"])
@@ -123,9 +157,6 @@ class GatewayState:
             window_start == latest_start and ordering >= _ordering(series.latest)
         ):
             series.latest = point
-            value = point.get("value")
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                series.sample(float(point.get("emitted_at") or point["window_end"]), float(value))
         return [Change(kpi_channel(sector), series_key, point)]
 
     def apply_freshness(self, key: str | None, record: dict[str, Any]) -> list[Change]:
@@ -181,7 +212,7 @@ class GatewayState:
             for series_key in sorted(self._series_of_sector.get(sector, ())):
                 series = self._series[series_key]
                 item = dict(series.latest)
-                item["spark"] = [[round(t, 3), v] for t, v in series.spark]
+                item["spark"] = [[round(t, 3), v] for t, _rank, v in series.spark]
                 items.append((series_key, item))
             return items
         if kind == "freshness":

@@ -6,6 +6,8 @@ import itertools
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consumers.gateway.state import GatewayState
 from consumers.gateway.wall_config import MAX_TILE_KPIS, wall_config
@@ -103,6 +105,74 @@ def test_sparkline_keeps_one_sample_a_minute_for_an_hour():
     assert all(later[0] - earlier[0] >= 30 for earlier, later in itertools.pairwise(spark))
     assert spark[-1][0] - spark[0][0] <= 3600
     assert 55 <= len(spark) <= 61
+
+
+def spark(state: GatewayState) -> list[list[float]]:
+    ((_key, latest),) = state.snapshot("kpi:health")
+    return list(latest["spark"])
+
+
+def a_series_as_the_worker_emits_it() -> list[dict[str, Any]]:
+    """50 minutes of a 15-minute tumbling window: a provisional point every 40 s, the final
+    one at the window's end, and a late revision of each closed window 100 s after it."""
+    points: list[dict[str, Any]] = []
+    revisions: dict[float, int] = {}
+    for step in range(75):
+        at = 10_000.0 + step * 40
+        start = at - at % 900
+        revisions[start] = revisions.get(start, -1) + 1
+        points.append(point(start=start, revision=revisions[start], value=step, emitted=at))
+        closed = start - 900
+        if closed in revisions and at - start >= 100 and revisions[closed] < 50:
+            revisions[closed] = 50  # once: a late event within the grace
+            points.append(point(start=closed, revision=50, value=-1.0, emitted=at + 1))
+    return points
+
+
+def test_sparkline_samples_the_tiles_value_once_a_minute():
+    """Live, a point is sampled when it is the latest; a late revision of a closed window is not."""
+    state = GatewayState()
+    points = a_series_as_the_worker_emits_it()
+    for p in points:
+        state.apply_kpi(p)
+    line = spark(state)
+    assert [v for _t, v in line if v < 0] == []
+    minutes = [int(t // 60) for t, _v in line]
+    assert minutes == sorted({int(p["emitted_at"] // 60) for p in points if p["value"] >= 0})
+    assert line[-1] == [points[-1]["emitted_at"], points[-1]["value"]]
+
+
+@given(order=st.permutations(a_series_as_the_worker_emits_it()))
+def test_sparkline_is_the_same_whatever_order_the_points_come_in(order):
+    """Database rows first, the replay after, or any order: the curve the live feed drew."""
+    live = GatewayState()
+    for p in a_series_as_the_worker_emits_it():
+        live.apply_kpi(p)
+    shuffled = GatewayState()
+    for p in order:
+        shuffled.apply_kpi(p)
+    assert spark(shuffled) == spark(live)
+
+
+def test_a_replayed_revision_the_database_superseded_fills_its_minute_but_is_no_news():
+    """The cold start loads a window's last revision; its earlier ones from the Kafka replay
+    still draw the sparkline's minutes, and are not pushed again."""
+    revisions = [
+        point(start=900, revision=r, value=50 + r, emitted=1000 + 60 * r) for r in range(8)
+    ]
+    state = GatewayState()
+    assert state.apply_kpi(revisions[-1]) != []  # the database's row
+    assert [state.apply_kpi(p) for p in revisions] == [[]] * 8
+    assert spark(state) == [[p["emitted_at"], p["value"]] for p in revisions]
+    ((_key, latest),) = state.snapshot("kpi:health")
+    assert latest["revision"] == 7
+
+
+def test_a_point_older_than_the_sparklines_hour_is_left_out():
+    state = GatewayState()
+    state.apply_kpi(point(start=9000, value=2, emitted=9000))
+    state.apply_kpi(point(start=0, value=1, emitted=9000 - 3601))
+    assert spark(state) == [[9000.0, 2.0]]
 
 
 def test_snapshot_is_per_sector():
