@@ -159,6 +159,7 @@ async def test_wall_shows_tiles_alerts_and_the_connection_banner(
                 "dữ liệu cũ 12 phút"
             )
             await expect(page.locator("#province")).to_have_text("Bình Phước")
+            await expect(page.locator("#who")).to_have_text("Màn hình chính · màn hình tường")
             await expect(page.locator(".tile.sources")).to_contain_text("Chi cục Kiểm lâm")
             shots.append(tmp_path / "wall-1-live.png")
             await page.screenshot(path=str(shots[-1]))
@@ -209,6 +210,7 @@ async def test_wall_shows_tiles_alerts_and_the_connection_banner(
             await page.click("#lang")
             await expect(page.locator("#alerts-title")).to_contain_text("Open alerts")
             await expect(health).to_contain_text("Health")
+            await expect(page.locator("#who")).to_have_text("Màn hình chính · wall screen")
             shots.append(tmp_path / "wall-4-english.png")
             await page.screenshot(path=str(shots[-1]))
 

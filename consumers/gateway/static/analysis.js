@@ -18,6 +18,7 @@
       met: "Đạt", missed: "Chưa đạt", near: "Gần đạt", nodata: "Không có số liệu",
       levels: ["Thấp", "Trung bình thấp", "Trung bình cao", "Cao"],
       current: "Kỳ này", previous: "Kỳ trước", target: "Mục tiêu",
+      no_data: "Chưa có dữ liệu trong khoảng thời gian này.",
       loading: "Đang tải số liệu…",
       loaded: (t) => `Số liệu lúc ${t}`,
       no_token: "Thiếu mã truy cập: mở trang với ?token=… (ioc tokens create --team … --analysis)",
@@ -43,6 +44,7 @@
       met: "Met", missed: "Missed", near: "Near", nodata: "No data",
       levels: ["Low", "Lower middle", "Upper middle", "High"],
       current: "This period", previous: "Previous period", target: "Target",
+      no_data: "No data in this period yet.",
       loading: "Loading…",
       loaded: (t) => `Figures as of ${t}`,
       no_token: "No access token: open the page with ?token=… (ioc tokens create --team … --analysis)",
@@ -68,6 +70,7 @@
     kpi: params.get("kpi"),
     detail: null,
     chart: null,
+    status: null,
     loads: 0,
   };
   window.__analysis = S;
@@ -82,16 +85,79 @@
     const d = digits !== undefined ? digits : abs >= 100 ? 0 : abs >= 10 ? 1 : 2;
     return v.toLocaleString(S.lang === "vi" ? "vi-VN" : "en-US", { maximumFractionDigits: d });
   }
+  const zone = () => (S.config && S.config.province.timezone) || "Asia/Ho_Chi_Minh";
   function when(t) {
-    const tz = (S.config && S.config.province.timezone) || "Asia/Ho_Chi_Minh";
     return new Intl.DateTimeFormat("en-GB", {  // 22:05, 03/12 in either language
-      timeZone: tz, hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit", hourCycle: "h23",
+      timeZone: zone(), hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit", hourCycle: "h23",
     }).format(new Date(t * 1000));
   }
+  // The status line is kept as a function of the language, so that switching it rewrites the line.
   function status(text, error) {
+    S.status = { text, error: !!error };
+    renderStatus();
+  }
+  function renderStatus() {
     const el = $("status");
-    el.textContent = text;
-    el.classList.toggle("error", !!error);
+    el.textContent = S.status ? S.status.text(L()) : "";
+    el.classList.toggle("error", !!(S.status && S.status.error));
+  }
+
+  // -- series as the charts draw them
+
+  const WIDTH = { "15m": 900, "1h": 3600, "1d": 86400 };
+  // A number that can be drawn, or null: one bad value is a gap, never NaN on the screen.
+  const num = (v) => (typeof v === "number" && isFinite(v) ? v : null);
+  const points = (series) => (series || []).filter((p) => Array.isArray(p) && num(p[0]) !== null && num(p[1]) !== null);
+
+  /** The value axis for `values`: padded, never empty (one value or all equal), from 0 when nothing is negative. */
+  function valueRange(values) {
+    const finite = values.filter((v) => num(v) !== null);
+    if (!finite.length) return [0, 1];
+    const lo = Math.min(...finite);
+    const hi = Math.max(...finite);
+    const pad = hi - lo < 1e-9 ? Math.max(1, Math.abs(hi) * 0.1) : (hi - lo) * 0.08;
+    return [lo >= 0 && lo - pad < 0 ? 0 : lo - pad, hi + pad];
+  }
+
+  /** The series' own spacing: its closest two points, never under the bucket (a daily KPI in
+      hourly buckets has a point a day, and that is no gap). A gap is more than 1.5 of it. */
+  function cadence(ts, bucket) {
+    let step = Infinity;
+    for (let i = 1; i < ts.length; i++) if (ts[i] > ts[i - 1]) step = Math.min(step, ts[i] - ts[i - 1]);
+    return Math.max(WIDTH[bucket] || 3600, isFinite(step) ? step : 0);
+  }
+
+  /** Indices of points with no neighbour: a line cannot show them, a dot must. */
+  function isolated(ys) {
+    const out = [];
+    for (let i = 0; i < ys.length; i++) {
+      if (ys[i] !== null && (i === 0 || ys[i - 1] === null) && (i === ys.length - 1 || ys[i + 1] === null)) out.push(i);
+    }
+    return out;
+  }
+
+  let tickParts = null;
+  /** Time-axis labels for uPlot's splits: hours with the date where the day changes, days, or months with the year. */
+  function tickLabels(splits, incr) {
+    if (!tickParts || tickParts.resolvedOptions().timeZone !== zone()) {
+      tickParts = new Intl.DateTimeFormat("en-GB", {
+        timeZone: zone(), year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+      });
+    }
+    const parts = (t) => Object.fromEntries(tickParts.formatToParts(new Date(t * 1000)).map((p) => [p.type, p.value]));
+    let prev = null;
+    return splits.map((t, i) => {
+      const p = parts(t);
+      let label;
+      if (incr >= 28 * 86400) label = `${p.month}/${p.year}`;
+      else if (incr >= 86400) label = `${p.day}/${p.month}${i === 0 || prev.year !== p.year ? "\n" + p.year : ""}`;
+      else {
+        const dated = i === 0 || i === splits.length - 1 || incr >= 6 * 3600 || prev.day !== p.day || prev.month !== p.month;
+        label = `${p.hour}:${p.minute}${dated ? `\n${p.day}/${p.month}` : ""}`;
+      }
+      prev = p;
+      return label;
+    });
   }
 
   async function api(path) {
@@ -109,25 +175,27 @@
 
   function fail(err) {
     console.error(err);
-    status(err.status === 401 ? L().refused(err.message) : L().failed(err.message), true);
+    status((l) => (err.status === 401 ? l.refused(err.message) : l.failed(err.message)), true);
   }
 
   // -- the team's table
 
-  function spark(series, target) {
-    if (!series || series.length < 2) return '<svg class="spark" aria-hidden="true"></svg>';
-    const vals = series.map((p) => p[1]);
-    let lo = Math.min(...vals);
-    let hi = Math.max(...vals);
-    if (target) { lo = Math.min(lo, target.value); hi = Math.max(hi, target.value); }
-    if (hi - lo < 1e-9) { hi += 1; lo -= 1; }
-    const t0 = series[0][0];
-    const span = Math.max(1, series[series.length - 1][0] - t0);
-    const x = (t) => ((t - t0) / span) * 100;
-    const y = (v) => 28 - ((v - lo) / (hi - lo)) * 26;
-    const d = series.map((p, i) => `${i ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join("");
-    const tl = target ? `<line x1="0" x2="100" y1="${y(target.value).toFixed(1)}" y2="${y(target.value).toFixed(1)}"/>` : "";
-    return `<svg class="spark" viewBox="0 0 100 30" preserveAspectRatio="none" aria-hidden="true">${tl}<path d="${d}"/></svg>`;
+  function spark(k) {
+    const pts = points(k.series);
+    if (!pts.length) return '<span class="muted">–</span>';
+    const vals = pts.map((p) => p[1]);
+    if (k.target) vals.push(k.target.value);
+    const [lo, hi] = valueRange(vals);
+    const t0 = num(k.from) !== null ? k.from : pts[0][0];
+    const span = Math.max(1, (num(k.to) !== null ? k.to : pts[pts.length - 1][0]) - t0);
+    const gap = cadence(pts.map((p) => p[0]), k.bucket) * 1.5;
+    const x = (t) => Math.min(100, Math.max(0, ((t - t0) / span) * 100)).toFixed(1);
+    const y = (v) => (28 - ((v - lo) / (hi - lo)) * 26).toFixed(1);
+    const d = pts.map((p, i) => `${i && p[0] - pts[i - 1][0] <= gap ? "L" : "M"}${x(p[0])},${y(p[1])}`).join("");
+    const alone = pts.filter((p, i) => (i === 0 || p[0] - pts[i - 1][0] > gap) && (i === pts.length - 1 || pts[i + 1][0] - p[0] > gap));
+    const dots = alone.map((p) => `M${x(p[0])},${y(p[1])}l0,0`).join("");
+    const tl = k.target ? `<line x1="0" x2="100" y1="${y(k.target.value)}" y2="${y(k.target.value)}"/>` : "";
+    return `<svg class="spark" viewBox="0 0 100 30" preserveAspectRatio="none" aria-hidden="true">${tl}<path d="${d}"/>${dots ? `<path class="dot" d="${dots}"/>` : ""}</svg>`;
   }
   function targetText(k) {
     if (!k.target) return "–";
@@ -138,10 +206,12 @@
     return `<span class="chip ${met ? "met" : "missed"}">${met ? "✓ " + L().met : "✗ " + L().missed}</span>`;
   }
   function change(k) {
-    if (k.change === null || k.change === undefined) return "–";
-    const arrow = k.change > 0 ? "▲" : k.change < 0 ? "▼" : "=";
-    if (k.change_pct === null) return `${arrow} ${fmt(k.change)}`;
-    return `${arrow} ${k.change_pct > 0 ? "+" : ""}${fmt(k.change_pct, 1)}%`;
+    const c = num(k.change);
+    if (c === null) return "–";
+    const arrow = c > 0 ? "▲" : c < 0 ? "▼" : "=";
+    const pct = num(k.change_pct);
+    if (pct === null) return `${arrow} ${fmt(c)}`;
+    return `${arrow} ${pct > 0 ? "+" : ""}${fmt(pct, 1)}%`;
   }
 
   function renderTable() {
@@ -155,13 +225,15 @@
         last = k.sector;
         rows.push(`<tr class="sector-row"><th colspan="6" scope="rowgroup">${esc(name(sectors[k.sector]))}</th></tr>`);
       }
-      rows.push(`<tr data-kpi="${esc(k.kpi)}" data-value="${k.value === null ? "" : k.value}" class="${k.kpi === S.kpi ? "selected" : ""}">
+      // data-label: the column's name, shown above each cell when a narrow screen stacks the row.
+      const share = num(k.on_target_share);
+      rows.push(`<tr data-kpi="${esc(k.kpi)}" data-value="${num(k.value) === null ? "" : k.value}" class="${k.kpi === S.kpi ? "selected" : ""}">
         <td><button type="button" class="kpi-name" data-kpi="${esc(k.kpi)}">${esc(name(k))}</button></td>
-        <td class="value">${fmt(k.value)} <span class="muted">${esc(k.unit)}</span></td>
-        <td>${esc(targetText(k))} ${chip(k.met)}</td>
-        <td>${k.on_target_share === null ? "–" : fmt(k.on_target_share * 100, 0) + "%"}</td>
-        <td>${esc(change(k))}</td>
-        <td>${spark(k.series, k.target)}</td></tr>`);
+        <td class="value" data-label="${esc(L().col_value)}">${fmt(k.value)} <span class="muted">${esc(k.unit)}</span></td>
+        <td data-label="${esc(L().col_target)}">${esc(targetText(k))} ${chip(k.met)}</td>
+        <td data-label="${esc(L().col_share)}">${share === null ? "–" : fmt(share * 100, 0) + "%"}</td>
+        <td data-label="${esc(L().col_change)}">${esc(change(k))}</td>
+        <td data-label="${esc(L().col_trend)}">${spark(k)}</td></tr>`);
     }
     $("kpi-rows").innerHTML = rows.join("");
     const team = s.team;
@@ -170,43 +242,113 @@
 
   // -- one KPI in detail
 
+  /** The chart's columns: the period's bucket starts, a null row where a bucket is missing so lines break. */
+  function chartData(d) {
+    const rows = new Map();
+    for (const [t, v] of points(d.series)) rows.set(t, [v, null]);
+    for (const [t, v] of points(d.previous_series)) rows.set(t, [rows.has(t) ? rows.get(t)[0] : null, v]);
+    const times = [...rows.keys()].sort((a, b) => a - b);
+    const width = cadence(times, d.bucket);
+    const xs = [];
+    const cur = [];
+    const prev = [];
+    for (const t of times) {
+      if (xs.length && t - xs[xs.length - 1] > width * 1.5) { xs.push(xs[xs.length - 1] + width); cur.push(null); prev.push(null); }
+      xs.push(t);
+      cur.push(rows.get(t)[0]);
+      prev.push(rows.get(t)[1]);
+    }
+    return [xs, cur, prev];
+  }
+
+  /** The target as a dashed line across the whole plot, labelled at its right end. */
+  function drawTarget(u, target) {
+    const pr = uPlot.pxRatio;
+    const { left, top, width, height } = u.bbox;
+    const y = Math.round(u.valToPos(target.value, "y", true));
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.strokeStyle = "#b3261e";
+    ctx.fillStyle = "#b3261e";
+    ctx.lineWidth = 1.5 * pr;
+    ctx.setLineDash([6 * pr, 4 * pr]);
+    ctx.beginPath();
+    ctx.moveTo(left, y);
+    ctx.lineTo(left + width, y);
+    ctx.stroke();
+    ctx.font = `bold ${12 * pr}px "DejaVu Sans", "Noto Sans", Arial, sans-serif`;
+    ctx.textAlign = "right";
+    const above = y - 16 * pr > top;
+    ctx.textBaseline = above ? "bottom" : "top";
+    ctx.fillText(`${L().target} ${targetText({ target })}`, left + width - 4 * pr, above ? y - 3 * pr : Math.min(y + 3 * pr, top + height - 14 * pr));
+    ctx.restore();
+  }
+
   function renderChart(d) {
     const el = $("chart");
     if (S.chart) { S.chart.destroy(); S.chart = null; }
+    S.xTicks = null;
     el.innerHTML = "";
-    const xs = d.series.map((p) => p[0]);
-    const prev = new Map(d.previous_series.map((p) => [p[0], p[1]]));
-    const data = [xs, d.series.map((p) => p[1]), xs.map((t) => (prev.has(t) ? prev.get(t) : null))];
-    const series = [
-      { label: L().col_time, value: (u, v) => (v === null || v === undefined ? "–" : when(v)) },
-      { label: L().current, stroke: "#0b57d0", width: 2, points: { size: 6 } },
-      { label: L().previous, stroke: "#8a8f98", width: 1.5, dash: [6, 4] },
-    ];
-    if (d.target) {
-      data.push(xs.map(() => d.target.value));
-      series.push({ label: L().target, stroke: "#b3261e", width: 1.5, dash: [3, 3], points: { show: false } });
+    const data = chartData(d);
+    const [xs, cur, prev] = data;
+    if (!cur.some((v) => v !== null) && !prev.some((v) => v !== null)) {
+      el.innerHTML = `<p class="empty">${esc(L().no_data)}</p>`;
+      return;
     }
-    const width = Math.max(320, el.clientWidth || 600);
-    const tz = S.config.province.timezone;
-    const daily = d.bucket === "1d";
-    const tick = new Intl.DateTimeFormat("en-GB", daily
-      ? { timeZone: tz, day: "2-digit", month: "2-digit" }
-      : { timeZone: tz, hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit", hourCycle: "h23" });
+    const target = d.target && num(d.target.value) !== null ? d.target : null;
+    // The axis is the period the API answered for, whatever the points cover (one point, or none yet).
+    const to = num(d.to) !== null ? d.to : Date.now() / 1000;
+    const from = num(d.from) !== null && d.from < to ? d.from : Math.min(xs[0], to - 86400);
+    const yRange = valueRange([...cur, ...prev, target ? target.value : null]);
+    const dots = (u, si, shown) => (shown ? null : isolated(u.data[si]));
+    const value = (u, v) => (num(v) === null ? "–" : `${fmt(v)} ${d.unit}`);
+    const series = [
+      { label: L().col_time, value: (u, v) => (num(v) === null ? "–" : when(v)) },
+      { label: L().current, stroke: "#0b57d0", width: 2, value, points: { size: 7, fill: "#0b57d0", filter: dots } },
+      { label: L().previous, stroke: "#8a8f98", width: 1.5, dash: [6, 4], value, points: { size: 5, filter: dots } },
+    ];
+    if (target) {
+      // In the legend only: the line itself is drawn across the plot by drawTarget.
+      data.push(xs.map(() => null));
+      series.push({ label: L().target, stroke: "#b3261e", width: 1.5, dash: [3, 3], points: { show: false }, value: () => targetText(d) });
+    }
+    const narrow = el.clientWidth < 500;
     const opts = {
-      width, height: 320, series,
-      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), tz),
+      width: Math.max(240, el.clientWidth || 600),
+      height: narrow ? 260 : 320,
+      series,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), zone()),
+      scales: {
+        x: { time: true, range: () => [from, to] },
+        y: { range: () => yRange },
+      },
       axes: [
-        { values: (u, splits) => splits.map((s) => tick.format(new Date(s * 1000))), space: 90 },
-        { label: d.unit, size: 60 },
+        {
+          space: narrow ? 55 : 70,
+          size: 56,
+          values: (u, splits, ai, space, incr) => {
+            const labels = tickLabels(splits, incr);
+            // The x ticks last drawn, as [time, label] (read by the browser tests).
+            S.xTicks = splits.map((t, i) => [t, labels[i]]);
+            return labels;
+          },
+        },
+        {
+          label: d.unit,
+          // Wide enough for the longest label (1.000.000 and more), about 7 px a character.
+          size: (u, values) => Math.max(narrow ? 44 : 56, 24 + 7 * Math.max(0, ...(values || []).map((v) => String(v).length))),
+          values: (u, splits) => splits.map((v) => fmt(v)),
+        },
       ],
       cursor: { points: { size: 8 } },
       legend: { live: true },
+      hooks: target ? { draw: [(u) => drawTarget(u, target)] } : {},
     };
     S.chart = new uPlot(opts, data, el);
     el.setAttribute("aria-label", `${name(d)} · ${d.unit}`);
     S.chart.over.addEventListener("click", () => {
       const idx = S.chart.cursor.idx;
-      if (idx !== null && idx !== undefined) drill(xs[idx]);
+      if (idx !== null && idx !== undefined && cur[idx] !== null) drill(xs[idx]);
     });
   }
 
@@ -219,6 +361,7 @@
     if (!d.areas) {
       $("map").innerHTML = `<p class="muted">${esc(L().no_areas)}</p>`;
       $("map").style.gridTemplateColumns = "";
+      $("map").style.setProperty("--columns", 1);
       $("area-rows").innerHTML = "";
       $("map-legend").innerHTML = "";
       return;
@@ -226,7 +369,8 @@
     block.hidden = false;
     const byCode = Object.fromEntries(d.areas.map((a) => [a.code, a]));
     $("map").style.gridTemplateColumns = `repeat(${map.columns}, auto)`;
-    const label = (st) => (st.startsWith("level") ? L().levels[Number(st.slice(5))] : L()[st]);
+    $("map").style.setProperty("--columns", map.columns);
+    const label = (st) => (st.startsWith("level") ? L().levels[Number(st.slice(5))] : L()[st]) || st;
     $("map").innerHTML = map.areas.map((a) => {
       const f = byCode[a.code] || { status: "nodata", value: null };
       return `<div class="tile ${f.status}" role="listitem" data-area="${esc(a.code)}" data-status="${f.status}"
@@ -250,7 +394,7 @@
       return;
     }
     $("detail-title").textContent = `${name(d)} (${d.unit})`;
-    $("detail-sub").textContent = `${L().detail_sub(L().bucket[d.bucket] || d.bucket, d.series.length)} · ${targetText(d)}`;
+    $("detail-sub").textContent = `${L().detail_sub(L().bucket[d.bucket] || d.bucket, points(d.series).length)} · ${targetText(d)}`;
     renderChart(d);
     renderMap(d);
   }
@@ -272,7 +416,7 @@
   // -- loading
 
   async function loadSummary() {
-    status(L().loading);
+    status((l) => l.loading);
     const load = ++S.loads;
     try {
       const q = new URLSearchParams({ team: S.team, range: S.range });
@@ -285,7 +429,7 @@
       }
       renderTable();
       await loadDetail();
-      status(L().loaded(when(s.as_of)));
+      status((l) => l.loaded(when(s.as_of)));
     } catch (err) {
       fail(err);
     }
@@ -336,6 +480,7 @@
     S.lang = S.lang === "vi" ? "en" : "vi";
     localStorage.setItem("ioc.analysis.lang", S.lang);
     renderChrome();
+    renderStatus();
     renderTable();
     renderDetail();
   });
@@ -370,7 +515,7 @@
   async function start() {
     renderChrome();
     if (!S.token) {
-      status(L().no_token, true);
+      status((l) => l.no_token, true);
       return;
     }
     try {

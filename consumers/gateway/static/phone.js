@@ -20,6 +20,8 @@
       gone: "Không tìm thấy cảnh báo này.",
       need_text: "Vui lòng nhập nội dung.",
       no_kpi: "Không có chỉ số cho cảnh báo này.",
+      no_data: "Chưa có dữ liệu trong 24 giờ qua.",
+      latest: (v, u) => `mới nhất: ${v} ${u}`,
       level_n: (n, name) => (n ? `${n} – ${name}` : `0 – ${name}`),
       ago: (m) => (m < 60 ? `${m} phút trước` : `${Math.floor(m / 60)} giờ ${m % 60} phút trước`),
       target: (op, v, u) => `mục tiêu ${op} ${v} ${u}`,
@@ -43,6 +45,8 @@
       gone: "This alert was not found.",
       need_text: "Please type something first.",
       no_kpi: "No KPI for this alert.",
+      no_data: "No data in the last 24 hours yet.",
+      latest: (v, u) => `latest: ${v} ${u}`,
       level_n: (n, name) => `${n} – ${name}`,
       ago: (m) => (m < 60 ? `${m} min ago` : `${Math.floor(m / 60)} h ${m % 60} min ago`),
       target: (op, v, u) => `target ${op} ${v} ${u}`,
@@ -58,7 +62,7 @@
   };
   const SEVERITY = { info: ["thông tin", "info"], warning: ["cảnh báo", "warning"], critical: ["nghiêm trọng", "critical"], emergency: ["khẩn cấp", "emergency"] };
   const link = decodeURIComponent(location.pathname.replace(/^\/m\//, "").replace(/\/$/, ""));
-  const S = { lang: localStorage.getItem("ioc.phone.lang") || "vi", data: null, alert: null, timeline: [], ws: null, requests: 0, pending: {}, closed: false };
+  const S = { lang: localStorage.getItem("ioc.phone.lang") || "vi", data: null, alert: null, timeline: [], ws: null, requests: 0, pending: {}, closed: false, notice: null };
   window.__phone = S;
   const $ = (id) => document.getElementById(id);
   const L = () => T[S.lang] || T.vi;
@@ -69,29 +73,90 @@
     timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit", hourCycle: "h23",
   }).format(new Date(t * 1000));
 
+  // The notice is kept as a function of the language: switching it rewrites the notice too.
   function notice(text, kind) {
+    S.notice = text ? { text, kind } : null;
+    renderNotice();
+  }
+  function renderNotice() {
     const el = $("notice");
-    el.textContent = text || "";
-    el.className = `notice ${kind || ""}`;
+    el.textContent = S.notice ? S.notice.text(L()) : "";
+    el.className = `notice ${S.notice ? S.notice.kind : ""}`;
+  }
+
+  // -- the KPI's last 24 hours: an SVG in the chart's own pixels, so dots stay round and text sharp
+
+  const DAY = 86400;
+  const BUCKET = 900;  // /api/m/ answers 15-minute buckets
+  const num = (v) => (typeof v === "number" && isFinite(v) ? v : null);
+  const hourOf = new Intl.DateTimeFormat("en-GB", { timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+
+  /** The value axis: padded, never empty (one value or all equal), from 0 when nothing is
+      negative, its ends rounded to a step of 1, 2 or 5 × 10ⁿ so that they read well. */
+  function valueRange(values) {
+    let lo = Math.min(...values);
+    let hi = Math.max(...values);
+    const pad = hi - lo < 1e-9 ? Math.max(1, Math.abs(hi) * 0.1) : (hi - lo) * 0.08;
+    lo = lo >= 0 && lo - pad < 0 ? 0 : lo - pad;
+    hi += pad;
+    const unit = 10 ** Math.floor(Math.log10((hi - lo) / 4));
+    const step = unit * ([1, 2, 5].find((m) => (hi - lo) / (unit * m) <= 8) || 10);
+    return [Math.floor(lo / step) * step, Math.ceil(hi / step) * step, step];
   }
 
   function chart(k) {
-    if (!k || !k.series.length) return `<p class="muted">${esc(L().no_kpi)}</p>`;
-    const pts = k.series;
-    const vals = pts.map((p) => p[1]);
-    let lo = Math.min(...vals);
-    let hi = Math.max(...vals);
-    if (k.target) { lo = Math.min(lo, k.target.value); hi = Math.max(hi, k.target.value); }
-    if (hi - lo < 1e-9) { hi += 1; lo -= 1; }
-    const t0 = pts[0][0];
-    const span = Math.max(1, pts[pts.length - 1][0] - t0);
-    const x = (t) => ((t - t0) / span) * 100;
-    const y = (v) => 48 - ((v - lo) / (hi - lo)) * 46;
-    const d = pts.map((p, i) => `${i ? "L" : "M"}${x(p[0]).toFixed(2)},${y(p[1]).toFixed(2)}`).join("");
-    const tl = k.target ? `<line class="target" x1="0" x2="100" y1="${y(k.target.value).toFixed(2)}" y2="${y(k.target.value).toFixed(2)}"/>` : "";
+    if (!k) return `<p class="muted">${esc(L().no_kpi)}</p>`;
+    const now = Date.now() / 1000;
+    const all = (k.series || []).filter((p) => Array.isArray(p) && num(p[0]) !== null && num(p[1]) !== null).sort((a, b) => a[0] - b[0]);
+    // The last 24 hours up to now (or to the newest point, should this phone's clock be behind).
+    const end = Math.max(now, all.length ? all[all.length - 1][0] : now);
+    const start = end - DAY;
+    const pts = all.filter((p) => p[0] >= start - BUCKET);
+    if (!pts.length) return `<p class="muted empty">${esc(L().no_data)}</p>`;
+    const target = k.target && num(k.target.value) !== null ? k.target : null;
+    const [lo, hi, step] = valueRange(pts.map((p) => p[1]).concat(target ? [target.value] : []));
+    const axis = (v) => v.toLocaleString(vi() ? "vi-VN" : "en-US", { maximumFractionDigits: Math.min(6, Math.max(0, -Math.floor(Math.log10(step)))) });
+    const W = Math.max(240, Math.round($("kpi-chart").clientWidth || 320));
+    const H = 160;
+    const left = 10 + 6.5 * Math.max(axis(hi).length, axis(lo).length, 2);  // room for the value labels
+    const box = { left, right: W - 8, top: 8, bottom: H - 22 };
+    const x = (t) => box.left + (Math.min(end, Math.max(start, t)) - start) / DAY * (box.right - box.left);
+    const y = (v) => box.bottom - (v - lo) / (hi - lo) * (box.bottom - box.top);
+    const f = (n) => n.toFixed(1);
+    const parts = [`<rect class="plot" x="${box.left}" y="${box.top}" width="${box.right - box.left}" height="${box.bottom - box.top}"/>`];
+    // Every 6 hours of the province's clock, away from the edges.
+    for (let t = Math.ceil(start / 3600) * 3600; t <= end; t += 3600) {
+      const label = hourOf.format(new Date(t * 1000));
+      if (Number(label.slice(0, 2)) % 6 || x(t) - box.left < 18 || box.right - x(t) < 18) continue;
+      parts.push(`<line class="grid" x1="${f(x(t))}" x2="${f(x(t))}" y1="${box.top}" y2="${box.bottom}"/>`,
+        `<text class="tick" x="${f(x(t))}" y="${H - 6}" text-anchor="middle">${esc(label)}</text>`);
+    }
+    parts.push(`<text class="tick" x="${box.left - 4}" y="${box.top}" text-anchor="end" dominant-baseline="hanging">${esc(axis(hi))}</text>`,
+      `<text class="tick" x="${box.left - 4}" y="${box.bottom}" text-anchor="end">${esc(axis(lo))}</text>`);
+    if (target) {
+      const op = target.direction === "at_most" ? "≤" : "≥";
+      const ty = y(target.value);
+      const above = ty - 14 > box.top;
+      parts.push(`<line class="target" x1="${box.left}" x2="${box.right}" y1="${f(ty)}" y2="${f(ty)}"/>`,
+        `<text class="target-label" x="${box.right - 3}" y="${f(above ? ty - 4 : ty + 13)}" text-anchor="end">${esc(`${op} ${fmt(target.value)}`)}</text>`);
+    }
+    // A missing point breaks the line (more than 1.5 of the series' own spacing: an hourly
+    // KPI has a point an hour in these 15-minute buckets); a point with no neighbour, and the
+    // newest, get a dot.
+    let spacing = Infinity;
+    for (let i = 1; i < pts.length; i++) if (pts[i][0] > pts[i - 1][0]) spacing = Math.min(spacing, pts[i][0] - pts[i - 1][0]);
+    spacing = Math.max(BUCKET, isFinite(spacing) ? spacing : 0);
+    const gap = (i) => i > 0 && pts[i][0] - pts[i - 1][0] > spacing * 1.5;
+    const d = pts.map((p, i) => `${i === 0 || gap(i) ? "M" : "L"}${f(x(p[0]))},${f(y(p[1]))}`).join("");
+    parts.push(`<path class="line" d="${d}"/>`);
+    pts.forEach((p, i) => {
+      const alone = (i === 0 || gap(i)) && (i === pts.length - 1 || gap(i + 1));
+      if (alone || i === pts.length - 1) parts.push(`<circle class="dot" cx="${f(x(p[0]))}" cy="${f(y(p[1]))}" r="3.5"/>`);
+    });
     const last = pts[pts.length - 1][1];
-    return `<svg viewBox="0 0 100 50" preserveAspectRatio="none" role="img" aria-label="${esc(vi() ? k.name_vi : k.name_en)}: ${fmt(last)} ${esc(k.unit)}">${tl}<path class="line" d="${d}"/></svg>
-      <div class="axis"><span>${esc(clock(t0))}</span><span>${fmt(lo)}–${fmt(hi)} ${esc(k.unit)}</span><span>${esc(clock(pts[pts.length - 1][0]))}</span></div>`;
+    const label = `${vi() ? k.name_vi : k.name_en}: ${fmt(last)} ${k.unit}`;
+    return `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(label)}" data-start="${start}" data-end="${end}">${parts.join("")}</svg>
+      <div class="axis"><span class="from">${esc(clock(start))}</span><span class="latest">${esc(L().latest(fmt(last), k.unit))}</span><span class="to">${esc(clock(end))}</span></div>`;
   }
 
   function render() {
@@ -100,6 +165,7 @@
       const text = L()[el.dataset.i18n];
       if (typeof text === "string") el.textContent = text;
     }
+    renderNotice();
     const d = S.data;
     if (!d) return;
     $("who").textContent = L().who(d.recipient);
@@ -165,47 +231,50 @@
       } else if (m.type === "action_result") {
         const action = S.pending[m.request_id];
         delete S.pending[m.request_id];
-        if (m.ok) notice(L().done[action] || L().sent, "ok");
-        else notice(L().refused(m.code), "bad");
+        if (m.ok) notice((l) => l.done[action] || l.sent, "ok");
+        else notice((l) => l.refused(m.code), "bad");
       }
     };
     ws.onclose = (ev) => {
       S.connected = false;
       if (ev.code === 4401) {
-        notice(L().expired, "bad");
+        notice((l) => l.expired, "bad");
         S.closed = true;
         for (const b of document.querySelectorAll(".actions button")) b.disabled = true;
         return;
       }
-      notice(L().offline, "bad");
+      notice((l) => l.offline, "bad");
       setTimeout(connect, 2000);
     };
   }
 
   function act(action, extra) {
     if (!S.ws || S.ws.readyState !== WebSocket.OPEN) {
-      notice(L().offline, "bad");
+      notice((l) => l.offline, "bad");
       return;
     }
     S.requests += 1;
     const request_id = `phone-${Date.now().toString(36)}-${S.requests}`;
     S.pending[request_id] = action;
     S.ws.send(JSON.stringify(Object.assign({ type: "action", request_id, action, fingerprint: S.data.fingerprint }, extra)));
-    notice(L().sent, "ok");
+    notice((l) => l.sent, "ok");
   }
 
   $("act-ack").addEventListener("click", () => act("ack", {}));
   $("act-escalate").addEventListener("click", () => act("escalate", {}));
   $("act-assign").addEventListener("click", () => {
     const who = $("assignee-input").value.trim();
-    if (!who) return notice(L().need_text, "bad");
+    if (!who) return notice((l) => l.need_text, "bad");
     act("assign", { assignee: who });
   });
   $("act-note").addEventListener("click", () => {
     const text = $("note-input").value.trim();
-    if (!text) return notice(L().need_text, "bad");
+    if (!text) return notice((l) => l.need_text, "bad");
     act("note", { note: text });
     $("note-input").value = "";
+  });
+  window.addEventListener("resize", () => {
+    if (S.data) $("kpi-chart").innerHTML = chart(S.data.kpi);
   });
   $("lang").addEventListener("click", () => {
     S.lang = vi() ? "en" : "vi";
@@ -224,6 +293,6 @@
       render();
       connect();
     })
-    .catch((err) => notice(err.message === "link_expired" ? L().expired : L().refused(err.message), "bad"));
+    .catch((err) => notice((l) => (err.message === "link_expired" ? l.expired : l.refused(err.message)), "bad"));
   render();
 })();

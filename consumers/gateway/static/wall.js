@@ -18,6 +18,7 @@
       alerts: "Cảnh báo đang mở",
       map: "Cảnh báo theo địa bàn",
       area_ok: "✓",
+      area_pending: "◔ chờ xác nhận",
       no_alerts: "✓ Không có cảnh báo nào đang mở",
       legend: "Tạm tính: cửa sổ chưa đóng · Chốt: số liệu cuối của cửa sổ · ≈: ước tính từ các huyện",
       lost: (t) => `⚠ Mất kết nối từ ${t}`,
@@ -58,7 +59,7 @@
       more: (n) => `+ ${n} cảnh báo khác`,
       stale_sectors: (n) => `◷ <b>${n}</b> lĩnh vực dữ liệu cũ`,
       sev_count: (icon, n, label) => `${icon} <b>${n}</b> ${label}`,
-      who: (name, role) => `${name} · ${role}`,
+      who: (name, role) => `${name} · ${{ wall: "màn hình tường", officer: "cán bộ trực", leader: "lãnh đạo" }[role] || role}`,
       updated: (t) => `cập nhật ${t}`,
     },
     en: {
@@ -66,6 +67,7 @@
       alerts: "Open alerts",
       map: "Alerts by area",
       area_ok: "✓",
+      area_pending: "◔ pending",
       no_alerts: "✓ No open alerts",
       legend: "Provisional: window still open · Final: the window's closing figure · ≈: estimated from districts",
       lost: (t) => `⚠ Connection lost since ${t}`,
@@ -106,7 +108,7 @@
       more: (n) => `+ ${n} more alert${n === 1 ? "" : "s"}`,
       stale_sectors: (n) => `◷ <b>${n}</b> sector${n === 1 ? "" : "s"} with stale data`,
       sev_count: (icon, n, label) => `${icon} <b>${n}</b> ${label}`,
-      who: (name, role) => `${name} · ${role}`,
+      who: (name, role) => `${name} · ${{ wall: "wall screen", officer: "duty officer", leader: "leader" }[role] || role}`,
       updated: (t) => `updated ${t}`,
     },
   };
@@ -631,9 +633,12 @@
     const L = t();
     const rank = (sev) => S.config.severity[sev].rank;
     const worst = {};
+    const pending = new Set(); // areas whose alerts wait for their condition to hold (`for`)
     for (const a of S.alerts.values()) {
       const area = a.labels && a.labels.district;
-      if (!area || (a.state !== "firing" && a.state !== "acknowledged")) continue;
+      if (!area) continue;
+      if (a.state === "pending") pending.add(area);
+      if (a.state !== "firing" && a.state !== "acknowledged") continue;
       if (!worst[area] || rank(a.severity) > rank(worst[area])) worst[area] = a.severity;
     }
     $("map-level").textContent = S.lang === "vi" ? map.level.name_vi : map.level.name_en;
@@ -641,9 +646,12 @@
     $("map").innerHTML = map.areas.map((area) => {
       const sev = worst[area.code];
       const name = S.lang === "vi" ? area.short_vi : area.short_en;
-      const label = sev ? `${SEVERITY_ICON[sev]} ${S.lang === "vi" ? S.config.severity[sev].vi : S.config.severity[sev].en}` : L.area_ok;
+      const waiting = !sev && pending.has(area.code);
+      const label = sev ? `${SEVERITY_ICON[sev]} ${S.lang === "vi" ? S.config.severity[sev].vi : S.config.severity[sev].en}`
+        : waiting ? L.area_pending : L.area_ok;
+      const stClass = sev ? "" : waiting ? " pending" : " ok";
       return `<div class="area${sev ? " sev-" + sev : ""}" role="listitem" data-area="${esc(area.code)}" data-severity="${sev || ""}"
-        style="grid-row:${area.row + 1};grid-column:${area.column + 1}" title="${esc(S.lang === "vi" ? area.name_vi : area.name_en)}"><span class="nm">${esc(name)}</span><span class="st${sev ? "" : " ok"}">${esc(label)}</span></div>`;
+        style="grid-row:${area.row + 1};grid-column:${area.column + 1}" title="${esc(S.lang === "vi" ? area.name_vi : area.name_en)}"><span class="nm">${esc(name)}</span><span class="st${stClass}">${esc(label)}</span></div>`;
     }).join("");
   }
 
