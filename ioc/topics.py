@@ -72,6 +72,16 @@ def contract_topics(catalog: Catalog) -> list[str]:
     return [*catalog.sector_topics, *PLATFORM_TOPICS, *INTERNAL_TOPICS]
 
 
+def _admin(
+    bootstrap_servers: str, timeout: float, kafka_options: dict[str, Any] | None
+) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        request_timeout_ms=max(int(timeout * 1000), 1000),
+        **(kafka_options or {}),
+    )
+
+
 async def create_topics(
     bootstrap_servers: str,
     names: list[str],
@@ -82,11 +92,7 @@ async def create_topics(
     kafka_options: dict[str, Any] | None = None,
 ) -> list[TopicResult]:
     """Create the missing topics; report existing ones with their partition count."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers,
-        request_timeout_ms=max(int(timeout * 1000), 1000),
-        **(kafka_options or {}),
-    )
+    admin = _admin(bootstrap_servers, timeout, kafka_options)
     try:
         async with asyncio.timeout(timeout):
             await admin.start()
@@ -209,11 +215,7 @@ async def cluster_id(
     bootstrap_servers: str, *, timeout: float, kafka_options: dict[str, Any] | None = None
 ) -> str | None:
     """The cluster id the broker reports in its metadata (None if it reports none)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers,
-        request_timeout_ms=max(int(timeout * 1000), 1000),
-        **(kafka_options or {}),
-    )
+    admin = _admin(bootstrap_servers, timeout, kafka_options)
     try:
         async with asyncio.timeout(timeout):
             await admin.start()
