@@ -82,7 +82,7 @@ def refused_page(reason: str) -> Reply:
     """The page an expired or altered link gets (Vietnamese, with English below)."""
     status, title, text_vi, text_en = _REFUSED.get(reason, _REFUSED["link_malformed"])
     body = (
-        '<!doctype html><html lang="vi"><head><meta charset="utf-8">'
+        '<!doctype html><html lang="vi"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{escape(title)} · IOC</title><link rel="stylesheet" href="/phone.css">'
         '</head><body class="refused"><main><div class="refused-icon" aria-hidden="true">⊘</div>'

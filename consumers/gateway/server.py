@@ -352,6 +352,8 @@ class GatewayServer:
             return _response(200, "OK", b'{"ok": true}', "application/json")
         if path == "/metrics":
             return _response(200, "OK", generate_latest(self._registry), CONTENT_TYPE_LATEST)
+        if path == "/favicon.ico":  # the pages declare none; a browser asking gets no error
+            return _response(204, "No Content", b"", "image/x-icon")
         found = self._files.get(path)
         if found is None:
             return _response(404, "Not Found", b"not found\n", "text/plain; charset=utf-8")

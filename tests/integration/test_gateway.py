@@ -419,6 +419,9 @@ async def test_http_endpoints(start_gateway):
 
     status, kind, body = await asyncio.to_thread(get, "")
     assert status == 200 and kind.startswith("text/html") and b'charset="utf-8"' in body
+    assert b'<link rel="icon" href="data:,">' in body  # no /favicon.ico request from the page
+    status, kind, body = await asyncio.to_thread(get, "favicon.ico")
+    assert (status, body) == (204, b"")  # and none is an error for a browser that asks
     status, kind, body = await asyncio.to_thread(get, "config.json")
     config = json.loads(body)
     assert len(config["sectors"]) == 11
