@@ -59,12 +59,19 @@ VALUES = {
 }
 
 
+# A count KPI with no event yet (no point): "–" until its sector is seen, then 0.
+QUIET = ("infosec", "security_incidents_per_day")
+
+
 def tile_points(catalog: Catalog) -> list[dict[str, Any]]:
-    """For every tile KPI, an hour of revisions (the sparkline) ending in a current value."""
+    """For every tile KPI but QUIET, an hour of revisions (the sparkline) ending in a current
+    value."""
     now = time.time()
     points = []
     for sector in wall_config(catalog)["sectors"]:
         for kpi in sector["kpis"]:
+            if (sector["id"], kpi["id"]) == QUIET:
+                continue
             groups = DISTRICTS if kpi["grouped"] else ("*",)
             size = kpi["window"]
             additive = kpi["aggregation"] in ("count", "sum")
@@ -160,6 +167,21 @@ async def test_wall_shows_tiles_alerts_and_the_connection_banner(
             )
             await expect(page.locator("#province")).to_have_text("Bình Phước")
             await expect(page.locator("#who")).to_have_text("Màn hình chính · màn hình tường")
+            # A count with no point: unknown while nothing says the sector's data flows…
+            quiet = page.locator(f'.tile[data-sector="{QUIET[0]}"] .kpi[data-kpi="{QUIET[1]}"]')
+            await expect(quiet.locator(".kpi-value")).to_have_text("–")
+            now = time.time()
+            seen = {
+                "kind": "sector_seen",
+                "sector": QUIET[0],
+                "last_seen": now - 30,
+                "emitted_at": now,
+            }
+            await producer.send(producer.topics.kpi, [(f"sector|{QUIET[0]}", seen)])
+            # … then 0 (no event in its window), said as such.
+            await expect(quiet).to_have_attribute("data-value", "0", timeout=WAIT_MS)
+            await expect(quiet).to_have_attribute("data-quiet", "true")
+            await expect(quiet.locator(".kpi-meta")).to_contain_text("chưa ghi nhận sự kiện")
             await expect(page.locator(".tile.sources")).to_contain_text("Chi cục Kiểm lâm")
             shots.append(tmp_path / "wall-1-live.png")
             await page.screenshot(path=str(shots[-1]))

@@ -33,6 +33,7 @@
       connecting: "○ Đang kết nối…",
       stale: (d) => `◷ dữ liệu cũ ${d}`,
       no_data: "◌ chưa có dữ liệu",
+      quiet: "chưa ghi nhận sự kiện",
       gap: (a, b) => `⚠ thiếu dữ liệu ${a}–${b}`,
       overflow: "tràn số",
       status_title: { ok: "Bình thường", stale: "Dữ liệu cũ", alerts: "Cảnh báo đang mở" },
@@ -84,6 +85,7 @@
       gap: (a, b) => `⚠ missing data ${a}–${b}`,
       overflow: "overflow",
       no_data: "◌ no data yet",
+      quiet: "no events yet",
       status_title: { ok: "Normal", stale: "Stale data", alerts: "Open alerts" },
       sources: "Data sources",
       sources_live: (n, total) => `● <b>${n}</b>/${total} sources sending on time`,
@@ -405,6 +407,20 @@
     };
   }
 
+  // Additive KPIs: a window with no event publishes no point, yet its value is 0.
+  const ADDITIVE = new Set(["count", "sum", "rate_per_min", "distinct_count"]);
+
+  function quietZero(kpi, sector, state, points) {
+    // The current window of an additive KPI has had no event while the sector's data flows
+    // (seen within the window, no stale source): 0, rather than "–" or a closed window's figure.
+    if (!ADDITIVE.has(kpi.aggregation) || state.staleFor !== null || !(kpi.window > 0)) return null;
+    const now = nowS();
+    const seen = S.fresh.get(`sector|${sector.id}`);
+    if (!seen || !(now - seen.last_seen <= kpi.window)) return null;
+    if (points.length && Math.max(...points.map((p) => p.window_start)) + kpi.window > now) return null;
+    return { value: 0, approx: false, overflow: false, final: false, emitted: now, quiet: true };
+  }
+
   function combine(aggregation, values) {
     if (aggregation === "avg") return values.reduce((a, b) => a + b, 0) / values.length;
     if (aggregation === "min") return Math.min(...values);
@@ -507,7 +523,8 @@
         // A point's `kpi` is `<sector>.<kpi id>` (the contract), the config's id is the bare one.
         if (entry.point.sector === sector.id && entry.point.kpi === `${sector.id}.${kpi.id}`) entries.push(entry);
       }
-      const agg = aggregate(kpi, entries.map((e) => e.point));
+      const points = entries.map((e) => e.point);
+      const agg = quietZero(kpi, sector, state, points) || aggregate(kpi, points);
       const kpiName = S.lang === "vi" ? kpi.name_vi : kpi.name_en;
       if (!agg) {
         return `<div class="kpi" data-kpi="${esc(kpi.id)}"><div class="kpi-name">${esc(kpiName)}</div>
@@ -515,7 +532,8 @@
       }
       anyData = true;
       const meta = [];
-      meta.push(agg.final ? `<span class="chip final">■ ${L.final}</span>` : `<span class="chip prov">◔ ${L.provisional}</span>`);
+      if (agg.quiet) meta.push(`<span class="chip prov">${L.quiet}</span>`);
+      else meta.push(agg.final ? `<span class="chip final">■ ${L.final}</span>` : `<span class="chip prov">◔ ${L.provisional}</span>`);
       if (agg.overflow) {
         return `<div class="kpi overflow" data-kpi="${esc(kpi.id)}" data-value="overflow" data-final="${agg.final}">
           <div class="kpi-name">${esc(kpiName)}</div>
@@ -528,7 +546,7 @@
         meta.push(`<span class="target">${esc(L.target(op, fmtNumber(kpi.target.value, kpi.unit)))}</span>`);
         meta.push(`<span class="chip ${met ? "ok" : "bad"}">${met ? L.met : L.missed}</span>`);
       }
-      return `<div class="kpi" data-kpi="${esc(kpi.id)}" data-value="${agg.value}" data-final="${agg.final}">
+      return `<div class="kpi" data-kpi="${esc(kpi.id)}" data-value="${agg.value}" data-final="${agg.final}"${agg.quiet ? ' data-quiet="true"' : ""}>
         <div class="kpi-name">${esc(kpiName)}</div>
         <div class="kpi-value">${agg.approx ? "≈" : ""}${fmtNumber(agg.value, kpi.unit)}<span class="unit">${esc(kpi.unit)}</span></div>
         ${sparkSvg(sparkPoints(kpi, entries), kpi.target)}
