@@ -87,14 +87,17 @@ def resolve_bootstrap_servers(settings: Settings) -> str:
 def gateway_address(settings: Settings) -> tuple[str, int]:
     """Where the gateway listens: IOC_GATEWAY_HOST/PORT when set here, else the gateway of a
     running `ioc up` in the state directory, else the default address."""
-    if {"gateway_host", "gateway_port"} & settings.model_fields_set:
-        return settings.gateway_host, settings.gateway_port
+    host, port = settings.gateway_host, settings.gateway_port
     running = read_runtime_file(settings.state_dir)
     if running is not None and running.gateway_address:
-        host, _sep, port = running.gateway_address.rpartition(":")
+        ran_host, _sep, ran_port = running.gateway_address.rpartition(":")
         with contextlib.suppress(ValueError):
-            return host, int(port)
-    return settings.gateway_host, settings.gateway_port
+            # Each part set in this shell wins over the recorded one.
+            if "gateway_host" not in settings.model_fields_set:
+                host = ran_host
+            if "gateway_port" not in settings.model_fields_set:
+                port = int(ran_port)
+    return host, port
 
 
 def public_base_url(settings: Settings) -> str:

@@ -209,14 +209,18 @@ async def _cmd_action(args: argparse.Namespace, settings: Settings) -> int:
         if watch is None or fingerprint is None:
             print("hệ thống áp dụng trong vài giây, xem `ioc alerts` · applied within seconds")
             return 0
+        # The watch starts at the topic's end; `since` only steps over older transitions the
+        # embedded broker's approximate end may show again, with room for clock skew.
         applied = await watch.applied(
-            fingerprint, _APPLIED_AS[args.action], by=args.by, since=now - 5.0, timeout=wait
+            fingerprint, _APPLIED_AS[args.action], by=args.by, since=now - 60.0, timeout=wait
         )
     finally:
         if watch is not None:
             await watch.close()
     if applied is None:
         raise ActionNotConfirmedError(
+            f"chưa thấy {args.action} {fingerprint} được áp dụng sau {wait:g} giây (có thể bị "
+            "từ chối, xem `ioc alerts`) · "
             f"{args.action} {fingerprint}: not applied within {wait:g} s. The worker refuses an "
             "action that does not apply (an unknown fingerprint; ack of an alert not firing or "
             "already acknowledged; …: its log says which), or no worker runs; `ioc alerts` "
@@ -234,7 +238,11 @@ class _AppliedWatch:
         self._consumer = consumer
 
     @classmethod
-    async def open(cls, bootstrap: str, timeout: float, options: dict[str, Any]) -> _AppliedWatch:
+    async def open(
+        cls, bootstrap: str, timeout: float, options: dict[str, Any]
+    ) -> _AppliedWatch | None:
+        """A watch from the topic's end, or None when the topic does not exist (yet): a broker
+        that lost its topics, before `ioc up` made them. The action is sent all the same."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
         from aiokafka.errors import KafkaError
 
@@ -254,6 +262,9 @@ class _AppliedWatch:
                 partitions = [
                     TopicPartition(ALERTS, p) for p in consumer.partitions_for_topic(ALERTS) or ()
                 ]
+                if not partitions:
+                    await consumer.stop()
+                    return None
                 consumer.assign(partitions)
                 await consumer.seek_to_end(*partitions)
                 for tp in partitions:
@@ -289,7 +300,10 @@ class _AppliedWatch:
                         continue
                     try:
                         found = AlertTransition.from_json(json.loads(record.value or b""))
-                    except (RecordError, ValueError, TypeError, AttributeError, KeyError):
+                    except (
+                        RecordError, ValueError, TypeError, AttributeError, KeyError,
+                        RecursionError,
+                    ):  # fmt: skip
                         continue  # not a transition: step over it
                     if found.transition == transition and found.actor == by and found.at >= since:
                         return found

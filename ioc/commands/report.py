@@ -25,7 +25,9 @@ def register(commands: Any) -> None:
     )
     report.add_argument("--team", required=True, help="a team id of the catalog")
     report.add_argument(
-        "--date", help="YYYY-MM-DD: the day (or a day of the week, --weekly); default yesterday"
+        "--date",
+        help="YYYY-MM-DD: the day (or a day of the week, --weekly); default yesterday "
+        "(the last finished week)",
     )
     report.add_argument("--weekly", action="store_true", help="the Monday–Sunday edition")
     report.add_argument("--format", choices=("pdf", "html", "xlsx"), default="pdf")
@@ -58,14 +60,14 @@ async def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         known = ", ".join(t.id for t in catalog.teams) or "none in this catalog"
         raise SettingsError(f"--team: {args.team!r} is not a team of the catalog ({known})")
     zone = ZoneInfo(catalog.province.timezone)
+    today = datetime.now(zone).date()
     if args.date:
         try:
             day = date.fromisoformat(args.date)
         except ValueError as exc:
             raise SettingsError(f"--date: expected YYYY-MM-DD, got {args.date!r}") from exc
-    else:
-        day = datetime.now(zone).date() - timedelta(days=1)
-    today = datetime.now(zone).date()
+    else:  # yesterday, or the last finished Monday–Sunday week
+        day = today - timedelta(days=today.weekday() + 1 if args.weekly else 1)
     last = day + timedelta(days=6 - day.weekday()) if args.weekly else day
     if last >= today:
         period = f"the week {last - timedelta(days=6)}..{last}" if args.weekly else f"{day}"

@@ -95,7 +95,7 @@ async def _cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    only = args.only.split(",") if args.only else None
+    only = [name.strip() for name in args.only.split(",")] if args.only else None
     runtime = Runtime(
         settings, gateway=not args.services_only and (only is None or "gateway" in only)
     )

@@ -127,6 +127,23 @@ def test_a_stale_broker_from_a_crash_is_cleaned_on_start(tmp_path: Path) -> None
         stale.stop()
 
 
+def test_an_alert_action_on_a_broker_without_its_topics_is_sent_unconfirmed(
+    ioc_cli: Cli, tmp_path: Path
+) -> None:
+    """A broker that lost its topics (an embedded one restarted): the action is still sent,
+    and the command says it could not wait for the outcome (it crashed on an assertion)."""
+    broker = EmbeddedBroker(state_dir=tmp_path)
+    run_sync(broker.start())
+    try:
+        env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers}
+        sent = ioc_cli("alerts", "ack", "0" * 16, "--by", "An", "--wait", "2", env=env)
+        assert sent.returncode == 0, sent.stderr
+        assert sent.stdout.startswith("đã gửi ack 0000000000000000 (An, ")
+        assert "applied within seconds" in sent.stdout
+    finally:
+        broker.stop()
+
+
 def test_second_up_on_the_same_state_dir_is_refused(
     ioc_cli: Cli, ioc_process: StartIoc, state_dir: Path
 ) -> None:

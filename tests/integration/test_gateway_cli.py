@@ -76,6 +76,7 @@ def test_tokens_url_names_the_gateway_a_running_ioc_up_serves(ioc_cli, state_dir
     for extra, base in (
         ({}, "http://127.0.0.1:18123"),
         ({"IOC_GATEWAY_PORT": "8123"}, "http://127.0.0.1:8123"),
+        ({"IOC_GATEWAY_HOST": "10.0.0.5"}, "http://10.0.0.5:18123"),  # each part on its own
         ({"IOC_PUBLIC_URL": "https://ioc.binhphuoc.gov.vn/"}, "https://ioc.binhphuoc.gov.vn"),
     ):
         url = ioc_cli(*args, env={**env, **extra})

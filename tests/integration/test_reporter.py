@@ -158,3 +158,9 @@ def test_ioc_report_writes_a_finished_days_pdf_and_refuses_a_day_not_over(
         assert refused.returncode == 1
         assert refused.stderr.startswith("ioc: error [bad_setting] --date:"), refused.stderr
         assert "has not ended yet" in refused.stderr
+    # Without --date: yesterday, or with --weekly the last finished week (any day of the week).
+    weekly = ioc_cli("report", "--team", "van-xa", "--weekly", "--out", str(out), env=env)
+    assert weekly.returncode == 0, weekly.stderr
+    sunday = today - timedelta(days=today.weekday() + 1)
+    monday = sunday - timedelta(days=6)
+    assert f"Báo cáo tuần {monday:%d/%m} – {sunday:%d/%m/%Y}" in weekly.stderr, weekly.stderr

@@ -96,7 +96,7 @@ async def test_fire_escalate_ack_resolve_across_a_worker_kill(
         unknown = ioc_cli("alerts", "ack", "0" * 16, "--by", "Nguyễn Văn An", "--wait", "3",
                           env=env)  # fmt: skip
         assert unknown.returncode == 1
-        assert unknown.stderr.startswith("ioc: error [action_not_confirmed] ack 0000"), unknown
+        assert unknown.stderr.startswith("ioc: error [action_not_confirmed] chưa thấy ack 0000")
         ack = ioc_cli("alerts", "ack", fingerprint, "--by", "Nguyễn Văn An", env=env)
         assert ack.returncode == 0, ack.stderr
         assert f"đã áp dụng · applied: {fingerprint} đã tiếp nhận · acknowledged" in ack.stdout

@@ -410,13 +410,18 @@
   // Additive KPIs: a window with no event publishes no point, yet its value is 0.
   const ADDITIVE = new Set(["count", "sum", "rate_per_min", "distinct_count"]);
 
+  // How recently the sector must have been seen for its data to count as flowing.
+  const FLOWING_S = 3600;
+
   function quietZero(kpi, sector, state, points) {
     // The current window of an additive KPI has had no event while the sector's data flows
-    // (seen within the window, no stale source): 0, rather than "–" or a closed window's figure.
+    // (the wall is live, the sector seen within the window and the last hour, no stale
+    // source): 0, rather than "–" or a closed window's figure.
     if (!ADDITIVE.has(kpi.aggregation) || state.staleFor !== null || !(kpi.window > 0)) return null;
+    if (!S.connected || S.degraded) return null; // the last figures received stand
     const now = nowS();
     const seen = S.fresh.get(`sector|${sector.id}`);
-    if (!seen || !(now - seen.last_seen <= kpi.window)) return null;
+    if (!seen || !(now - seen.last_seen <= Math.min(kpi.window, FLOWING_S))) return null;
     if (points.length && Math.max(...points.map((p) => p.window_start)) + kpi.window > now) return null;
     return { value: 0, approx: false, overflow: false, final: false, emitted: now, quiet: true };
   }
