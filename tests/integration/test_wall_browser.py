@@ -167,6 +167,12 @@ async def test_wall_shows_tiles_alerts_and_the_connection_banner(
             )
             await expect(page.locator("#province")).to_have_text("Bình Phước")
             await expect(page.locator("#who")).to_have_text("Màn hình chính · màn hình tường")
+            # No value is cut (a long one, 12.500 triệu đồng, is set smaller instead).
+            clipped = await page.evaluate(
+                """() => [...document.querySelectorAll('.kpi-value')]
+                     .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)"""
+            )
+            assert clipped == [], clipped
             # A count with no point: unknown while nothing says the sector's data flows…
             quiet = page.locator(f'.tile[data-sector="{QUIET[0]}"] .kpi[data-kpi="{QUIET[1]}"]')
             await expect(quiet.locator(".kpi-value")).to_have_text("–")

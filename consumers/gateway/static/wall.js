@@ -505,6 +505,12 @@
     return { staleFor: staleSince === null ? null : now - staleSince, alerts, worst, gap };
   }
 
+  function valueSize(shown, unit) {
+    // A long value with its unit (15.618 triệu đồng) is set smaller rather than cut.
+    const length = shown.length + unit.length;
+    return length > 17 ? " longer" : length > 13 ? " long" : "";
+  }
+
   function renderTile(sector) {
     const L = t();
     const name = S.lang === "vi" ? sector.name_vi : sector.name_en;
@@ -532,7 +538,7 @@
       const agg = quietZero(kpi, sector, state, points) || aggregate(kpi, points);
       const kpiName = S.lang === "vi" ? kpi.name_vi : kpi.name_en;
       if (!agg) {
-        return `<div class="kpi" data-kpi="${esc(kpi.id)}"><div class="kpi-name">${esc(kpiName)}</div>
+        return `<div class="kpi" data-kpi="${esc(kpi.id)}"><div class="kpi-name" title="${esc(kpiName)}">${esc(kpiName)}</div>
           <div class="kpi-value none">–</div>${sparkSvg([], null)}<div class="kpi-meta"></div></div>`;
       }
       anyData = true;
@@ -541,7 +547,7 @@
       else meta.push(agg.final ? `<span class="chip final">■ ${L.final}</span>` : `<span class="chip prov">◔ ${L.provisional}</span>`);
       if (agg.overflow) {
         return `<div class="kpi overflow" data-kpi="${esc(kpi.id)}" data-value="overflow" data-final="${agg.final}">
-          <div class="kpi-name">${esc(kpiName)}</div>
+          <div class="kpi-name" title="${esc(kpiName)}">${esc(kpiName)}</div>
           <div class="kpi-value">${esc(L.overflow)}<span class="unit">${esc(kpi.unit)}</span></div>
           ${sparkSvg([], null)}<div class="kpi-meta">${meta.join("")}</div></div>`;
       }
@@ -551,9 +557,10 @@
         meta.push(`<span class="target">${esc(L.target(op, fmtNumber(kpi.target.value, kpi.unit)))}</span>`);
         meta.push(`<span class="chip ${met ? "ok" : "bad"}">${met ? L.met : L.missed}</span>`);
       }
+      const shown = `${agg.approx ? "≈" : ""}${fmtNumber(agg.value, kpi.unit)}`;
       return `<div class="kpi" data-kpi="${esc(kpi.id)}" data-value="${agg.value}" data-final="${agg.final}"${agg.quiet ? ' data-quiet="true"' : ""}>
-        <div class="kpi-name">${esc(kpiName)}</div>
-        <div class="kpi-value">${agg.approx ? "≈" : ""}${fmtNumber(agg.value, kpi.unit)}<span class="unit">${esc(kpi.unit)}</span></div>
+        <div class="kpi-name" title="${esc(kpiName)}">${esc(kpiName)}</div>
+        <div class="kpi-value${valueSize(shown, kpi.unit)}" title="${esc(`${shown} ${kpi.unit}`)}">${esc(shown)}<span class="unit">${esc(kpi.unit)}</span></div>
         ${sparkSvg(sparkPoints(kpi, entries), kpi.target)}
         <div class="kpi-meta">${meta.join("")}</div></div>`;
     });
@@ -573,7 +580,7 @@
     if (state.alerts.length) classes.push(`sev-${state.worst}`);
     if (state.staleFor !== null) classes.push("stale");
     return `<article class="${classes.join(" ")}" data-sector="${esc(sector.id)}" data-stale="${state.staleFor !== null}" data-gap="${state.gap !== null}" data-alerts="${state.alerts.length}">
-      <div class="tile-head"><div class="tile-name">${esc(name)}</div><div class="tile-status ${statusClass}" title="${esc(title)}">${esc(status)}</div></div>
+      <div class="tile-head"><div class="tile-name" title="${esc(name)}">${esc(name)}</div><div class="tile-status ${statusClass}" title="${esc(title)}">${esc(status)}</div></div>
       ${stale}${rows.join("")}</article>`;
   }
 
