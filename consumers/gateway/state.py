@@ -31,6 +31,10 @@ from consumers.gateway.channels import alerts_channels, freshness_channels, kpi_
 __all__ = ["SPARK_SECONDS", "Change", "GatewayState"]
 
 SPARK_SECONDS = 3600.0  # a sparkline covers the last hour
+# Samples are kept twice as long and the hour is cut when a snapshot is taken: a point that
+# a later revision shows was never displayed must not have pushed older samples out (the
+# catalog's grace periods, at most 30 min, keep late revisions well inside the margin).
+_SPARK_KEPT = 2 * SPARK_SECONDS
 _SPARK_BUCKET = 60.0  # at most one sample a minute
 _WINDOWS_KEPT = 64  # revisions remembered per series, for dedupe of late revisions
 
@@ -68,7 +72,7 @@ class _Series:
     def sample(self, at: float, rank: _Rank, value: float) -> None:
         """Put a point in its minute (see the module's docstring); any arrival order."""
         spark = self.spark
-        if spark and at < spark[-1][0] - SPARK_SECONDS:
+        if spark and at < spark[-1][0] - _SPARK_KEPT:
             return
         if not spark or (at, rank) > spark[-1][:2]:
             place = len(spark)  # the live case: the newest point
@@ -88,7 +92,7 @@ class _Series:
             spark[place - 1] = (at, rank, value)
         else:
             spark.insert(place, (at, rank, value))
-        horizon = spark[-1][0] - SPARK_SECONDS
+        horizon = spark[-1][0] - _SPARK_KEPT
         if spark[0][0] < horizon:
             del spark[: bisect.bisect_left(spark, horizon, key=lambda s: s[0])]
 
@@ -212,7 +216,9 @@ class GatewayState:
             for series_key in sorted(self._series_of_sector.get(sector, ())):
                 series = self._series[series_key]
                 item = dict(series.latest)
-                item["spark"] = [[round(t, 3), v] for t, _rank, v in series.spark]
+                spark = series.spark
+                since = spark[-1][0] - SPARK_SECONDS if spark else 0.0
+                item["spark"] = [[round(t, 3), v] for t, _rank, v in spark if t >= since]
                 items.append((series_key, item))
             return items
         if kind == "freshness":

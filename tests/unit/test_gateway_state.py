@@ -112,12 +112,13 @@ def spark(state: GatewayState) -> list[list[float]]:
     return list(latest["spark"])
 
 
-def a_series_as_the_worker_emits_it() -> list[dict[str, Any]]:
-    """50 minutes of a 15-minute tumbling window: a provisional point every 40 s, the final
-    one at the window's end, and a late revision of each closed window 100 s after it."""
+def a_series_as_the_worker_emits_it(steps: int = 75) -> list[dict[str, Any]]:
+    """`steps` × 40 s (75: 50 minutes) of a 15-minute tumbling window: a provisional point
+    every 40 s, the final one at the window's end, and a late revision of each closed window
+    100 s after it."""
     points: list[dict[str, Any]] = []
     revisions: dict[float, int] = {}
-    for step in range(75):
+    for step in range(steps):
         at = 10_000.0 + step * 40
         start = at - at % 900
         revisions[start] = revisions.get(start, -1) + 1
@@ -142,11 +143,12 @@ def test_sparkline_samples_the_tiles_value_once_a_minute():
     assert line[-1] == [points[-1]["emitted_at"], points[-1]["value"]]
 
 
-@given(order=st.permutations(a_series_as_the_worker_emits_it()))
+@given(order=st.permutations(a_series_as_the_worker_emits_it(135)))
 def test_sparkline_is_the_same_whatever_order_the_points_come_in(order):
-    """Database rows first, the replay after, or any order: the curve the live feed drew."""
+    """Database rows first, the replay after, or any order: the curve the live feed drew
+    (90 minutes of points: the hour is cut from the right end whatever came first)."""
     live = GatewayState()
-    for p in a_series_as_the_worker_emits_it():
+    for p in a_series_as_the_worker_emits_it(135):
         live.apply_kpi(p)
     shuffled = GatewayState()
     for p in order:
@@ -166,6 +168,19 @@ def test_a_replayed_revision_the_database_superseded_fills_its_minute_but_is_no_
     assert spark(state) == [[p["emitted_at"], p["value"]] for p in revisions]
     ((_key, latest),) = state.snapshot("kpi:health")
     assert latest["revision"] == 7
+
+
+def test_a_late_revision_emitted_after_the_hour_does_not_push_the_shown_points_out():
+    """A (window 0) and B (window 900) were shown; C, a revision of window 0 emitted over an
+    hour later, never was. Whichever comes first, the line is A, B."""
+    a = point(start=0, revision=0, value=1, emitted=10)
+    b = point(start=900, revision=0, value=2, emitted=300)
+    c = point(start=0, revision=1, value=3, emitted=4000)
+    for order in ([a, b, c], [c, a, b], [c, b, a], [b, c, a]):
+        state = GatewayState()
+        for p in order:
+            state.apply_kpi(p)
+        assert spark(state) == [[10.0, 1.0], [300.0, 2.0]], [p["emitted_at"] for p in order]
 
 
 def test_a_point_older_than_the_sparklines_hour_is_left_out():
