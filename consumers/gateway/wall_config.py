@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from consumers.analysis.areas import map_config
+from consumers.analysis.figures import ADDITIVE
 from foundation.contract.alerts import SEVERITY_LABELS, SEVERITY_RANK, STATE_LABELS
 from foundation.contract.catalog import Catalog
 
@@ -38,6 +39,8 @@ def wall_config(catalog: Catalog) -> dict[str, Any]:
                         "name_en": k.name_en,
                         "unit": k.unit,
                         "aggregation": k.aggregation,
+                        # Values add up over groups, and a window without events is 0.
+                        "additive": k.aggregation in ADDITIVE,
                         "grouped": bool(k.group_by),
                         "window": k.window.size,
                         "target": (

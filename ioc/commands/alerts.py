@@ -17,10 +17,9 @@ from foundation.settings import Settings
 __all__ = ["register"]
 
 _STATES = ("pending", "firing", "acknowledged", "resolved", "open")
-# The transition on ioc.alerts that shows an officer's action applied (silences have none
-# of their own: they flag the alerts they match).
-_APPLIED_AS = {"ack": "ack", "assign": "assign", "note": "note", "resolve": "resolve",
-               "escalate": "escalate"}  # fmt: skip
+# Actions on one alert, each applied as a transition of the same name on ioc.alerts (silences
+# have none of their own: they flag the alerts they match).
+_CONFIRMED = frozenset({"ack", "assign", "note", "resolve", "escalate"})
 
 
 def register(commands: Any) -> None:
@@ -39,7 +38,7 @@ def register(commands: Any) -> None:
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
         parser.add_argument("--by", required=True, help="your name, as the audit trail shows it")
-        if name in _APPLIED_AS:
+        if name in _CONFIRMED:
             parser.add_argument(
                 "--wait", type=float, default=10.0, metavar="SECONDS",
                 help="wait this long for the worker to apply it (default 10; 0: do not wait)",
@@ -212,7 +211,7 @@ async def _cmd_action(args: argparse.Namespace, settings: Settings) -> int:
         # The watch starts at the topic's end; `since` only steps over older transitions the
         # embedded broker's approximate end may show again, with room for clock skew.
         applied = await watch.applied(
-            fingerprint, _APPLIED_AS[args.action], by=args.by, since=now - 60.0, timeout=wait
+            fingerprint, args.action, by=args.by, since=now - 60.0, timeout=wait
         )
     finally:
         if watch is not None:
@@ -299,11 +298,8 @@ class _AppliedWatch:
                     if record.key != fingerprint.encode():
                         continue
                     try:
-                        found = AlertTransition.from_json(json.loads(record.value or b""))
-                    except (
-                        RecordError, ValueError, TypeError, AttributeError, KeyError,
-                        RecursionError,
-                    ):  # fmt: skip
+                        found = AlertTransition.decode(record.value or b"")
+                    except RecordError:
                         continue  # not a transition: step over it
                     if found.transition == transition and found.actor == by and found.at >= since:
                         return found

@@ -407,9 +407,6 @@
     };
   }
 
-  // Additive KPIs: a window with no event publishes no point, yet its value is 0.
-  const ADDITIVE = new Set(["count", "sum", "rate_per_min", "distinct_count"]);
-
   // How recently the sector must have been seen for its data to count as flowing.
   const FLOWING_S = 3600;
 
@@ -417,7 +414,8 @@
     // The current window of an additive KPI has had no event while the sector's data flows
     // (the wall is live, the sector seen within the window and the last hour, no stale
     // source): 0, rather than "–" or a closed window's figure.
-    if (!ADDITIVE.has(kpi.aggregation) || state.staleFor !== null || !(kpi.window > 0)) return null;
+    // An additive KPI's window with no event publishes no point, yet its value is 0.
+    if (!kpi.additive || state.staleFor !== null || !(kpi.window > 0)) return null;
     if (!S.connected || S.degraded) return null; // the last figures received stand
     const now = nowS();
     const seen = S.fresh.get(`sector|${sector.id}`);
